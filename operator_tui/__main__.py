@@ -1,0 +1,3 @@
+from operator_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Scenario data (demo chapters, eval campaigns) as YAML, and the models that validate it."""

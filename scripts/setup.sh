@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for operator-tui: Debian packages (if missing) and a virtualenv in .venv.
+# Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# redis-server: the rate limiter subject; prometheus: the TiKV Prometheus path; bubblewrap: the
+# agent's shell sandbox; iptables/iproute2: network faults; sqlite3: inspecting the store; tmux: console tests.
+DEBS=(redis-server redis-tools prometheus bubblewrap iptables iproute2 sqlite3 tmux procps)
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev]'
+echo "setup: ready (.venv)"

@@ -1,0 +1,1 @@
+"""A distributed rate limiter service of our own (N nodes sharing Redis), and its adapter."""
