@@ -91,6 +91,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simt.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
+    lab = sub.add_parser(
+        "lab",
+        help="start, stop and inspect local clusters",
+        description="Local clusters on loopback: the TiKV simulator, or the rate limiter (redis-server + nodes).",
+    )
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="up|down|status", required=True)
+    lab_up = lab_sub.add_parser("up", help="start a local cluster in the background")
+    lab_up.add_argument("lab_subject", choices=["tikv", "ratelimiter"], metavar="SUBJECT")
+    lab_up.add_argument("--nodes", type=int, default=3, help="rate limiter nodes (default: 3)")
+    lab_up.add_argument("--redis-port", type=int, help="rate limiter: redis-server port")
+    lab_up.add_argument("--base-port", type=int, help="rate limiter: node N listens on BASE+N")
+    lab_up.add_argument("--no-load", action="store_true", help="rate limiter: do not start the load generator")
+    lab_up.add_argument("--port", type=int, help="tikv: PD API port of the simulator")
+    lab_up.add_argument("--stores", type=int, help="tikv: number of stores")
+    lab_up.add_argument("--regions", type=int, help="tikv: number of regions")
+    lab_up.add_argument("--time-scale", type=float, help="tikv: simulated seconds per wall second")
+    lab_up.add_argument("--seed", type=int, help="tikv: random seed")
+    for name, text in (("down", "stop a local cluster and remove what it left"), ("status", "show a local cluster")):
+        p = lab_sub.add_parser(name, help=text)
+        p.add_argument("lab_subject", choices=["tikv", "ratelimiter"], metavar="SUBJECT")
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+    for p in (lab, *lab_sub.choices.values()):
+        # SUPPRESS: a subcommand's unset flag must not overwrite the same flag given before it.
+        p.add_argument(
+            "--lab-dir",
+            metavar="DIR",
+            default=argparse.SUPPRESS,
+            help="where labs keep their state (default: beside the store)",
+        )
+
     return parser
 
 
@@ -98,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     None: "console",
     "sim": "sim",
+    "lab": "lab",
 }
 
 

@@ -1,0 +1,183 @@
+"""The store's schema as an ordered list of forward migrations.
+
+`PRAGMA user_version` holds how many have been applied. Never edit a released migration: append
+a new one. A file whose version is newer than this list is refused, not guessed at.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: runs, tickets and their history, metric samples
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        pid INTEGER,
+        host TEXT,
+        config TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE tickets (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        invariant TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        dedup_key TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        evidence TEXT NOT NULL DEFAULT '{}',
+        opened_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        resolved_at TEXT,
+        occurrences INTEGER NOT NULL DEFAULT 1,
+        resolution TEXT,
+        updated_at TEXT NOT NULL
+    );
+    -- one active ticket per invariant and entity within a run: the dedup rule
+    CREATE UNIQUE INDEX tickets_active_dedup ON tickets(run_id, dedup_key)
+        WHERE status IN ('open', 'investigating', 'escalated');
+    CREATE INDEX tickets_by_run ON tickets(run_id, id);
+    CREATE TABLE ticket_events (
+        id INTEGER PRIMARY KEY,
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT,
+        actor TEXT NOT NULL DEFAULT 'system',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX ticket_events_by_ticket ON ticket_events(ticket_id, id);
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        at TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL NOT NULL
+    );
+    CREATE INDEX samples_by_series ON samples(run_id, entity, metric, id);
+    """,
+    # 2: settings (policy, kill switch), actions and their transitions, the audit chain
+    """
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL
+    );
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs(id),
+        ticket_id INTEGER REFERENCES tickets(id),
+        session_id INTEGER,
+        workflow_id TEXT,
+        step INTEGER NOT NULL DEFAULT 0,
+        name TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        target TEXT NOT NULL DEFAULT '',
+        risk TEXT NOT NULL,
+        idempotent INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        requested_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        not_before TEXT,
+        expires_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        error TEXT,
+        decided_by TEXT,
+        decided_at TEXT,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        owner_pid INTEGER,
+        preview TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX actions_by_state ON actions(state, id);
+    CREATE INDEX actions_by_ticket ON actions(ticket_id, id);
+    CREATE INDEX actions_by_workflow ON actions(workflow_id, step);
+    CREATE TABLE action_transitions (
+        id INTEGER PRIMARY KEY,
+        action_id INTEGER NOT NULL REFERENCES actions(id),
+        at TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX action_transitions_by_action ON action_transitions(action_id, id);
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        run_id INTEGER,
+        actor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ref TEXT NOT NULL DEFAULT '',
+        data TEXT NOT NULL DEFAULT '{}',
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    -- the chain's head, so that removing the newest events is detected too
+    CREATE TABLE audit_head (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        last_id INTEGER NOT NULL,
+        last_hash TEXT NOT NULL
+    );
+    """,
+    # 3: agent sessions (one per attempt at a ticket) and their steps
+    """
+    CREATE TABLE agent_sessions (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        entity TEXT NOT NULL,
+        claim_key TEXT NOT NULL,
+        diagnoser TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        diagnosis TEXT,
+        verification TEXT,
+        outcome TEXT NOT NULL DEFAULT '',
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        owner_pid INTEGER
+    );
+    -- one running session per entity of a subject, across processes: the claim rule
+    CREATE UNIQUE INDEX agent_sessions_one_per_entity ON agent_sessions(claim_key) WHERE status = 'running';
+    CREATE INDEX agent_sessions_by_ticket ON agent_sessions(ticket_id, id);
+    CREATE TABLE agent_steps (
+        id INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL REFERENCES agent_sessions(id),
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        content TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX agent_steps_by_session ON agent_steps(session_id, id);
+    """,
+    # 4: injected faults, each with what undoes it
+    """
+    CREATE TABLE faults (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,
+        subject TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT,
+        params TEXT NOT NULL DEFAULT '{}',
+        record TEXT NOT NULL,
+        status TEXT NOT NULL,
+        injected_at TEXT NOT NULL,
+        reverted_at TEXT,
+        revert_detail TEXT,
+        actor TEXT NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

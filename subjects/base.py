@@ -1,0 +1,344 @@
+"""The vocabulary shared by the core and every subject.
+
+A subject adapts one kind of system. The core (monitor, agent, action engine, console) only ever
+sees what is defined here, so nothing in it names a particular system. Values that cross a
+boundary (observations, violations, tickets, diagnoses) are pydantic models; behaviour that a
+subject supplies (invariant checks, runbook signals, action execution) is plain callables held in
+frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Severity(enum.StrEnum):
+    info = "info"
+    warning = "warning"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "critical": 2}[self.value]
+
+
+class RiskTier(enum.StrEnum):
+    low = "low"
+    high = "high"
+    destructive = "destructive"
+
+
+class NodeState(enum.StrEnum):
+    up = "up"
+    degraded = "degraded"  # serving, but something about it is wrong (slow, full, partitioned)
+    down = "down"
+    unknown = "unknown"  # we could not tell (e.g. the control plane is unreachable)
+    removed = "removed"  # deliberately taken out (offline/tombstone)
+
+
+# ---------------------------------------------------------------------------------------------
+# Observation
+
+
+class Node(BaseModel):
+    """One member of the system: a store, a PD member, a service node, a Redis server."""
+
+    id: str
+    kind: str
+    name: str = ""
+    address: str = ""
+    state: NodeState = NodeState.unknown
+    state_detail: str = ""  # the system's own word for it: "Disconnected", "Down", "draining"
+    role: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def entity(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+class Workload(BaseModel):
+    """What clients of the system experience, over the last interval."""
+
+    qps: float | None = None
+    error_rate: float | None = None  # failed requests / all requests, 0..1
+    p99_ms: float | None = None
+
+
+class Observation(BaseModel):
+    """One timestamped snapshot. Failure to observe is an observation too (reachable=False)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    subject: str
+    at: datetime = Field(default_factory=utcnow)
+    monotonic: float = 0.0
+    reachable: bool = True
+    error: str | None = None
+    nodes: list[Node] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    workload: Workload = Field(default_factory=Workload)
+    details: dict[str, Any] = Field(default_factory=dict)
+    duration_ms: float = 0.0
+
+    def node(self, entity_or_id: str, kind: str | None = None) -> Node | None:
+        for n in self.nodes:
+            if n.entity == entity_or_id or (n.id == entity_or_id and (kind is None or n.kind == kind)):
+                return n
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariants and tickets
+
+
+class Violation(BaseModel):
+    invariant: str
+    entity: str  # "store:2", "cluster", "key:user:7", ...
+    severity: Severity
+    summary: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.invariant}@{self.entity}"
+
+
+History = Sequence[Observation]  # oldest first; the current observation is not included
+CheckFn = Callable[[Observation, History], list[Violation]]
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """Something that must hold. `check` returns one violation per offending entity."""
+
+    name: str
+    description: str
+    severity: Severity
+    entity_kind: str
+    check: CheckFn
+    grace_s: float = 0.0  # a violation must persist this long before a ticket opens
+    # Alertmanager-style inhibition: while one of these fires on the same entity, this one is
+    # the same incident seen later or from further away, so it opens no ticket of its own.
+    inhibited_by: tuple[str, ...] = ()
+    # Checks the subject's reachability itself; it is the only kind evaluated on an
+    # observation with reachable=False (which says nothing about anything else).
+    on_unreachable: bool = False
+
+
+class TicketStatus(enum.StrEnum):
+    open = "open"
+    investigating = "investigating"  # an agent session holds it
+    escalated = "escalated"  # the agent gave up; a human must act
+    resolved = "resolved"
+
+    @classmethod
+    def active(cls) -> tuple[TicketStatus, ...]:
+        return (cls.open, cls.investigating, cls.escalated)
+
+
+class Ticket(BaseModel):
+    id: int
+    run_id: int
+    invariant: str
+    entity: str
+    severity: Severity
+    status: TicketStatus
+    summary: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    opened_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None = None
+    occurrences: int = 1
+    resolution: dict[str, Any] | None = None
+    claimed_by: str | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.invariant}@{self.entity}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions
+
+
+class ActionParams(BaseModel):
+    """Base of every action's parameter model: unknown parameters are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActionFailed(Exception):
+    """An action did not do what it was asked. `retryable` failures may succeed if tried again."""
+
+    def __init__(self, reason: str, *, retryable: bool = False, data: dict[str, Any] | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.data = data or {}
+
+
+class ActionOutcome(BaseModel):
+    detail: str  # one line for people: "leader of region 17 moved from store 1 to store 3"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Reconciliation(BaseModel):
+    """After a crash mid-execution: did the action take effect? (None: cannot tell)"""
+
+    took_effect: bool | None
+    detail: str
+
+
+@dataclass
+class ActionContext:
+    """What an executing action may use besides its parameters."""
+
+    progress: Callable[[str], None] = lambda _msg: None
+    timeout_s: float = 120.0
+    # The engine's clock, so waits inside actions can be driven by tests.
+    sleep: Callable[[float], Awaitable[None]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+PrecheckFn = Callable[[Observation, Any], list[str]]
+ExecuteFn = Callable[[Any, ActionContext], Awaitable[ActionOutcome]]
+ReconcileFn = Callable[[Observation, Any], Reconciliation]
+
+
+@dataclass(frozen=True)
+class ActionDef:
+    """One thing the operator can do to the system.
+
+    `params` is a pydantic model whose JSON schema is what an LLM and the CLI see. `precheck`
+    runs against a fresh observation right before execution and returns the problems it finds
+    (empty: go). `execute` performs the change and waits until the system confirms it (or raises
+    ActionFailed). `target` names the entity the action changes, for per-target locks.
+    """
+
+    name: str
+    description: str
+    params: type[ActionParams]
+    risk: RiskTier
+    idempotent: bool
+    target: Callable[[Any], str]
+    precheck: PrecheckFn
+    execute: ExecuteFn
+    preview: Callable[[Any], str]  # what would be sent, for --dry-run and the approval modal
+    reconcile: ReconcileFn | None = None
+    undo: str | None = None  # the action that reverses this one, if any
+
+    def schema(self) -> dict[str, Any]:
+        return self.params.model_json_schema()
+
+
+# ---------------------------------------------------------------------------------------------
+# Runbooks: what the embedded diagnoser reasons over, and context for an LLM
+
+
+@dataclass(frozen=True)
+class RunbookContext:
+    """What a runbook may look at when weighing a cause for one violation."""
+
+    violation: Violation
+    observation: Observation
+    history: History
+    available_actions: frozenset[str]
+    ticket_age_s: float = 0.0
+    attempt: int = 1  # 1 for the first diagnosis of this ticket
+    previous_actions: tuple[dict[str, Any], ...] = ()  # what earlier attempts ran, with outcomes
+    allow_destructive: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class Finding(BaseModel):
+    """The result of looking for one piece of evidence."""
+
+    signal: str
+    present: bool | None  # None: no data to tell
+    reading: str  # what was seen, with values: "slow_score=100 (threshold 80)"
+    value: float | str | None = None
+
+
+class ActionRequest(BaseModel):
+    """An action a runbook (or a model) recommends, with complete parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+    delay_s: float = 0.0  # > 0: schedule it this long after the previous step succeeded
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    description: str
+    probe: Callable[[RunbookContext], Finding]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Cause:
+    name: str
+    title: str
+    description: str
+    supports: tuple[Signal, ...] = ()
+    contradicts: tuple[Signal, ...] = ()
+    # Binds parameters from the evidence. Returns the ordered steps to run (a workflow), or []
+    # when the right move is to hand the ticket to a human; `remedy_text` says which and why.
+    remedy: Callable[[RunbookContext], list[ActionRequest]] = lambda _ctx: []
+    remedy_text: str = ""
+    prior: float = 0.5
+    expected_outcome: str = ""
+    risks: str = ""
+
+
+@dataclass(frozen=True)
+class Runbook:
+    invariant: str
+    summary: str
+    causes: tuple[Cause, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Subjects
+
+
+@runtime_checkable
+class Subject(Protocol):
+    """One system under watch. Implementations live in subjects/<system>/."""
+
+    name: str  # "tikv"
+    display: str  # "TiKV via PD http://127.0.0.1:2379"
+
+    async def observe(self) -> Observation: ...
+
+    def invariants(self) -> list[Invariant]: ...
+
+    def runbooks(self) -> dict[str, Runbook]: ...
+
+    def actions(self) -> list[ActionDef]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class FaultRecord(BaseModel):
+    """An injected fault and exactly what undoes it, so that it can always be reverted."""
+
+    subject: str
+    kind: str
+    target: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    undo: dict[str, Any] = Field(default_factory=dict)
+    detail: str = ""

@@ -1,0 +1,1 @@
+"""The rate limiter node service (contract written out below once the API settles)."""
