@@ -29,29 +29,31 @@ Every option can also come from the config file (--config, TOML) or from an
 environment variable OPERATOR_TUI_<OPTION> (e.g. OPERATOR_TUI_DB); flags win."""
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = True, policy: bool = True) -> None:
+    """The options every command understands. On subcommands they default to SUPPRESS, so that
+    `operator-tui --db X tickets list` and `operator-tui tickets list --db X` mean the same."""
+    d = {"default": argparse.SUPPRESS} if sub else {}
     g = p.add_argument_group("store and config")
-    g.add_argument("--db", metavar="PATH", help="SQLite store (default: $XDG_DATA_HOME/operator-tui/operator.db)")
-    g.add_argument("--config", metavar="FILE", help="TOML config file")
-    g.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity (default: info)"
-    )
-
-
-def _add_subject(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("subject")
-    g.add_argument("--subject", choices=["tikv", "ratelimiter"], help="kind of system to watch (default: tikv)")
-    g.add_argument("--pd", metavar="URL", help="PD endpoint; without it an embedded simulator is started")
-    g.add_argument("--prometheus", metavar="URL", help="read TiKV metrics through this Prometheus server")
-    g.add_argument("--lab-dir", metavar="DIR", help="where local labs keep their state (default: beside the store)")
-
-
-def _add_policy(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("agent and policy")
-    g.add_argument("--agent", choices=["embedded", "claude", "none"], help="diagnoser (default: embedded)")
-    g.add_argument("--mode", choices=["observe", "propose", "execute"], help="what the agent may do")
-    g.add_argument("--approval", choices=["off", "risky", "all"], help="which actions wait for a human")
-    g.add_argument("--interval", type=float, metavar="S", help="seconds between observations (default: 1)")
+    g.add_argument("--db", metavar="PATH", help="SQLite store (default: $XDG_DATA_HOME/operator-tui/operator.db)", **d)
+    g.add_argument("--config", metavar="FILE", help="TOML config file", **d)
+    g.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="log verbosity (default: info)", **d)
+    if subject:
+        g = p.add_argument_group("subject")
+        g.add_argument("--subject", choices=["tikv", "ratelimiter"], help="kind of system to watch (default: tikv)",
+                       **d)
+        g.add_argument("--pd", metavar="URL", help="PD endpoint; without it an embedded simulator is started", **d)
+        g.add_argument("--prometheus", metavar="URL", help="read TiKV metrics through this Prometheus server", **d)
+        g.add_argument("--lab-dir", metavar="DIR", help="where local labs keep their state (default: beside the store)",
+                       **d)
+    if policy:
+        g = p.add_argument_group("agent and policy")
+        g.add_argument("--agent", choices=["embedded", "claude", "none"], help="diagnoser (default: embedded)", **d)
+        g.add_argument("--mode", choices=["observe", "propose", "execute"],
+                       help="what the agent may do (default: what the store holds, else execute)", **d)
+        g.add_argument("--approval", choices=["off", "risky", "all"],
+                       help="which actions wait for a human (default: what the store holds, else off)", **d)
+        g.add_argument("--interval", type=float, metavar="S", help="seconds between observations (default: 1)", **d)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,10 +64,32 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"operator-tui {__version__}")
-    _add_common(parser)
-    _add_subject(parser)
-    _add_policy(parser)
+    _option_groups(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="monitor (and agent) without a screen",
+        description="Observe the subject, open and resolve tickets (and let the agent work) without a screen. "
+                    "Logs one line per event to stderr; stops cleanly on SIGINT/SIGTERM.",
+    )
+    run.add_argument("--headless", action="store_true", help="accepted for clarity: `run` never draws a screen")
+    run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until signalled)")
+    _option_groups(run, sub=True)
+
+    tickets = sub.add_parser("tickets", help="list and show tickets", description="Tickets in the store.")
+    t_sub = tickets.add_subparsers(dest="tickets_command", metavar="list|show", required=True)
+    t_list = t_sub.add_parser("list", help="list tickets, newest first")
+    t_list.add_argument("--status", choices=["open", "investigating", "escalated", "resolved", "active"],
+                        help="only tickets in this status (active: open, investigating or escalated)")
+    t_list.add_argument("--run", metavar="ID", help="only tickets of this run (a number, or 'latest')")
+    t_list.add_argument("--limit", type=int, default=200, help="at most this many (default: 200)")
+    t_list.add_argument("--json", action="store_true", help="machine-readable output")
+    t_show = t_sub.add_parser("show", help="one ticket with its timeline, diagnosis and actions")
+    t_show.add_argument("ticket_id", type=int, metavar="ID")
+    t_show.add_argument("--json", action="store_true", help="machine-readable output")
+    for p in (t_list, t_show):
+        _option_groups(p, sub=True, subject=False, policy=False)
 
     sim = sub.add_parser("sim", help="run a simulated cluster on its own", description="Run a simulated cluster.")
     sim_sub = sim.add_subparsers(dest="sim_kind", metavar="KIND", required=True)
@@ -90,6 +114,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="store N's status port is BASE+N; 0 picks free ports (default: 0)",
     )
     simt.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+
+    actions = sub.add_parser("actions", help="list, run, approve, reject and cancel actions",
+                             description="Actions go through the engine: policy, approval, kill switch, audit.")
+    a_sub = actions.add_subparsers(dest="actions_command", metavar="list|show|run|approve|reject|cancel|catalogue",
+                                   required=True)
+    a_list = a_sub.add_parser("list", help="actions, newest first")
+    a_list.add_argument("--state", action="append", help="only these states (repeatable)")
+    a_list.add_argument("--ticket", type=int, metavar="ID", help="only actions for this ticket")
+    a_list.add_argument("--limit", type=int, default=200)
+    a_list.add_argument("--json", action="store_true", help="machine-readable output")
+    a_show = a_sub.add_parser("show", help="one action with its state history")
+    a_show.add_argument("action_id", type=int, metavar="ID")
+    a_show.add_argument("--json", action="store_true", help="machine-readable output")
+    a_run = a_sub.add_parser("run", help="run an action by hand, through the engine",
+                             description="Run one action through the engine, as a human. Waits for the result "
+                                         "(or for an approval from another process, when the policy asks for one).")
+    a_run.add_argument("name", metavar="NAME", help="action name (see `actions catalogue`)")
+    a_run.add_argument("--param", action="append", default=[], metavar="K=V",
+                       help="a parameter (repeatable); V is read as JSON when it parses, else as text")
+    a_run.add_argument("--dry-run", action="store_true", help="show what would be sent and whether it would run")
+    a_run.add_argument("--ticket", type=int, metavar="ID", help="the ticket this action is for")
+    a_run.add_argument("--delay", type=float, default=0.0, metavar="S", help="run it S seconds from now")
+    a_run.add_argument("--json", action="store_true", help="print the final action record as JSON")
+    a_cat = a_sub.add_parser("catalogue", help="the actions this subject offers, with their parameters")
+    a_cat.add_argument("--json", action="store_true", help="machine-readable output (JSON schemas)")
+    a_ap = a_sub.add_parser("approve", help="approve an action awaiting approval")
+    a_ap.add_argument("action_id", type=int, metavar="ID")
+    a_rj = a_sub.add_parser("reject", help="reject an action awaiting approval")
+    a_rj.add_argument("action_id", type=int, metavar="ID")
+    a_rj.add_argument("--reason", default="", help="why (recorded in the audit log)")
+    a_cn = a_sub.add_parser("cancel", help="cancel a pending action, or stop a running one")
+    a_cn.add_argument("action_id", type=int, metavar="ID")
+    a_cn.add_argument("--reason", default="", help="why (recorded in the audit log)")
+    for p in (a_list, a_show, a_ap, a_rj, a_cn):
+        _option_groups(p, sub=True, subject=False, policy=False)
+    for p in (a_run, a_cat):
+        _option_groups(p, sub=True, policy=False)
+
+    ks = sub.add_parser("killswitch", help="engage, release or show the kill switch",
+                        description="Engaged, the kill switch cancels pending and running actions and blocks new "
+                                    "ones, in every process using the store, until released.")
+    ks.add_argument("ks_command", choices=["on", "off", "status"], metavar="on|off|status")
+    ks.add_argument("--json", action="store_true", help="machine-readable output (status)")
+    _option_groups(ks, sub=True, subject=False, policy=False)
+    mode = sub.add_parser("mode", help="show or set what the agent may do",
+                          description="observe: diagnose only; propose: actions wait for a human; "
+                                      "execute: the agent acts on its own (within the approval policy).")
+    mode.add_argument("value", nargs="?", choices=["observe", "propose", "execute"], metavar="observe|propose|execute")
+    _option_groups(mode, sub=True, subject=False, policy=False)
+    approval = sub.add_parser("approval", help="show or set which actions need a human's approval",
+                              description="off: none; risky: high and destructive ones; all: every action.")
+    approval.add_argument("value", nargs="?", choices=["off", "risky", "all"], metavar="off|risky|all")
+    _option_groups(approval, sub=True, subject=False, policy=False)
+    audit = sub.add_parser("audit", help="list or verify the audit log")
+    au_sub = audit.add_subparsers(dest="audit_command", metavar="list|verify", required=True)
+    au_list = au_sub.add_parser("list", help="audit events, oldest first")
+    au_list.add_argument("--limit", type=int, default=100, help="the newest N events (default: 100)")
+    au_list.add_argument("--ref", help="only events about this (e.g. action:12, fault:3)")
+    au_list.add_argument("--json", action="store_true", help="machine-readable output")
+    au_verify = au_sub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad event")
+    au_verify.add_argument("--json", action="store_true", help="machine-readable output")
+    for p in (au_list, au_verify):
+        _option_groups(p, sub=True, subject=False, policy=False)
 
     lab = sub.add_parser(
         "lab",
@@ -128,8 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
 # command -> module in operator_tui.commands that defines `run(args) -> int`
 COMMANDS = {
     None: "console",
+    "run": "run",
     "sim": "sim",
     "lab": "lab",
+    "tickets": "tickets",
+    "actions": "actions",
+    "killswitch": "policy",
+    "mode": "policy",
+    "approval": "policy",
+    "audit": "audit",
 }
 
 

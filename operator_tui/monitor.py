@@ -85,10 +85,12 @@ class Monitor:
 
     def inhibit(self, violations: list[Violation]) -> list[Violation]:
         firing = {(v.invariant, v.entity) for v in violations}
+        firing_anywhere = {v.invariant for v in violations}
         kept = []
         for v in violations:
             inv = self.invariants.get(v.invariant)
-            if inv and any((other, v.entity) in firing for other in inv.inhibited_by):
+            if inv and (any((other, v.entity) in firing for other in inv.inhibited_by)
+                        or any(other in firing_anywhere for other in inv.inhibited_by_any)):
                 continue
             kept.append(v)
         return kept

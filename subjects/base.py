@@ -132,6 +132,8 @@ class Invariant:
     # Alertmanager-style inhibition: while one of these fires on the same entity, this one is
     # the same incident seen later or from further away, so it opens no ticket of its own.
     inhibited_by: tuple[str, ...] = ()
+    # ... and while one of these fires on any entity (a cluster-wide symptom of a node's fault).
+    inhibited_by_any: tuple[str, ...] = ()
     # Checks the subject's reachability itself; it is the only kind evaluated on an
     # observation with reachable=False (which says nothing about anything else).
     on_unreachable: bool = False
@@ -212,9 +214,9 @@ class ActionContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-PrecheckFn = Callable[[Observation, Any], list[str]]
+PrecheckFn = Callable[[Observation, Any], Awaitable[list[str]]]
 ExecuteFn = Callable[[Any, ActionContext], Awaitable[ActionOutcome]]
-ReconcileFn = Callable[[Observation, Any], Reconciliation]
+ReconcileFn = Callable[[Observation, Any], Awaitable[Reconciliation]]
 
 
 @dataclass(frozen=True)

@@ -28,17 +28,18 @@ class ActionsRepo:
     async def create_action(self, *, name: str, params: dict[str, Any], target: str, risk: str, idempotent: bool,
                             requested_by: str, preview: str = "", run_id: int | None = None,
                             ticket_id: int | None = None, session_id: int | None = None,
-                            workflow_id: str | None = None, step: int = 0, not_before: str | None = None,
+                            workflow_id: str | None = None, step: int = 0, delay_s: float = 0.0,
+                            not_before: str | None = None,
                             dry_run: bool = False, state: ActionState = ActionState.proposed,
                             reason: str = "") -> ActionRecord:
         at = now_text()
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "INSERT INTO actions(run_id, ticket_id, session_id, workflow_id, step, name, params, target, risk,"
-                " idempotent, state, reason, requested_by, created_at, updated_at, not_before, dry_run, preview)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " idempotent, state, reason, requested_by, created_at, updated_at, delay_s, not_before, dry_run, preview)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, ticket_id, session_id, workflow_id, step, name, dumps(params), target, risk, int(idempotent),
-                 state.value, reason, requested_by, at, at, not_before, int(dry_run), preview),
+                 state.value, reason, requested_by, at, at, delay_s, not_before, int(dry_run), preview),
             )
             action_id = cur.lastrowid
             await conn.execute(
@@ -48,7 +49,8 @@ class ActionsRepo:
             await append_audit(
                 conn, requested_by, f"action.{state.value}", f"action:{action_id}",
                 {"name": name, "params": params, "target": target, "risk": risk, "ticket_id": ticket_id,
-                 "workflow_id": workflow_id, "step": step, "not_before": not_before, "dry_run": dry_run,
+                 "workflow_id": workflow_id, "step": step, "delay_s": delay_s, "not_before": not_before,
+                 "dry_run": dry_run,
                  "reason": reason},
                 run_id,
             )
@@ -140,3 +142,27 @@ class ActionsRepo:
         )
         newest = rows[-1]["id"] if rows else after_transition_id
         return newest, sorted({r["action_id"] for r in rows})
+
+    async def executions_since(self, since_text: str) -> int:
+        """How many actions started executing since then, in any process (the rate limit)."""
+        return await self.db.scalar(
+            "SELECT count(*) FROM action_transitions WHERE to_state = 'executing' AND at >= ?", (since_text,)
+        )
+
+    async def executing_on(self, target: str, other_than: int) -> ActionRecord | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM actions WHERE state = 'executing' AND target = ? AND id != ? LIMIT 1", (target, other_than)
+        )
+        return None if row is None else action_from_row(row)
+
+    async def request_cancel(self, action_id: int, actor: str, reason: str) -> bool:
+        """Ask the process executing an action to stop it (it polls for this)."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE actions SET cancel_requested = ?, updated_at = ? WHERE id = ? AND state = 'executing'",
+                (f"{actor}: {reason}", now_text(), action_id),
+            )
+            if not cur.rowcount:
+                return False
+            await append_audit(conn, actor, "action.cancel_requested", f"action:{action_id}", {"reason": reason})
+        return True

@@ -77,6 +77,7 @@ class Database:
             conn.row_factory = sqlite3.Row
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA foreign_keys = ON")
+            await db._check_version()  # before WAL: switching modes rewrites the file header
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await db._migrate()
@@ -88,13 +89,17 @@ class Database:
             raise
         return db
 
-    async def _migrate(self) -> None:
+    async def _check_version(self) -> int:
         version = await self.scalar("PRAGMA user_version")
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this operator-tui understands "
                 f"({SCHEMA_VERSION}); upgrade operator-tui or use another --db. Nothing was changed."
             )
+        return version
+
+    async def _migrate(self) -> None:
+        version = await self._check_version()
         if version == SCHEMA_VERSION:
             return
         async with self.transaction():

@@ -62,8 +62,10 @@ class ActionRecord(BaseModel):
     requested_by: str
     created_at: datetime
     updated_at: datetime
+    delay_s: float = 0.0
     not_before: datetime | None = None
     expires_at: datetime | None = None
+    cancel_requested: str | None = None
     attempts: int = 0
     result: dict[str, Any] | None = None
     error: str | None = None

@@ -186,11 +186,14 @@ def check_high_latency(t: Thresholds):
 
 def check_slow_store(t: Thresholds):
     def check(obs: Observation, _h: History) -> list[Violation]:
+        # A slow store that no longer leads anything (drained) no longer slows clients down.
         return [Violation(invariant="slow_store", entity=n.entity, severity=Severity.warning,
-                          summary=f"store {n.id} slow score {n.metrics['slow_score']:.0f} (>= {t.slow_score:g})",
+                          summary=f"store {n.id} is slow (score {n.metrics['slow_score']:.0f} >= {t.slow_score:g}) "
+                                  f"and still leads {int(n.metrics.get('leader_count', 0))} regions",
                           evidence={"store_id": int(n.id), "slow_score": n.metrics["slow_score"],
                                     "p99_ms": n.metrics.get("p99_ms"), "leader_count": n.metrics.get("leader_count")})
-                for n in stores(obs) if serving(n) and n.metrics.get("slow_score", 0.0) >= t.slow_score]
+                for n in stores(obs) if serving(n) and n.metrics.get("slow_score", 0.0) >= t.slow_score
+                and n.metrics.get("leader_count", 0.0) > 0]
     return check
 
 
@@ -240,8 +243,9 @@ def build_invariants(t: Thresholds) -> list[Invariant]:
         Invariant("low_space", "every store has at least 20% of its capacity free", Severity.warning, "store",
                   check_low_space(t), grace("low_space")),
         Invariant("high_latency", "p99 latency stays under the SLO", Severity.warning, "cluster",
-                  check_high_latency(t), grace("high_latency")),
-        Invariant("slow_store", "no store's slow score reaches 80", Severity.warning, "store",
+                  check_high_latency(t), grace("high_latency"),
+                  inhibited_by_any=("slow_store", "hot_store", "store_unreachable", "pd_unreachable")),
+        Invariant("slow_store", "no slow store (score >= 80) still leads regions", Severity.warning, "store",
                   check_slow_store(t), grace("slow_store")),
         Invariant("hot_store", "no store takes a disproportionate share of the traffic", Severity.warning, "store",
                   check_hot_store(t), grace("hot_store")),

@@ -1,0 +1,1 @@
+"""The action engine, the lifecycle states and human decisions on actions."""

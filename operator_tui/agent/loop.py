@@ -1,0 +1,349 @@
+"""The agent loop: one session per attempt at a ticket, one running session per entity.
+
+    claim -> gather context -> diagnose -> (observe mode: stop here) -> hand actions to the engine
+    -> wait for them -> wait `verify_delay_s` -> re-observe, re-check the ticket's invariant
+    -> clear: resolved with the verification evidence | still broken: retry within budget, then escalate
+
+An escalated ticket is a human's: the agent never claims it again (the monitor still resolves it
+when its invariant holds). A stop (SIGTERM, quit) ends running sessions as interrupted and their
+tickets as escalated, never leaves them running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from operator_tui.actions.engine import ActionEngine, ActionRequestError
+from operator_tui.actions.states import ActionState
+from operator_tui.agent.context import AgentContext, similar_tickets
+from operator_tui.agent.diagnosis import Diagnosis
+from operator_tui.clock import SYSTEM_CLOCK, Clock
+from operator_tui.config import AgentSettings
+from operator_tui.policy import load_policy
+from operator_tui.store import Store
+from operator_tui.timeutil import utcnow
+from subjects.base import ActionRequest, Observation, Subject, Ticket, TicketStatus, Violation
+
+log = logging.getLogger("operator_tui.agent")
+
+
+class DiagnosisFailed(Exception):
+    """The diagnoser could not produce a valid Diagnosis. `retryable`: worth another attempt."""
+
+    def __init__(self, reason: str, *, retryable: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass
+class AgentEvent:
+    """One step of a session, for live views (the console's agent panel)."""
+
+    session_id: int
+    ticket_id: int
+    entity: str
+    kind: str
+    title: str
+    content: Any = None
+
+
+class Recorder:
+    """Writes a session's steps to the store and tells listeners."""
+
+    def __init__(self, store: Store, session_id: int, ticket: Ticket, listener: Callable[[AgentEvent], None] | None):
+        self.store = store
+        self.session_id = session_id
+        self.ticket = ticket
+        self.listener = listener
+        self.input_tokens = 0
+        self.output_tokens = 0
+
+    async def step(self, kind: str, title: str, content: Any = None) -> None:
+        await self.store.add_step(self.session_id, kind, title, content)
+        if self.listener is not None:
+            self.listener(AgentEvent(self.session_id, self.ticket.id, self.ticket.entity, kind, title, content))
+
+
+class Diagnoser(Protocol):
+    name: str
+
+    async def diagnose(self, context: AgentContext, record: Recorder) -> Diagnosis: ...
+
+
+class Agent:
+    def __init__(self, store: Store, subject: Subject, engine: ActionEngine, run_id: int, diagnoser: Diagnoser,
+                 settings: AgentSettings | None = None, *, history: Callable[[], list[Observation]] | None = None,
+                 clock: Clock = SYSTEM_CLOCK, on_event: Callable[[AgentEvent], None] | None = None,
+                 max_concurrent: int = 4, poll_interval: float = 0.5):
+        self.store = store
+        self.subject = subject
+        self.engine = engine
+        self.run_id = run_id
+        self.diagnoser = diagnoser
+        self.settings = settings or AgentSettings()
+        self.history = history or (lambda: [])
+        self.clock = clock
+        self.on_event = on_event
+        self.max_concurrent = max_concurrent
+        self.poll_interval = poll_interval
+        self.invariants = {i.name: i for i in subject.invariants()}
+        self.runbooks = subject.runbooks()
+        # Knobs the runbooks read (e.g. how long after a drain to schedule the undrain).
+        self.runbook_settings: dict[str, Any] = {}
+        self._sessions: dict[int, tuple[asyncio.Task[None], int]] = {}  # ticket id -> (task, session id)
+        self._not_before: dict[int, float] = {}  # ticket id -> monotonic time of the next attempt
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        await self.recover_orphans()
+        try:
+            while not stop.is_set():
+                try:
+                    await self.poll()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("agent poll failed")
+                try:
+                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.shutdown("interrupted: the operator stopped")
+
+    async def poll(self) -> None:
+        for ticket_id in [t for t, (task, _) in self._sessions.items() if task.done()]:
+            del self._sessions[ticket_id]
+        if len(self._sessions) >= self.max_concurrent:
+            return
+        for ticket in reversed(await self.store.list_tickets(run_id=self.run_id, statuses=["open"])):
+            if ticket.id in self._sessions or self.clock.monotonic() < self._not_before.get(ticket.id, 0.0):
+                continue
+            if len(self._sessions) >= self.max_concurrent:
+                break
+            await self._start(ticket)
+
+    async def _start(self, ticket: Ticket) -> None:
+        sessions = await self.store.sessions_for_ticket(ticket.id)
+        attempt = len(sessions) + 1
+        age = (utcnow() - ticket.opened_at).total_seconds()
+        if attempt > self.settings.max_attempts or age > self.settings.max_ticket_seconds:
+            why = (f"{attempt - 1} attempts did not fix it" if attempt > self.settings.max_attempts
+                   else f"still broken after {age:.0f} s")
+            await self._escalate_unclaimed(ticket, why, sessions)
+            return
+        session_id = await self.store.claim_ticket(ticket.id, self.run_id, f"{self.subject.name}|{ticket.entity}",
+                                                   self.diagnoser.name, attempt)
+        if session_id is None:
+            return  # someone else holds the ticket or its entity
+        task = asyncio.create_task(self._session(ticket, session_id, attempt), name=f"agent-ticket-{ticket.id}")
+        self._sessions[ticket.id] = (task, session_id)
+
+    async def shutdown(self, reason: str) -> None:
+        for ticket_id, (task, session_id) in list(self._sessions.items()):
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+                await self._end(session_id, ticket_id, "interrupted", reason, TicketStatus.escalated,
+                                {"reason": reason})
+        self._sessions.clear()
+
+    async def recover_orphans(self) -> None:
+        """Sessions left running by a process that died: interrupted, their tickets escalated."""
+        for s in await self.store.orphaned_sessions():
+            await self.store.end_session(s.id, "interrupted", "the process running it died")
+            await self.store.set_ticket_status(s.ticket_id, TicketStatus.escalated, "system",
+                                               {"reason": "interrupted: the process running its session died"},
+                                               expect=(TicketStatus.investigating,))
+
+    # -- one session --------------------------------------------------------------------------
+
+    async def _session(self, ticket: Ticket, session_id: int, attempt: int) -> None:
+        record = Recorder(self.store, session_id, ticket, self.on_event)
+        try:
+            await self._attempt(ticket, session_id, attempt, record)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("agent session %d failed", session_id)
+            await record.step("error", f"session failed: {type(e).__name__}: {e}")
+            await self._end(session_id, ticket.id, "failed", f"{type(e).__name__}: {e}", TicketStatus.escalated,
+                            {"reason": f"the agent failed: {type(e).__name__}: {e}"})
+
+    async def gather(self, ticket: Ticket, attempt: int) -> AgentContext:
+        obs = await self.subject.observe()
+        invariant = self.invariants.get(ticket.invariant)
+        violation = None
+        if invariant is not None and (obs.reachable or invariant.on_unreachable):
+            violation = next((v for v in invariant.check(obs, self.history()) if v.entity == ticket.entity), None)
+        still = violation is not None
+        if violation is None:
+            violation = Violation(invariant=ticket.invariant, entity=ticket.entity, severity=ticket.severity,
+                                  summary=ticket.summary, evidence=ticket.evidence)
+        previous = []
+        for a in reversed(await self.store.list_actions(ticket_id=ticket.id)):
+            previous.append({"id": a.id, "name": a.name, "params": a.params, "state": a.state, "reason": a.reason})
+        metric_history: dict[str, list[tuple[str, float]]] = {}
+        for metric in ("leader_count", "qps", "p99_ms", "slow_score"):
+            series = await self.store.samples(self.run_id, ticket.entity, metric, limit=60)
+            if series:
+                metric_history[metric] = series
+        for metric in ("qps", "error_rate", "p99_ms"):
+            series = await self.store.samples(self.run_id, "cluster", metric, limit=60)
+            if series:
+                metric_history[f"cluster.{metric}"] = series
+        pending = [{"id": a.id, "name": a.name, "params": a.params, "state": a.state,
+                    "not_before": a.not_before.isoformat() if a.not_before else None}
+                   for a in await self.store.list_actions(
+                       states=["proposed", "validated", "awaiting_approval", "approved", "scheduled"],
+                       run_id=self.run_id)]
+        return AgentContext(
+            ticket=ticket, violation=violation, observation=obs, history=self.history(),
+            runbook=self.runbooks.get(ticket.invariant), invariant=invariant, catalogue=self.engine.describe(),
+            attempt=attempt, ticket_age_s=(utcnow() - ticket.opened_at).total_seconds(), still_violated=still,
+            metric_history=metric_history, similar=await similar_tickets(self.store, ticket),
+            timeline=[e.model_dump(mode="json") for e in await self.store.ticket_events(ticket.id)],
+            previous_actions=previous, allow_destructive=self.settings.allow_destructive,
+            settings={"pending_actions": pending, **self.runbook_settings},
+        )
+
+    async def _attempt(self, ticket: Ticket, session_id: int, attempt: int, record: Recorder) -> None:
+        context = await self.gather(ticket, attempt)
+        await record.step("context", f"attempt {attempt}: gathered context for {ticket.invariant} on {ticket.entity}",
+                          context.summary())
+        try:
+            diagnosis = await self.diagnoser.diagnose(context, record)
+        except DiagnosisFailed as e:
+            await record.step("error", f"no diagnosis: {e.reason}")
+            await self.store.update_session(session_id, input_tokens=record.input_tokens,
+                                            output_tokens=record.output_tokens)
+            await self._retry_or_escalate(ticket, session_id, attempt, f"no diagnosis: {e.reason}",
+                                          retry=e.retryable)
+            return
+        await self.store.update_session(session_id, diagnosis=diagnosis.model_dump(mode="json"),
+                                        input_tokens=record.input_tokens, output_tokens=record.output_tokens)
+        await record.step("diagnosis", diagnosis.root_cause, diagnosis.model_dump(mode="json"))
+        await self.store.add_ticket_event(ticket.id, "diagnosed", "agent",
+                                          {"session_id": session_id, "summary": diagnosis.summary,
+                                           "confidence": diagnosis.confidence})
+
+        policy = await load_policy(self.store)
+        if policy.mode == "observe":
+            await self._end(session_id, ticket.id, "diagnosed", "observe mode: diagnosis only",
+                            TicketStatus.escalated, {"reason": "observe mode: the agent only diagnoses; a human acts",
+                                                     "diagnosis": diagnosis.summary})
+            return
+        if diagnosis.escalate or not diagnosis.recommended_actions:
+            await self._end(session_id, ticket.id, "escalated", diagnosis.expected_outcome or diagnosis.root_cause,
+                            TicketStatus.escalated, {"reason": "no action the agent may take fixes this",
+                                                     "diagnosis": diagnosis.summary,
+                                                     "advice": diagnosis.expected_outcome})
+            return
+
+        requests = [ActionRequest(name=a.name, params=a.params, reason=a.reason, delay_s=a.delay_s)
+                    for a in diagnosis.recommended_actions]
+        try:
+            records = await self.engine.submit(requests, actor="agent", ticket_id=ticket.id, session_id=session_id)
+        except ActionRequestError as e:
+            await record.step("error", "the engine refused the recommended actions", {"problems": e.problems})
+            await self._retry_or_escalate(ticket, session_id, attempt,
+                                          "recommended actions were invalid: " + "; ".join(e.problems))
+            return
+        await record.step("actions", f"handed {len(records)} action(s) to the engine",
+                          [{"id": r.id, "name": r.name, "params": r.params, "delay_s": r.delay_s} for r in records])
+
+        now_steps = []
+        for r in records:
+            if r.delay_s > 0 and r.step > 0:
+                break
+            now_steps.append(r.id)
+        waited = self.engine.settings.approval_timeout_s + self.engine.settings.timeout_s * len(now_steps) + 30
+        finals = await self.engine.wait_for(now_steps, timeout=waited)
+        summary = [{"id": a.id, "name": a.name, "state": a.state, "reason": a.reason} for a in finals]
+        await record.step("action_results", ", ".join(f"{a.name}: {a.state}" for a in finals), summary)
+        bad = [a for a in finals if a.state != ActionState.succeeded.value]
+        if bad:
+            a = bad[0]
+            reason = f"action {a.name} {a.state}: {a.reason}"
+            human_said_no = a.state in (ActionState.rejected.value, ActionState.cancelled.value,
+                                        ActionState.expired.value)
+            await self._retry_or_escalate(ticket, session_id, attempt, reason, retry=not human_said_no)
+            return
+
+        await self.clock.sleep(self.settings.verify_delay_s)
+        verification = await self.verify(ticket)
+        await self.store.update_session(session_id, verification=verification)
+        await record.step("verification", verification["summary"], verification)
+        if verification["holds"]:
+            await self._end(session_id, ticket.id, "resolved", verification["summary"], TicketStatus.resolved,
+                            {"by": "agent", "reason": verification["summary"], "verification": verification,
+                             "session_id": session_id})
+        else:
+            await self._retry_or_escalate(ticket, session_id, attempt, verification["summary"])
+
+    async def verify(self, ticket: Ticket) -> dict[str, Any]:
+        """Re-observe and re-run the ticket's invariant for its entity."""
+        t0 = time.monotonic()
+        obs = await self.subject.observe()
+        invariant = self.invariants.get(ticket.invariant)
+        if not obs.reachable and not (invariant and invariant.on_unreachable):
+            return {"holds": False, "summary": f"cannot verify: the system is unreachable ({obs.error})",
+                    "observed_at": obs.at.isoformat()}
+        violations = [v for v in (invariant.check(obs, self.history()) if invariant else [])
+                      if v.entity == ticket.entity]
+        holds = invariant is not None and not violations
+        node = obs.node(ticket.entity)
+        return {
+            "holds": holds,
+            "invariant": ticket.invariant,
+            "entity": ticket.entity,
+            "summary": (f"{ticket.invariant} holds again for {ticket.entity}" if holds
+                        else f"{ticket.invariant} still violated: {violations[0].summary}" if violations
+                        else f"cannot check {ticket.invariant}"),
+            "observed_at": obs.at.isoformat(),
+            "observe_ms": round((time.monotonic() - t0) * 1000, 1),
+            "evidence": violations[0].evidence if violations else
+            ({"state": node.state, "detail": node.state_detail, "metrics": node.metrics} if node else {}),
+        }
+
+    async def _retry_or_escalate(self, ticket: Ticket, session_id: int, attempt: int, reason: str,
+                                 retry: bool = True) -> None:
+        age = (utcnow() - ticket.opened_at).total_seconds()
+        if retry and attempt < self.settings.max_attempts and age < self.settings.max_ticket_seconds:
+            self._not_before[ticket.id] = self.clock.monotonic() + max(1.0, self.settings.verify_delay_s)
+            await self._end(session_id, ticket.id, "not_fixed", reason, TicketStatus.open,
+                            {"reason": reason, "next": f"attempt {attempt + 1}"})
+        else:
+            tried = [{"name": a.name, "params": a.params, "state": a.state}
+                     for a in reversed(await self.store.list_actions(ticket_id=ticket.id))]
+            await self._end(session_id, ticket.id, "escalated", reason, TicketStatus.escalated,
+                            {"reason": reason, "attempts": attempt, "tried": tried})
+
+    async def _escalate_unclaimed(self, ticket: Ticket, why: str, sessions: list[Any]) -> None:
+        tried = [{"name": a.name, "params": a.params, "state": a.state}
+                 for a in reversed(await self.store.list_actions(ticket_id=ticket.id))]
+        await self.store.set_ticket_status(ticket.id, TicketStatus.escalated, "agent",
+                                           {"reason": why, "attempts": len(sessions), "tried": tried},
+                                           expect=(TicketStatus.open,))
+
+    async def _end(self, session_id: int, ticket_id: int, status: str, outcome: str, ticket_status: TicketStatus,
+                   detail: dict[str, Any]) -> None:
+        await self.store.end_session(session_id, status, outcome)
+        await self.store.set_ticket_status(ticket_id, ticket_status, "agent", {"session_id": session_id, **detail},
+                                           expect=(TicketStatus.investigating,))
+        log.info("ticket #%d: session %d %s (%s)", ticket_id, session_id, status, outcome)
+        if self.on_event is not None:
+            ticket = await self.store.get_ticket(ticket_id)
+            self.on_event(AgentEvent(session_id, ticket_id, ticket.entity if ticket else "", "end", f"{status}: {outcome}",
+                                     {"status": status, "ticket_status": ticket_status.value}))

@@ -1,0 +1,34 @@
+"""`operator-tui audit list|verify`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from operator_tui.commands.common import print_json, print_table, run_with_store, settings_from, short_time
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+
+    async def body(store: Any) -> int:
+        if args.audit_command == "verify":
+            ok, checked, problem = await store.verify_audit()
+            if args.json:
+                print_json({"ok": ok, "checked": checked, "problem": problem or None})
+            elif ok:
+                print(f"audit chain intact: {checked} events")
+            else:
+                print(f"audit chain BROKEN: {problem} ({checked} events verified before it)")
+            return 0 if ok else 1
+        events = await store.list_audit(limit=args.limit, ref=args.ref)
+        if args.json:
+            print_json(events)
+            return 0
+        print_table(["id", "at", "actor", "kind", "ref", "data"],
+                    [[e.id, short_time(e.at), e.actor, e.kind, e.ref, json.dumps(e.data, separators=(",", ":"))]
+                     for e in events], max_width=80)
+        return 0
+
+    return run_with_store(settings, body)

@@ -1,0 +1,193 @@
+"""The local TiKV lab: the simulator as a background process, and the node-level actions its host
+control offers (what an agent on each machine would let us do: restart or stop a store).
+
+A real cluster gets these from whatever manages its machines (systemd, TiUP, Kubernetes); here
+they exist only when the simulator's host API answers, and the subject offers them only then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from subjects.base import (
+    ActionContext,
+    ActionDef,
+    ActionFailed,
+    ActionOutcome,
+    Observation,
+    Reconciliation,
+    RiskTier,
+)
+from subjects.tikv.actions import StoreParams, store_node
+from subjects.tikv.pd_client import PDClient, PDError, PDUnreachable
+
+RESTART_WAIT_S = 30.0
+
+
+async def _host(pd: PDClient, method: str, path: str) -> Any:
+    try:
+        response = await pd.request(method, f"/sim/v1/{path}")
+        return response.json()
+    except PDError as e:
+        raise ActionFailed(f"host control refused {method} {path}: {e.message}") from e
+    except PDUnreachable as e:
+        raise ActionFailed(f"host control unreachable: {e}", retryable=True) from e
+
+
+async def _process(pd: PDClient, store_id: int) -> dict[str, Any] | None:
+    for entry in await _host(pd, "GET", "stores"):
+        if int(entry.get("id", -1)) == store_id:
+            return entry
+    return None
+
+
+def host_actions(pd: PDClient) -> list[ActionDef]:
+    async def exists(obs: Observation, p: StoreParams) -> list[str]:
+        if store_node(obs, p.store_id) is None:
+            return [f"store {p.store_id} does not exist"]
+        return []
+
+    async def restart(p: StoreParams, ctx: ActionContext) -> ActionOutcome:
+        await _host(pd, "POST", f"stores/{p.store_id}/restart")
+        deadline = time.monotonic() + min(RESTART_WAIT_S, ctx.timeout_s * 0.8)
+        while time.monotonic() < deadline:
+            entry = await _process(pd, p.store_id)
+            if entry and entry.get("running"):
+                address = entry.get("status_address", "")
+                if address and await _answers(address):
+                    return ActionOutcome(detail=f"store {p.store_id} restarted; its status port answers",
+                                         data={"status_address": address})
+            ctx.progress(f"waiting for store {p.store_id} to come up")
+            await asyncio.sleep(0.2)
+        raise ActionFailed(f"store {p.store_id} did not come back within {RESTART_WAIT_S:g} s of the restart")
+
+    async def stop(p: StoreParams, ctx: ActionContext) -> ActionOutcome:
+        await _host(pd, "POST", f"stores/{p.store_id}/stop")
+        entry = await _process(pd, p.store_id)
+        if entry and entry.get("running"):
+            raise ActionFailed(f"store {p.store_id} is still running after the stop")
+        return ActionOutcome(detail=f"store {p.store_id} stopped")
+
+    async def reconcile_restart(_obs: Observation, p: StoreParams) -> Reconciliation:
+        entry = await _process(pd, p.store_id)
+        running = bool(entry and entry.get("running"))
+        return Reconciliation(took_effect=running, detail=f"store {p.store_id} {'runs' if running else 'is stopped'}")
+
+    async def reconcile_stop(_obs: Observation, p: StoreParams) -> Reconciliation:
+        entry = await _process(pd, p.store_id)
+        stopped = bool(entry) and not entry.get("running")
+        return Reconciliation(took_effect=stopped, detail=f"store {p.store_id} {'is stopped' if stopped else 'runs'}")
+
+    return [
+        ActionDef("restart_node", "Restart the TiKV process of a store through the host's control agent "
+                  "(brings a dead or hung store back).", StoreParams, RiskTier.high, True,
+                  lambda p: f"store:{p.store_id}", exists, restart,
+                  lambda p: f"POST /sim/v1/stores/{p.store_id}/restart", reconcile_restart),
+        ActionDef("stop_node", "Stop the TiKV process of a store through the host's control agent.", StoreParams,
+                  RiskTier.high, True, lambda p: f"store:{p.store_id}", exists, stop,
+                  lambda p: f"POST /sim/v1/stores/{p.store_id}/stop", reconcile_stop),
+    ]
+
+
+async def _answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    return True
+
+
+# -- the lab: the simulator as a background process ------------------------------------------
+
+class LabError(Exception):
+    pass
+
+
+def state_file(run_dir: Path) -> Path:
+    return run_dir / "state.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except OSError:
+        return False
+    return True
+
+
+def lab_status(run_dir: Path) -> dict[str, Any] | None:
+    path = state_file(run_dir)
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    state["alive"] = _alive(int(state["pid"]))
+    return state
+
+
+def lab_up(run_dir: Path, *, port: int = 2379, stores: int = 5, regions: int = 200, time_scale: float = 1.0,
+           seed: int = 0, wait_s: float = 30.0) -> dict[str, Any]:
+    """Start `operator-tui sim tikv` detached; returns once its PD API answers."""
+    current = lab_status(run_dir)
+    if current and current["alive"]:
+        raise LabError(f"a TiKV lab is already up at {current['pd_url']} (pid {current['pid']}); "
+                       "`operator-tui lab down tikv` first")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "sim.log"
+    cmd = [sys.executable, "-m", "operator_tui", "sim", "tikv", "--port", str(port), "--stores", str(stores),
+           "--regions", str(regions), "--time-scale", str(time_scale), "--seed", str(seed)]
+    with open(log_path, "ab") as log, open(run_dir / "sim.out", "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + wait_s
+    pd_url = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text()[-400:].strip().splitlines()
+            raise LabError(f"the simulator exited with status {proc.returncode}: {tail[-1] if tail else ''}")
+        text = (run_dir / "sim.out").read_text()
+        if "listening on " in text:
+            pd_url = text.split("listening on ", 1)[1].split()[0]
+            break
+        time.sleep(0.1)
+    if pd_url is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise LabError(f"the simulator did not start within {wait_s:g} s (see {log_path})")
+    state = {"pid": proc.pid, "pd_url": pd_url, "port": port, "stores": stores, "regions": regions,
+             "time_scale": time_scale, "seed": seed, "log": str(log_path)}
+    state_file(run_dir).write_text(json.dumps(state, indent=2))
+    return state
+
+
+def lab_down(run_dir: Path, grace_s: float = 5.0) -> str:
+    state = lab_status(run_dir)
+    if state is None:
+        raise LabError(f"no TiKV lab is up (no state in {run_dir})")
+    pid = int(state["pid"])
+    if state["alive"]:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    state_file(run_dir).unlink(missing_ok=True)
+    return f"stopped the simulator (pid {pid}) at {state['pd_url']}"
