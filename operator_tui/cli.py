@@ -178,6 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (au_list, au_verify):
         _option_groups(p, sub=True, subject=False, policy=False)
 
+    chaos = sub.add_parser("chaos", help="inject and revert faults, each recorded with what undoes it",
+                           description="Faults for every subject and lab. Each injected fault is recorded in the "
+                                       "store with exactly what undoes it; `chaos revert --all` undoes them all.")
+    c_sub = chaos.add_subparsers(dest="chaos_command", metavar="inject|revert|list|kinds", required=True)
+    c_inj = c_sub.add_parser("inject", help="inject a fault")
+    c_inj.add_argument("kind", metavar="KIND", help="fault kind (see `chaos kinds`)")
+    c_inj.add_argument("--target", metavar="ID", help="what to hit (a store id, a node id, ...)")
+    c_inj.add_argument("--param", action="append", default=[], metavar="K=V", help="fault parameter (repeatable)")
+    c_inj.add_argument("--json", action="store_true", help="machine-readable output")
+    c_rev = c_sub.add_parser("revert", help="revert one fault, or all active ones")
+    c_rev.add_argument("fault_id", nargs="?", type=int, metavar="ID")
+    c_rev.add_argument("--all", action="store_true", help="revert every active fault")
+    c_list = c_sub.add_parser("list", help="faults, oldest first")
+    c_list.add_argument("--active", action="store_true", help="only faults not reverted yet")
+    c_list.add_argument("--json", action="store_true", help="machine-readable output")
+    c_kinds = c_sub.add_parser("kinds", help="the fault kinds a subject offers")
+    for p in (c_inj, c_rev, c_list, c_kinds):
+        _option_groups(p, sub=True, policy=False)
+
     lab = sub.add_parser(
         "lab",
         help="start, stop and inspect local clusters",
@@ -224,6 +243,7 @@ COMMANDS = {
     "mode": "policy",
     "approval": "policy",
     "audit": "audit",
+    "chaos": "chaos",
 }
 
 

@@ -6,9 +6,12 @@ import asyncio
 import logging
 import signal
 
+from operator_tui.agent.loop import AgentEvent
 from operator_tui.config import Settings
-from operator_tui.monitor import Monitor, TickReport, describe_tick
+from operator_tui.loop import OperatorLoop
+from operator_tui.monitor import TickReport, describe_tick
 from operator_tui.runtime import Runtime
+from operator_tui.store.models import ActionRecord
 
 log = logging.getLogger("operator_tui.headless")
 
@@ -31,6 +34,15 @@ class TickLogger:
             log.info("%s", line)
 
 
+def log_agent_event(event: AgentEvent) -> None:
+    if event.kind in ("diagnosis", "verification", "end", "error"):
+        log.info("ticket #%d agent %s: %s", event.ticket_id, event.kind, event.title)
+
+
+def log_action(action: ActionRecord) -> None:
+    log.info("action #%d %s %s: %s", action.id, action.name, action.state, action.reason)
+
+
 async def run_headless(settings: Settings, duration: float | None) -> int:
     runtime = await Runtime.open(settings, "headless")
     stop = asyncio.Event()
@@ -48,9 +60,9 @@ async def run_headless(settings: Settings, duration: float | None) -> int:
     try:
         log.info("run %d: watching %s (db %s, interval %gs, agent %s)", runtime.run_id, runtime.subject.display,
                  settings.db, settings.interval, settings.agent)
-        monitor = Monitor(runtime.subject, runtime.store, runtime.run_id, interval=settings.interval,
-                          clear_after=settings.clear_after, on_tick=TickLogger())
-        await monitor.run(stop, duration)
+        loop_ = OperatorLoop.build(runtime, on_tick=TickLogger(), on_agent_event=log_agent_event,
+                                   on_action=log_action)
+        await loop_.run(stop, duration)
         if signals_seen:
             status = "interrupted"
     except BaseException:

@@ -14,6 +14,20 @@ FACTORIES = {
 }
 
 
+# name -> module defining kinds(), async inject(options, kind, target, params) -> FaultRecord,
+# async revert(options, record) -> str
+CHAOS = {
+    "tikv": "subjects.tikv.chaos",
+    "ratelimiter": "subjects.ratelimiter.chaos",
+}
+
+
+def chaos(name: str):
+    if name not in CHAOS:
+        raise ValueError(f"unknown subject {name!r}; known: {', '.join(CHAOS)}")
+    return importlib.import_module(CHAOS[name])
+
+
 def names() -> list[str]:
     return list(FACTORIES)
 

@@ -258,7 +258,7 @@ class ActionEngine:
         updated = await self.store.transition_action(action.id, to, actor, reason,
                                                      expect=(ActionState(action.state),), fields=fields)
         if updated is not None:
-            log.info("action %d %s %s -> %s%s", action.id, action.name, action.state, to.value,
+            log.debug("action %d %s %s -> %s%s", action.id, action.name, action.state, to.value,
                      f" ({reason})" if reason else "")
             if self.on_change is not None:
                 self.on_change(updated)

@@ -302,8 +302,40 @@ def remedy_hot_store(ctx: RunbookContext) -> list[ActionRequest]:
     return []
 
 
-def remedy_slow_store(ctx: RunbookContext) -> list[ActionRequest]:
-    store_id = sid(ctx)
+def _latency_outlier(ctx: RunbookContext) -> tuple[Node | None, float, float]:
+    measured = [n for n in stores(ctx.observation) if serving(n) and "p99_ms" in n.metrics]
+    if len(measured) < 2:
+        return None, 0.0, 0.0
+    worst = max(measured, key=lambda n: n.metrics["p99_ms"])
+    rest = sorted(n.metrics["p99_ms"] for n in measured if n is not worst)
+    return worst, worst.metrics["p99_ms"], rest[len(rest) // 2]
+
+
+@signal("latency_outlier", "one store's p99 is several times the others'", weight=2.0)
+def latency_outlier(ctx: RunbookContext) -> Finding:
+    worst, p99, median = _latency_outlier(ctx)
+    if worst is None:
+        return Finding(signal="latency_outlier", present=None, reading="no per-store latency yet")
+    return Finding(signal="latency_outlier", present=p99 > 3 * max(median, 0.5),
+                   reading=f"store {worst.id} p99 {p99:.1f} ms vs median {median:.1f} ms", value=round(p99, 2))
+
+
+@signal("errors_present", "clients see failed requests")
+def errors_present(ctx: RunbookContext) -> Finding:
+    rate = ctx.observation.workload.error_rate
+    return Finding(signal="errors_present", present=None if rate is None else rate > 0.001,
+                   reading=f"error rate {rate:.2%}" if rate is not None else "no error rate yet")
+
+
+def remedy_latency_outlier(ctx: RunbookContext) -> list[ActionRequest]:
+    worst, _, _ = _latency_outlier(ctx)
+    if worst is None:
+        return []
+    return remedy_slow_store(ctx, int(worst.id))
+
+
+def remedy_slow_store(ctx: RunbookContext, store_id: int | None = None) -> list[ActionRequest]:
+    store_id = sid(ctx) if store_id is None else store_id
     delay = float(ctx.settings.get("undrain_after_s", UNDRAIN_AFTER_S))
     return [
         ActionRequest(name="drain_store", params={"store_id": store_id},
@@ -481,8 +513,16 @@ def build_runbooks(t: Thresholds) -> dict[str, Runbook]:
                   remedy_text="a human must free space or add capacity (moving regions cannot fix this)", prior=0.4),
         )),
         "high_latency": Runbook("high_latency", "Client p99 latency is over the SLO", (
-            Cause("overload", "The cluster as a whole is overloaded", "", remedy=lambda _c: [],
-                  remedy_text="scale out or shed load", prior=0.5),
+            Cause("one_slow_store", "One store is much slower than the rest", "Its requests dominate the p99.",
+                  supports=(latency_outlier,), remedy=remedy_latency_outlier,
+                  remedy_text="drain the slow store's leaders and schedule the undrain",
+                  expected_outcome="p99 falls back under the SLO once the slow store leads nothing", prior=0.4),
+            Cause("failing_requests", "Requests fail (leaderless regions) and clients retry", "",
+                  supports=(errors_present,), remedy=lambda _c: [],
+                  remedy_text="fix the failing store first (see its own ticket)", prior=0.3),
+            Cause("overload", "The cluster as a whole is overloaded", "Every store is slow alike.",
+                  contradicts=(latency_outlier,), remedy=lambda _c: [],
+                  remedy_text="scale out or shed load: no single store to act on", prior=0.35),
         )),
         "slow_store": Runbook("slow_store", "A slow store still leads regions", (
             Cause("slow_disk", "The store's disk or raftstore is slow", "TiKV's slow score rises when its I/O stalls.",

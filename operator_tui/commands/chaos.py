@@ -1,0 +1,98 @@
+"""`operator-tui chaos inject|revert|list|kinds`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from operator_tui.commands.actions import parse_params
+from operator_tui.commands.common import print_json, print_table, settings_from, short_time
+from operator_tui.config import Settings
+from operator_tui.errors import UserError
+
+
+def chaos_options(settings: Settings, subject: str) -> dict[str, Any]:
+    if subject == "tikv":
+        pd = settings.pd
+        if not pd:
+            from subjects.tikv.lab import lab_status
+
+            state = lab_status(settings.lab_folder("tikv"))
+            if not state or not state.get("alive"):
+                raise UserError("no TiKV cluster to hit: pass --pd URL (a simulator), or `operator-tui lab up tikv`")
+            pd = state["pd_url"]
+        return {"pd_url": pd}
+    return {"lab_dir": str(settings.lab_folder(subject))}
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    return asyncio.run(_run(settings, args))
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from operator_tui.policy import human_actor
+    from operator_tui.store import Store
+    from subjects import registry
+    from subjects.base import FaultRecord
+
+    module = registry.chaos(settings.subject)
+    if args.chaos_command == "kinds":
+        print_table(["kind", "what it does"], sorted(module.kinds().items()), max_width=90)
+        return 0
+    actor = human_actor()
+    store = await Store.open(settings.db)
+    try:
+        if args.chaos_command == "inject":
+            try:
+                record = await module.inject(chaos_options(settings, settings.subject), args.kind, args.target,
+                                             parse_params(args.param))
+            except (ValueError, module.ChaosError) as e:
+                await store.audit(actor, "fault.refused", "", {"kind": args.kind, "target": args.target,
+                                                                "error": str(e)})
+                raise UserError(str(e)) from e
+            row = await store.record_fault(record, actor)
+            if args.json:
+                print_json(row)
+            else:
+                print(f"fault {row.id} injected: {record.detail or record.kind} "
+                      f"(undo: `operator-tui chaos revert {row.id}`)")
+            return 0
+        if args.chaos_command == "list":
+            rows = await store.list_faults(active_only=args.active)
+            if args.json:
+                print_json(rows)
+            elif not rows:
+                print("no faults")
+            else:
+                print_table(["id", "status", "subject", "kind", "target", "injected", "reverted", "detail"],
+                            [[r.id, r.status, r.subject, r.kind, r.target, short_time(r.injected_at),
+                              short_time(r.reverted_at), r.revert_detail or r.record.get("detail", "")] for r in rows])
+            return 0
+        # revert
+        if args.all == (args.fault_id is not None):
+            raise UserError("chaos revert takes a fault ID or --all")
+        targets = await store.list_faults(active_only=True) if args.all else [await store.get_fault(args.fault_id)]
+        if targets == [None]:
+            raise UserError(f"no fault {args.fault_id}")
+        failures = 0
+        for row in targets:
+            if row.status == "reverted":
+                print(f"fault {row.id} was already reverted at {short_time(row.reverted_at)}")
+                continue
+            record = FaultRecord.model_validate(row.record)
+            try:
+                detail = await registry.chaos(record.subject).revert(chaos_options(settings, record.subject), record)
+            except (ValueError, registry.chaos(record.subject).ChaosError, UserError) as e:
+                failures += 1
+                await store.mark_fault_reverted(row.id, str(e), actor, ok=False)
+                print(f"fault {row.id}: could NOT revert: {e}")
+                continue
+            await store.mark_fault_reverted(row.id, detail, actor)
+            print(f"fault {row.id}: {detail}")
+        if args.all and not targets:
+            print("no active faults")
+        return 1 if failures else 0
+    finally:
+        await store.close()

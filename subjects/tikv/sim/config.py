@@ -1,0 +1,56 @@
+"""The simulator's configuration: what `operator-tui sim tikv` and the embedded default cluster pass in."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from subjects.tikv.sim.goformat import parse_go_duration
+
+
+class SimConfig(BaseModel):
+    """One simulated TiKV cluster behind one PD endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=2379, ge=0, le=65535)
+    stores: int = Field(default=5, ge=1, le=5000)
+    regions: int = Field(default=200, ge=1, le=2_000_000)
+    replicas: int = Field(default=3, ge=1)
+    time_scale: float = Field(default=1.0, gt=0)
+    seed: int = 0
+    # Store N's status port is status_base_port + N; 0 lets the OS pick free ports.
+    status_base_port: int = Field(default=0, ge=0, le=65535)
+    # PD's `schedule.max-store-down-time`, a Go duration string; changeable later through POST /config.
+    max_store_down_time: str = "30m0s"
+    # "aggregate": PD <= v8.5.4 exports pd_cluster_status{type} only;
+    # "per_store": v8.5.5+ adds the `engine` and `store` labels.
+    pd_metrics_style: Literal["aggregate", "per_store"] = "aggregate"
+    # Client requests per second across the whole cluster; None means 500 per store.
+    workload_qps: float | None = Field(default=None, ge=0)
+    # Share of the workload that reads (the rest writes).
+    read_ratio: float = Field(default=0.75, ge=0, le=1)
+    # Wall seconds between two steps of the server's tick loop.
+    tick_interval: float = Field(default=0.05, gt=0, le=5)
+
+    @field_validator("max_store_down_time")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        seconds = parse_go_duration(v)
+        if seconds <= 0:
+            raise ValueError("max_store_down_time must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SimConfig:
+        if self.replicas > self.stores:
+            raise ValueError(f"replicas ({self.replicas}) cannot exceed stores ({self.stores})")
+        if self.status_base_port and self.status_base_port + self.stores > 65535:
+            raise ValueError("status_base_port + stores must stay below 65536")
+        return self
+
+    @property
+    def total_qps(self) -> float:
+        return self.workload_qps if self.workload_qps is not None else 500.0 * self.stores
