@@ -312,7 +312,12 @@ def _peer_action(pd: PDClient, name: str, description: str, params: type, risk: 
         region, error = await fetch_region(pd, p.region_id)
         if error:
             return [error]
-        return precheck_fn(obs, p, region)
+        problems = precheck_fn(obs, p, region)
+        if name == "add_peer":
+            undone = await extra_replica_removed(pd, region)
+            if undone:
+                problems.append(undone)
+        return problems
 
     async def execute(p: Any, ctx: ActionContext) -> ActionOutcome:
         what = f"{name.replace('_', ' ')} on region {p.region_id}"
@@ -359,6 +364,21 @@ def _transfer_peer(pd: PDClient) -> ActionDef:
                    "to_store_id": p.to_store_id}, expect, check,
         lambda p: f'POST /pd/api/v1/operators {{"name":"transfer-peer","region_id":{p.region_id},'
                   f'"from_store_id":{p.from_store_id},"to_store_id":{p.to_store_id}}}')
+
+
+async def extra_replica_removed(pd: PDClient, region: RegionInfo) -> str | None:
+    """Why PD would undo an added peer at once: the region is already fully replicated and the
+    replica checker removes extra peers."""
+    try:
+        config = await pd.config()
+    except (PDError, PDUnreachable):
+        return None
+    wanted = int((config.get("replication") or {}).get("max-replicas", 3))
+    removes = str((config.get("schedule") or {}).get("enable-remove-extra-replica", "true")) == "true"
+    if removes and len(region.peers) >= wanted:
+        return (f"region {region.id} already has {len(region.peers)} peers (max-replicas {wanted}): PD's replica "
+                "checker would remove the extra one again; use transfer_peer to move a replica instead")
+    return None
 
 
 def _add_peer(pd: PDClient) -> ActionDef:
@@ -566,8 +586,12 @@ def _split_region(pd: PDClient) -> ActionDef:
             raise ActionFailed(f"{what}: {error}")
         if after.end_key == before.end_key and after.start_key == before.start_key:
             raise ActionFailed(f"{what}: PD's operator finished but the region's range did not change")
-        return ActionOutcome(detail=f"region {p.region_id} split: it now ends at {after.end_key or '(end)'}",
-                             data={"end_key_before": before.end_key, "end_key_after": after.end_key})
+        # TiKV derives the right half by default: the region keeps its id and end, a new one takes the left.
+        return ActionOutcome(detail=f"region {p.region_id} split: it now spans [{after.start_key or '-inf'}, "
+                                    f"{after.end_key or '+inf'}) instead of [{before.start_key or '-inf'}, "
+                                    f"{before.end_key or '+inf'})",
+                             data={"before": [before.start_key, before.end_key],
+                                   "after": [after.start_key, after.end_key]})
 
     return ActionDef(
         "split_region", "Split a region in two (e.g. a hot region, so PD can spread its load).", SplitParams,
