@@ -6,7 +6,8 @@ Rules that keep it honest:
 - A violation opens a ticket only after it has persisted for its invariant's grace period; while
   its ticket is active, repeats only count occurrences (dedup by invariant + entity).
 - A ticket resolves only after its invariant has been evaluated and found clear on `clear_after`
-  consecutive observations (hysteresis).
+  consecutive observations (hysteresis), and not while an agent session holds it: the session's
+  own verification closes it then.
 - Samples and ticket changes of one tick are written in one transaction.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from operator_tui.store import Store, TickWrite
-from subjects.base import Invariant, Observation, Subject, Ticket, Violation
+from subjects.base import Invariant, Observation, Subject, Ticket, TicketStatus, Violation
 
 log = logging.getLogger("operator_tui.monitor")
 
@@ -154,7 +155,9 @@ class Monitor:
                 continue
             count = self._clear_counts.get(ticket.id, 0) + 1
             self._clear_counts[ticket.id] = count
-            if count >= self.clear_after:
+            # An agent session holds it: its verification closes it (with its evidence); the
+            # monitor steps in once the session ends without doing so.
+            if count >= self.clear_after and ticket.status != TicketStatus.investigating:
                 write.resolve.append((ticket.id, {
                     "by": "monitor",
                     "reason": f"{ticket.invariant} held on {count} consecutive observations",

@@ -4,7 +4,9 @@ For the ticket's invariant, every candidate cause in the subject's runbook is sc
 evidence (each signal probed on the current observation and history): supporting readings add
 their weight, contradicting ones subtract it. The best-scoring cause is chosen; the others are
 rejected with the readings that tell against them. The chosen cause's remedy binds the action
-parameters from the evidence. Unknown data (a signal that cannot tell) counts for nothing.
+parameters from the evidence. Supporting evidence that is looked for and found absent counts half
+against the cause (an expected finding that is missing is evidence too); unknown data (a signal
+that cannot tell) counts for nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def score_cause(cause: Cause, ctx: RunbookContext) -> tuple[float, list[Finding]
     for sig, f in zip(cause.supports, supporting, strict=True):
         if f.present is True:
             score += sig.weight
+        elif f.present is False:
+            score -= sig.weight / 2
     for sig, f in zip(cause.contradicts, contradicting, strict=True):
         if f.present is True:
             score -= sig.weight

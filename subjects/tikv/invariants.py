@@ -108,9 +108,11 @@ def _evicted(obs: Observation) -> set[str]:
 
 def check_leader_imbalance(t: Thresholds):
     def check(obs: Observation, _h: History) -> list[Violation]:
+        # Stores PD keeps leaders off on purpose (evict-leader, or evict-slow-store for a slow one)
+        # are not part of the spread.
         evicted = _evicted(obs)
         eligible = [n for n in stores(obs) if serving(n) and n.id not in evicted
-                    and n.metrics.get("leader_weight", 1.0) > 0]
+                    and n.metrics.get("leader_weight", 1.0) > 0 and n.metrics.get("slow_score", 0.0) < t.slow_score]
         if len(eligible) < 2:
             return []
         counts = {n.id: n.metrics.get("leader_count", 0.0) for n in eligible}

@@ -215,7 +215,7 @@ def remedy_imbalance(ctx: RunbookContext) -> list[ActionRequest]:
                           reason="balance-leader is running and nothing pins the leaders: give it time")]
 
 
-@signal("our_drain_scheduled", "our own drain of this store has an undrain still scheduled")
+@signal("our_drain_scheduled", "our own drain of this store has an undrain still scheduled", weight=2.0)
 def our_drain(ctx: RunbookContext) -> Finding:
     pending = [a for a in ctx.settings.get("pending_actions", []) if a.get("name") == "undrain_store"
                and int(a.get("params", {}).get("store_id", -1)) == sid(ctx)]

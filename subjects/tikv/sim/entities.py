@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
 # metapb.StoreState
 UP, OFFLINE, TOMBSTONE = 0, 1, 2
-STATE_NAMES = {UP: "Up", OFFLINE: "Offline", TOMBSTONE: "Tombstone"}
 # metapb.NodeState, moved together with the meta state
 PREPARING, SERVING, REMOVING, REMOVED = 0, 1, 2, 3
 NODE_STATE = {UP: SERVING, OFFLINE: REMOVING, TOMBSTONE: REMOVED}
@@ -83,6 +82,7 @@ class Store:
         "start_ts",
         "status_address",
         "version",
+        "view_cache",
         "write_qps",
     )
 
@@ -139,6 +139,8 @@ class Store:
         self.peer_write_qps = 0.0
         self.removing_initial_size = 0
         self.removing_since = 0.0
+        # strings rendered from the last heartbeat, reused until the next one
+        self.view_cache: tuple[tuple[float, float, int, int, int], dict[str, object]] | None = None
 
     @property
     def reachable(self) -> bool:

@@ -253,8 +253,8 @@ class FaultManager:
     def _inject_skew_leaders(self, f: Fault) -> None:
         c = self.c
         sid = f.params["store_id"]
-        sched = c.schedulers.active.pop(BalanceLeader.name, None)
-        f.undo["balance_leader"] = sched is not None
+        # the scheduler object itself is kept, so a revert restores it exactly as it was (paused or not)
+        f.undo["balance_leader"] = c.schedulers.active.pop(BalanceLeader.name, None)
         s = c.stores[sid]
         moved = 0
         for rid in sorted(s.peer_regions - s.leader_regions):
@@ -310,8 +310,9 @@ class FaultManager:
                     r, max(0.0, r.extra_read - qps * (1 - w)), max(0.0, r.extra_write - qps * w)
                 )
         elif f.kind == "skew_leaders":
-            if f.undo.get("balance_leader") and BalanceLeader.name not in c.schedulers.active:
-                c.schedulers.active[BalanceLeader.name] = BalanceLeader()
+            sched = f.undo.get("balance_leader")
+            if sched is not None and BalanceLeader.name not in c.schedulers.active:
+                c.schedulers.active[BalanceLeader.name] = sched
         elif f.kind == "status_hang":
             if self._active("status_hang", store_id=p["store_id"]) is None:
                 self.hung_stores.discard(p["store_id"])

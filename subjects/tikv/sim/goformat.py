@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 NS = 1_000_000_000
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -131,8 +133,11 @@ def bytes_size(n: float) -> str:
 
 def go_float(x: float) -> str:
     """strconv.FormatFloat(x, 'g', -1, 64), as the Prometheus Go client writes sample values."""
-    if isinstance(x, int):
-        x = float(x)
+    if isinstance(x, int) and -1_000_000 < x < 1_000_000:
+        return str(x)  # the common case, and exactly what %g gives for it
+    x = float(x)
+    if x.is_integer() and -1e6 < x < 1e6 and x != 0:
+        return str(int(x))
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
@@ -163,16 +168,27 @@ def num(x: float) -> float | int:
     return x
 
 
-_HTML_ESCAPES = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+# Go's encoder escapes these inside strings (they cannot occur outside one in JSON text)
+_HTML_ESCAPES = (
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    (b"&", b"\\u0026"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
 )
+
+
+def _go_escape(raw: bytes) -> bytes:
+    for plain, escaped in _HTML_ESCAPES:
+        if plain in raw:
+            raw = raw.replace(plain, escaped)
+    return raw
 
 
 def indent_json(value: Any) -> bytes:
     """unrolled/render IndentJSON: json.MarshalIndent with two spaces, HTML-escaped, then a newline."""
-    text = json.dumps(value, indent=2, ensure_ascii=False)
-    return (text.translate(_HTML_ESCAPES) + "\n").encode()
+    return _go_escape(orjson.dumps(value, option=orjson.OPT_INDENT_2)) + b"\n"
 
 
 def compact_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).translate(_HTML_ESCAPES).encode()
+    return _go_escape(orjson.dumps(value))

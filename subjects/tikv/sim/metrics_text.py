@@ -170,8 +170,8 @@ def pd_metrics(c: Cluster, style: str) -> bytes:
 
     out.family("pd_regions_status", "gauge", "Status of the regions.")
     for metric_type, check in sorted(REGION_STATUS_TYPES):
-        ids = c.check_region_ids(check) if check else []
-        out.sample("pd_regions_status", [("type", metric_type)], len(ids or []))
+        ids = c.check_region_set(check) if check else None
+        out.sample("pd_regions_status", [("type", metric_type)], len(ids) if ids else 0)
 
     out.family("pd_schedule_operators_count", "counter", "Counter of schedule operators.")
     for (desc, event), n in sorted(c.operators.created_total.items()):

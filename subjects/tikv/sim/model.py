@@ -25,7 +25,6 @@ from subjects.tikv.sim.entities import (
     HEARTBEAT_INTERVAL,
     OFFLINE,
     PEER_DOWN_AFTER,
-    SLOW_SCORE_RAMP,
     TOMBSTONE,
     UNHEALTHY_AFTER,
     UP,
@@ -115,10 +114,13 @@ class Cluster:
         self.undersized: set[int] = set()
         self.hot_read: set[int] = set()
         self.hot_write: set[int] = set()
+        self.slow_stores: set[int] = set()  # PD saw slow_score >= 80 in the last heartbeat
         # totals for the client-side view
         self.fail_read_total = 0.0
         self.fail_write_total = 0.0
         self.load_version = 0
+        # bumped by every change a balancer cares about (leaders, peers, store states, weights)
+        self.epoch = 0
         self.checker_events: dict[tuple[str, str], int] = {}
         # called with (store_id, running) when a store process starts or stops
         self.process_hook: Callable[[int, bool], None] | None = None
@@ -242,9 +244,6 @@ class Cluster:
 
     # ------------------------------------------------------------------ PD's view of a store
 
-    def since_heartbeat(self, s: Store) -> float:
-        return self.now - s.last_hb
-
     def state_name(self, s: Store) -> str:
         if s.meta_state == OFFLINE:
             return "Offline"
@@ -274,14 +273,11 @@ class Cluster:
     def evicted_stores(self) -> set[int]:
         return self.schedulers.evicted_stores()
 
-    def allow_leader_in(self, s: Store) -> bool:
-        """PD's filter for a store that may receive a leader."""
-        return (
-            s.meta_state == UP
-            and not self.is_disconnected(s)
-            and s.id not in self.schedulers.evicted_stores()
-            and s.leader_weight > 0
-        )
+    def allow_leader_in(self, s: Store, evicted: set[int] | None = None) -> bool:
+        """PD's filter for a store that may receive a leader (pass `evicted` when checking many)."""
+        if s.meta_state != UP or s.leader_weight <= 0 or self.is_disconnected(s):
+            return False
+        return s.id not in (self.schedulers.evicted_stores() if evicted is None else evicted)
 
     def allow_peer_in(self, s: Store) -> bool:
         """PD's filter for a store that may receive a new replica."""
@@ -326,6 +322,7 @@ class Cluster:
         s.hb_available = s.available_bytes()
         s.hb_used = s.used_bytes()
         s.hb_slow_score = round(s.slow_score(self.now))
+        _toggle(self.slow_stores, s.id, s.hb_slow_score >= 80)
 
     def _heartbeat(self, sid: int, gen: int) -> None:
         s = self.stores[sid]
@@ -335,6 +332,7 @@ class Cluster:
         self.events.push(self.now + HEARTBEAT_INTERVAL, self._heartbeat, sid, gen)
 
     def _flush_all(self) -> None:
+        self.epoch += 1
         for s in self.stores.values():
             workload.flush(s, self.now, self.silent)
 
@@ -422,8 +420,7 @@ class Cluster:
         s.catch_up_until = self.now + catch_up
         self.catching_up.add(s.id)
         self.events.push(s.catch_up_until, self._caught_up, s.id, s.catch_up_until)
-        rids = s.peer_regions & self.leaderless if len(self.leaderless) < len(s.peer_regions) else None
-        for rid in sorted(rids if rids is not None else (s.peer_regions & self.leaderless)):
+        for rid in sorted(s.peer_regions & self.leaderless):
             r = self.regions[rid]
             self._reassign_load(r)
             self.events.push(self.now + ELECTION_TIMEOUT * 0.5 + self.rng.uniform(0, 1.0), self._elect, rid)
@@ -467,6 +464,7 @@ class Cluster:
     def _lose_leader(self, r: Region) -> None:
         if r.leader is None:
             return
+        self.epoch += 1
         self._unassign_load(r)
         s = self.stores[r.leader.store_id]
         s.leader_count -= 1
@@ -501,6 +499,7 @@ class Cluster:
             self._lose_leader(r)
 
     def _set_leader(self, r: Region, peer: Peer) -> None:
+        self.epoch += 1
         self._unassign_load(r)
         if r.leader is not None:
             old = self.stores[r.leader.store_id]
@@ -611,6 +610,7 @@ class Cluster:
     # ------------------------------------------------------------------ peers
 
     def _attach_peer(self, r: Region, peer: Peer, reindex: bool = True) -> None:
+        self.epoch += 1
         r.peers.append(peer)
         s = self.stores[peer.store_id]
         s.peer_regions.add(r.id)
@@ -625,6 +625,7 @@ class Cluster:
             self._reindex(r)
 
     def _detach_peer(self, r: Region, peer: Peer) -> None:
+        self.epoch += 1
         r.peers.remove(peer)
         s = self.stores[peer.store_id]
         s.peer_regions.discard(r.id)
@@ -666,6 +667,7 @@ class Cluster:
     def promote_learner(self, r: Region, peer: Peer) -> None:
         if not peer.learner:
             return
+        self.epoch += 1
         peer.learner = False
         self.stores[peer.store_id].learner_count -= 1
         r.conf_ver += 1
@@ -742,6 +744,7 @@ class Cluster:
 
     def _strip(self, r: Region) -> tuple[list[Peer], int | None]:
         """Take a region out of every store aggregate, before its size or key range changes."""
+        self.epoch += 1
         self._unassign_load(r)
         leader_store = None
         if r.leader is not None:
@@ -887,30 +890,32 @@ class Cluster:
             out |= self.stores[sid].peer_regions
         return out
 
-    def check_region_ids(self, kind: str) -> list[int] | None:
-        """Region ids for GET /regions/check/{kind}, sorted; None for an unknown kind."""
+    def check_region_set(self, kind: str) -> set[int] | None:
+        """Region ids for GET /regions/check/{kind} (do not modify); None for an unknown kind."""
         if kind == "miss-peer":
-            ids: set[int] = self.miss_peer
-        elif kind == "extra-peer":
-            ids = self.extra_peer
-        elif kind == "learner-peer":
-            ids = self.learner_peer
-        elif kind == "empty-region":
-            ids = self.empty_region
-        elif kind == "oversized-region":
-            ids = self.oversized
-        elif kind == "undersized-region":
-            ids = self.undersized
-        elif kind == "down-peer":
-            ids = self._regions_on(sid for sid in self.silent if self._long_silent(self.stores[sid]))
-        elif kind == "pending-peer":
-            long_silent = [sid for sid in self.silent if self._long_silent(self.stores[sid])]
-            ids = self.snapshot_regions | self._regions_on([*self.catching_up, *long_silent])
-        elif kind == "offline-peer":
-            ids = self._regions_on(self.offline)
-        else:
-            return None
-        return sorted(ids)
+            return self.miss_peer
+        if kind == "extra-peer":
+            return self.extra_peer
+        if kind == "learner-peer":
+            return self.learner_peer
+        if kind == "empty-region":
+            return self.empty_region
+        if kind == "oversized-region":
+            return self.oversized
+        if kind == "undersized-region":
+            return self.undersized
+        long_silent = [sid for sid in self.silent if self._long_silent(self.stores[sid])]
+        if kind == "down-peer":
+            return self._regions_on(long_silent)
+        if kind == "pending-peer":
+            return self.snapshot_regions | self._regions_on([*self.catching_up, *long_silent])
+        if kind == "offline-peer":
+            return self._regions_on(self.offline)
+        return None
+
+    def check_region_ids(self, kind: str) -> list[int] | None:
+        ids = self.check_region_set(kind)
+        return None if ids is None else sorted(ids)
 
     # ------------------------------------------------------------------ store administration (PD API)
 
@@ -943,6 +948,7 @@ class Cluster:
                     f"[PD:core:ErrNoStoreForRegionLeader]can not remove store {sid} since there are no "
                     "extra up store to store the leader",
                 )
+        self.epoch += 1
         if s.meta_state == UP:
             s.removing_initial_size = s.region_size
             s.removing_since = self.now
@@ -959,6 +965,13 @@ class Cluster:
         if s.meta_state == OFFLINE:
             s.meta_state = UP
             self.offline.discard(sid)
+            self.epoch += 1
+
+    def set_store_weight(self, sid: int, leader: float, region: float) -> None:
+        s = self.get_store(sid, status=500)
+        s.leader_weight = leader
+        s.region_weight = region
+        self.epoch += 1
 
     def remove_tombstones(self) -> None:
         for sid in [s.id for s in self.stores.values() if s.meta_state == TOMBSTONE]:
@@ -1014,10 +1027,3 @@ class Cluster:
             "p99_ms": workload.p99_ms(components) if components else 0.0,
             "per_store": per_store,
         }
-
-    def slow_score_live(self, s: Store) -> float:
-        return s.slow_score(self.now)
-
-    @property
-    def slow_ramp(self) -> float:
-        return SLOW_SCORE_RAMP

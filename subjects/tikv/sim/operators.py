@@ -278,7 +278,7 @@ class OperatorController:
         op.status = status
         op.finished_at = self.c.now
         self.finished[op.region_id] = op
-        key = (op.desc, status.lower())
+        key = (op.desc, "finish" if status == "SUCCESS" else status.lower())
         self.created_total[key] = self.created_total.get(key, 0) + 1
         if status != "SUCCESS":
             self._roll_back(op)

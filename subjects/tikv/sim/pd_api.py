@@ -255,9 +255,7 @@ class Routes:
             raise PDError(400, "bad format leader weight")
         if isinstance(region, bool) or not isinstance(region, int | float) or region < 0:
             raise PDError(400, "bad format region weight")
-        s = self.c.get_store(sid, status=500)
-        s.leader_weight = float(leader)
-        s.region_weight = float(region)
+        self.c.set_store_weight(sid, float(leader), float(region))
         return pd_json("The store's weight is updated.")
 
     def _limit_body(self, body: dict[str, Any]) -> tuple[float, list[str]]:
@@ -308,11 +306,7 @@ class Routes:
     async def get_stores_progress(self, request: web.Request) -> web.Response:
         raw_id = request.query.get("id", "")
         if raw_id:
-            try:
-                sid = int(raw_id) if raw_id.isdigit() and raw_id.isascii() else None
-            except ValueError:
-                sid = None
-            if sid is None:
+            if not (raw_id.isdigit() and raw_id.isascii()):
                 raise PDError(
                     400,
                     {
@@ -321,6 +315,7 @@ class Routes:
                         "data": {"Func": "ParseUint", "Num": raw_id, "Err": {}},
                     },
                 )
+            sid = int(raw_id)
             s = self.c.stores.get(sid)
             progress = pd_views.store_progress(self.c, s) if s is not None else None
             if progress is None:

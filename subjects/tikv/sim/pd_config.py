@@ -277,9 +277,9 @@ class PDConfig:
             "quota-backend-bytes": "8GiB",
             "auto-compaction-mode": "periodic",
             "auto-compaction-retention-v2": "1h",
-            "TickInterval": "500ms",
-            "ElectionInterval": "3s",
-            "PreVote": True,
+            "tick-interval": "500ms",
+            "election-interval": "3s",
+            "enable-prevote": True,
             "max-request-bytes": 157286400,
             "security": {
                 "cacert-path": "",

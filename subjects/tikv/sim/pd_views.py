@@ -30,8 +30,29 @@ def gomap(d: dict[Any, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ stores
 
 
+def _heartbeat_strings(s: Store) -> dict[str, Any]:
+    """What a store's last heartbeat renders to; only a new heartbeat or a restart changes it."""
+    key = (s.last_hb, s.start_ts, s.hb_capacity, s.hb_available, s.hb_used)
+    if s.view_cache is not None and s.view_cache[0] == key:
+        return s.view_cache[1]
+    hb_ns, start_ns = to_ns(s.last_hb), to_ns(s.start_ts)
+    strings: dict[str, Any] = {
+        "start_timestamp": int(s.start_ts),
+        "last_heartbeat": hb_ns,
+        "capacity": bytes_size(s.hb_capacity),
+        "available": bytes_size(s.hb_available),
+        "used_size": bytes_size(s.hb_used),
+        "start_ts": rfc3339nano(start_ns),
+        "last_heartbeat_ts": rfc3339nano(hb_ns),
+        "uptime": go_duration_ns(max(0, hb_ns - start_ns)),
+    }
+    s.view_cache = (key, strings)
+    return strings
+
+
 def store_info(c: Cluster, s: Store) -> dict[str, Any]:
     """One entry of GET /stores: {"store": metapb.Store (+state_name), "status": StoreStatus}."""
+    hb = _heartbeat_strings(s)
     meta: dict[str, Any] = {"id": s.id, "address": s.address}
     if s.meta_state != UP:
         meta["state"] = s.meta_state
@@ -39,9 +60,9 @@ def store_info(c: Cluster, s: Store) -> dict[str, Any]:
     meta["peer_address"] = s.peer_address
     meta["status_address"] = s.status_address
     meta["git_hash"] = s.git_hash
-    meta["start_timestamp"] = int(s.start_ts)
+    meta["start_timestamp"] = hb["start_timestamp"]
     meta["deploy_path"] = s.deploy_path
-    meta["last_heartbeat"] = to_ns(s.last_hb)
+    meta["last_heartbeat"] = hb["last_heartbeat"]
     if s.physically_destroyed:
         meta["physically_destroyed"] = True
     node_state = NODE_STATE[s.meta_state]
@@ -50,9 +71,9 @@ def store_info(c: Cluster, s: Store) -> dict[str, Any]:
     meta["state_name"] = c.state_name(s)
 
     status: dict[str, Any] = {
-        "capacity": bytes_size(s.hb_capacity),
-        "available": bytes_size(s.hb_available),
-        "used_size": bytes_size(s.hb_used),
+        "capacity": hb["capacity"],
+        "available": hb["available"],
+        "used_size": hb["used_size"],
         "leader_count": s.leader_count,
         "leader_weight": num(float(s.leader_weight)),
         "leader_score": num(float(c.leader_score(s))),
@@ -78,9 +99,9 @@ def store_info(c: Cluster, s: Store) -> dict[str, Any]:
         }
     if s.snap_pending:
         status["receiving_snap_count"] = s.snap_pending
-    status["start_ts"] = rfc3339nano(to_ns(s.start_ts))
-    status["last_heartbeat_ts"] = rfc3339nano(to_ns(s.last_hb))
-    status["uptime"] = go_duration_ns(max(0, to_ns(s.last_hb) - to_ns(s.start_ts)))
+    status["start_ts"] = hb["start_ts"]
+    status["last_heartbeat_ts"] = hb["last_heartbeat_ts"]
+    status["uptime"] = hb["uptime"]
     return {"store": meta, "status": status}
 
 

@@ -9,6 +9,7 @@ stores they name.
 
 from __future__ import annotations
 
+import heapq
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -72,72 +73,96 @@ class Scheduler(ABC):
 class BalanceLeader(Scheduler):
     name = "balance-leader-scheduler"
     batch = 4
+    REFRESH = 10.0  # a quiet cluster is still looked at this often (heartbeat-driven changes)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._quiet: tuple[int, frozenset[int]] | None = None
+        self._refresh_at = 0.0
 
     def run(self, c: Cluster) -> None:
         budget = min(self.batch, c.pd.leader_schedule_limit - c.operators.count(LEADER))
         if budget <= 0:
             return
+        evicted = c.evicted_stores()
+        # Nothing changed since a run that found nothing to do: skip the O(stores) scan.
+        signature = (c.epoch, frozenset(evicted))
+        if signature == self._quiet and c.now < self._refresh_at:
+            return
+        self._quiet = None
         influence = leader_influence(c)
-        for _ in range(budget):
-            if not self._one(c, influence):
-                return
-
-    def _one(self, c: Cluster, influence: dict[int, int]) -> bool:
-        def score(s: Store) -> float:
-            return c.leader_score(s, influence.get(s.id, 0))
-
+        # PD's view, computed once per run: who may give leaders away, who may take them
         sources = [
-            s
+            s.id
             for s in c.stores.values()
             if s.leader_count > 0 and s.meta_state != TOMBSTONE and not c.is_disconnected(s)
         ]
-        targets = [s for s in c.stores.values() if c.allow_leader_in(s)]
+        targets = [s.id for s in c.stores.values() if c.allow_leader_in(s, evicted)]
         if not sources or not targets:
-            return False
-        sources.sort(key=lambda s: (-score(s), s.id))
-        targets.sort(key=lambda s: (score(s), s.id))
-        target_ids = {s.id for s in targets}
+            self._quiet = signature
+            self._refresh_at = c.now + self.REFRESH
+            return
+        scores = {sid: c.leader_score(c.stores[sid], influence.get(sid, 0)) for sid in {*sources, *targets}}
+        target_set = set(targets)
+        made = 0
+        for _ in range(budget):
+            if not self._one(c, scores, sources, targets, target_set):
+                break
+            made += 1
+        if made == 0 and not influence:
+            self._quiet = signature
+            self._refresh_at = c.now + self.REFRESH
+
+    def _one(
+        self,
+        c: Cluster,
+        scores: dict[int, float],
+        sources: list[int],
+        targets: list[int],
+        target_set: set[int],
+    ) -> bool:
         # source first: move a leader off the most loaded store to its least loaded follower
-        for src in sources[:3]:
+        for src_id in heapq.nlargest(3, sources, key=scores.__getitem__):
+            src = c.stores[src_id]
             for rid in _sample(c, src.leader_regions, 8):
                 r = c.regions[rid]
                 if not _healthy(c, r):
                     continue
                 best = None
                 for p in r.peers:
-                    if p.learner or p.store_id == src.id or p.store_id not in target_ids:
+                    if p.learner or p.store_id == src_id or p.store_id not in target_set:
                         continue
-                    t = c.stores[p.store_id]
-                    if best is None or score(t) < score(best):
-                        best = t
-                if best is not None and self._worth(c, src, best, influence):
-                    return self._create(c, r, src, best, influence)
+                    if best is None or scores[p.store_id] < scores[best]:
+                        best = p.store_id
+                if best is not None and self._worth(c, scores, src_id, best):
+                    return self._create(c, r, src_id, best, scores)
         # target first: pull a leader onto the least loaded store from the busiest peer
-        for dst in targets[:3]:
+        for dst_id in heapq.nsmallest(3, targets, key=scores.__getitem__):
+            dst = c.stores[dst_id]
             for rid in _sample(c, dst.peer_regions - dst.leader_regions, 8):
                 r = c.regions[rid]
                 if not _healthy(c, r) or r.leader is None:
                     continue
-                peer = r.peer_on(dst.id)
-                if peer is None or peer.learner:
+                peer = r.peer_on(dst_id)
+                if peer is None or peer.learner or r.leader.store_id not in scores:
                     continue
-                src = c.stores[r.leader.store_id]
-                if self._worth(c, src, dst, influence):
-                    return self._create(c, r, src, dst, influence)
+                if self._worth(c, scores, r.leader.store_id, dst_id):
+                    return self._create(c, r, r.leader.store_id, dst_id, scores)
         return False
 
     @staticmethod
-    def _worth(c: Cluster, src: Store, dst: Store, influence: dict[int, int]) -> bool:
-        after_src = c.leader_score(src, influence.get(src.id, 0) - 1)
-        after_dst = c.leader_score(dst, influence.get(dst.id, 0) + 1)
-        return after_src >= after_dst
+    def _worth(c: Cluster, scores: dict[int, float], src: int, dst: int) -> bool:
+        """Move only if the pair ends no more unbalanced than it was: converges, never ping-pongs."""
+        after_src = scores[src] - 1.0 / max(c.stores[src].leader_weight, 1e-6)
+        after_dst = scores[dst] + 1.0 / max(c.stores[dst].leader_weight, 1e-6)
+        return after_src >= after_dst - 1e-9
 
-    def _create(self, c: Cluster, r: Region, src: Store, dst: Store, influence: dict[int, int]) -> bool:
-        op = transfer_leader_op(c, r, dst.id, "balance-leader", LEADER)
+    def _create(self, c: Cluster, r: Region, src: int, dst: int, scores: dict[int, float]) -> bool:
+        op = transfer_leader_op(c, r, dst, "balance-leader", LEADER)
         if not c.operators.add(op):
             return False
-        influence[src.id] = influence.get(src.id, 0) - 1
-        influence[dst.id] = influence.get(dst.id, 0) + 1
+        scores[src] -= 1.0 / max(c.stores[src].leader_weight, 1e-6)
+        scores[dst] += 1.0 / max(c.stores[dst].leader_weight, 1e-6)
         return True
 
 
@@ -172,9 +197,10 @@ class BalanceRegion(Scheduler):
         targets = [s for s in c.stores.values() if c.allow_peer_in(s)]
         if not sources or not targets:
             return
-        sources.sort(key=lambda s: (-c.region_score(s), s.id))
-        targets.sort(key=lambda s: (c.region_score(s), s.id))
-        for src in sources[:2]:
+        targets = heapq.nsmallest(8, targets, key=lambda s: (c.region_score(s), s.id))
+        scores = {s.id: c.region_score(s) for s in {*sources, *targets}}
+        targets.sort(key=lambda s: (scores[s.id], s.id))
+        for src in heapq.nsmallest(2, sources, key=lambda s: (-scores[s.id], s.id)):
             for rid in _sample(c, src.peer_regions, 8):
                 r = c.regions[rid]
                 if not _healthy(c, r):
@@ -317,7 +343,7 @@ class EvictSlowStore(Scheduler):
                 self.recovering_since = None
             evict_leaders(c, s, "evict-slow-store", EVICT_BATCH)
             return
-        slow = [s for s in c.stores.values() if s.meta_state == UP and s.hb_slow_score >= 80]
+        slow = [c.stores[sid] for sid in sorted(c.slow_stores) if c.stores[sid].meta_state == UP]
         if len(slow) == 1 and slow[0].hb_slow_score >= 100:
             self.evicted = slow[0].id
             self.recovering_since = None
@@ -378,7 +404,9 @@ class ReplicaChecker:
             return
         down = []
         if c.pd.enable_remove_down_replica:
-            down = [s for s in c.stores.values() if s.meta_state == UP and c.is_down(s) and s.region_count]
+            # only a store that stopped heartbeating can be Down
+            down = [c.stores[sid] for sid in sorted(c.silent) if sid in c.stores]
+            down = [s for s in down if s.meta_state == UP and c.is_down(s) and s.region_count]
         offline = []
         if c.pd.enable_replace_offline_replica:
             offline = [c.stores[sid] for sid in sorted(c.offline) if c.stores[sid].region_count]

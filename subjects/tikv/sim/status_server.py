@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -23,7 +23,7 @@ class StatusListener:
         store_id: int,
         host: str,
         port: int,
-        handle: Callable[[int, web.BaseRequest], object],
+        handle: Callable[[int, web.BaseRequest], Awaitable[web.StreamResponse]],
     ) -> None:
         self.store_id = store_id
         self.host = host
@@ -99,11 +99,7 @@ class StatusListener:
         await self._unhang.wait()
 
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
-        result = self._handle(self.store_id, request)
-        if asyncio.iscoroutine(result):
-            result = await result
-        assert isinstance(result, web.StreamResponse)
-        return result
+        return await self._handle(self.store_id, request)
 
     async def aclose(self) -> None:
         self.close()
