@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ ORDER_SLACK_US = 5_000_000
 
 
 class RedisUnavailable(Exception):
-    pass
+    """A Redis round trip failed; the message says how (already counted and remembered)."""
 
 
 class Node:
@@ -99,14 +100,11 @@ class Node:
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
+            # A failed beat is remembered in redis_ok/redis_error; the next one tries again.
+            with contextlib.suppress(RedisUnavailable):
                 await self.heartbeat_once()
-            except RedisUnavailable:
-                pass  # remembered in redis_ok/redis_error; the next beat tries again
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.heartbeat_ms / 1000)
-            except TimeoutError:
-                pass
 
     async def announce_stop(self) -> None:
         """Tell the registry at once that this node is gone (a crash is left to the TTL)."""
@@ -132,7 +130,11 @@ class Node:
         started = time.perf_counter()
         now_mono = time.monotonic()
         entry = self.cache.fresh(req.key, now_mono) if self.cache.enabled else None
-        if entry is not None and req.limit in (None, entry.limit) and req.window_ms in (None, entry.window_ms):
+        if (
+            entry is not None
+            and req.limit in (None, entry.limit)
+            and req.window_ms in (None, entry.window_ms)
+        ):
             now_us = self.clock.now_us()
             allowed, count, reset_us = self.cache.decide(entry, entry.limit, now_us)
             limit, window_ms = entry.limit, entry.window_ms
@@ -217,7 +219,11 @@ class Node:
             "redis_ok": self.redis_ok,
             "redis_error": self.redis_error,
             "draining": self.draining,
-            "cache": {"enabled": self.cache.enabled, "ttl_ms": self.cache.ttl_ms, "entries": len(self.cache.entries)},
+            "cache": {
+                "enabled": self.cache.enabled,
+                "ttl_ms": self.cache.ttl_ms,
+                "entries": len(self.cache.entries),
+            },
             "keys": keys,
             "checks": dict(self.checks),
             "latency_p99_ms": self.latency.p99_ms(),
@@ -244,10 +250,8 @@ class Node:
 
     async def publish(self) -> None:
         """Push a changed drain/fail-mode to the registry now rather than at the next beat."""
-        try:
+        with contextlib.suppress(RedisUnavailable):  # the next beat carries it once Redis is back
             await self.heartbeat_once()
-        except RedisUnavailable:
-            pass
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
@@ -317,14 +321,17 @@ def build_app(node: Node) -> web.Application:
             await node.redis(node.store.ping)
         except RedisUnavailable as e:
             return web.json_response(
-                {"status": "unavailable", "redis_ok": False, "reason": f"redis unreachable: {e}", **body}, status=503
+                {"status": "unavailable", "redis_ok": False, "reason": f"redis unreachable: {e}", **body},
+                status=503,
             )
         return web.json_response({"status": "ok", "redis_ok": True, "reason": None, **body})
 
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
         node._sync_gauges()
-        return web.Response(body=node.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return web.Response(
+            body=node.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
 
     @routes.get("/api/stats")
     async def stats(request: web.Request) -> web.Response:
@@ -352,12 +359,19 @@ def build_app(node: Node) -> web.Application:
         s = node.settings
         try:
             nxt, rows, now_ms = await node.redis(
-                lambda: node.store.counters_page(int(cursor_raw), int(count_raw), s.default_limit, s.default_window_ms)
+                lambda: node.store.counters_page(
+                    int(cursor_raw), int(count_raw), s.default_limit, s.default_window_ms
+                )
             )
         except RedisUnavailable as e:
             return _error(503, f"cannot read counters: redis unreachable: {e}")
         return web.json_response(
-            {"cursor": cursor_raw, "next_cursor": str(nxt) if nxt else None, "counters": rows, "now_ms": now_ms}
+            {
+                "cursor": cursor_raw,
+                "next_cursor": str(nxt) if nxt else None,
+                "counters": rows,
+                "now_ms": now_ms,
+            }
         )
 
     @routes.post("/api/counters/{key:.+}/reset")
@@ -386,7 +400,9 @@ def build_app(node: Node) -> web.Application:
             return web.json_response(
                 {"key": key, "limit": s.default_limit, "window_ms": s.default_window_ms, "source": "default"}
             )
-        return web.json_response({"key": key, "limit": found[0], "window_ms": found[1], "source": "configured"})
+        return web.json_response(
+            {"key": key, "limit": found[0], "window_ms": found[1], "source": "configured"}
+        )
 
     @routes.put("/api/limits/{key:.+}")
     async def put_limit(request: web.Request) -> web.Response:
@@ -405,7 +421,9 @@ def build_app(node: Node) -> web.Application:
             await node.redis(lambda: node.store.set_limit(key, spec.limit, window_ms))
         except RedisUnavailable as e:
             return _error(503, f"cannot set the limit of {key!r}: redis unreachable: {e}")
-        return web.json_response({"key": key, "limit": spec.limit, "window_ms": window_ms, "source": "configured"})
+        return web.json_response(
+            {"key": key, "limit": spec.limit, "window_ms": window_ms, "source": "configured"}
+        )
 
     @routes.delete("/api/limits/{key:.+}")
     async def delete_limit(request: web.Request) -> web.Response:
@@ -432,18 +450,19 @@ def build_app(node: Node) -> web.Application:
         except ValidationError as e:
             return web.json_response(models.describe(e), status=422)
         previous = node.config()
+        flushed = 0
         if patch.fail_mode is not None:
             node.fail_mode = patch.fail_mode
         if patch.cache_ttl_ms is not None:
             node.cache.ttl_ms = patch.cache_ttl_ms
             if patch.cache_ttl_ms == 0:
                 # A disabled cache must not come back later with views that went stale meanwhile.
-                node.cache.flush()
+                flushed = node.cache.flush()
         if node.config() != previous:
             log.info("config changed: fail_mode=%s cache_ttl_ms=%s", node.fail_mode, node.cache.ttl_ms)
         node._sync_gauges()
         await node.publish()
-        return web.json_response({"config": node.config(), "previous": previous})
+        return web.json_response({"config": node.config(), "previous": previous, "flushed": flushed})
 
     @routes.post("/admin/cache/flush")
     async def flush(request: web.Request) -> web.Response:

@@ -36,15 +36,28 @@ class NodeMetrics:
             registry=r,
         )
         self.up = Gauge("ratelimiter_node_up", "1 while the node serves", ["node"], registry=r)
-        self.redis_ok = Gauge("ratelimiter_redis_ok", "1 when the last Redis round trip succeeded", ["node"], registry=r)
-        self.redis_errors = Counter("ratelimiter_redis_errors", "Failed Redis round trips", ["node"], registry=r)
-        self.cache_hits = Counter("ratelimiter_cache_hits", "Checks answered from the local cache", ["node"], registry=r)
+        self.redis_ok = Gauge(
+            "ratelimiter_redis_ok", "1 when the last Redis round trip succeeded", ["node"], registry=r
+        )
+        self.redis_errors = Counter(
+            "ratelimiter_redis_errors", "Failed Redis round trips", ["node"], registry=r
+        )
+        self.cache_hits = Counter(
+            "ratelimiter_cache_hits", "Checks answered from the local cache", ["node"], registry=r
+        )
         self.cache_misses = Counter(
-            "ratelimiter_cache_misses", "Checks that had to ask Redis while the cache was on", ["node"], registry=r
+            "ratelimiter_cache_misses",
+            "Checks that had to ask Redis while the cache was on",
+            ["node"],
+            registry=r,
         )
         self.draining = Gauge("ratelimiter_draining", "1 while the node is draining", ["node"], registry=r)
-        self.fail_open = Gauge("ratelimiter_fail_open", "1 when the node admits if Redis fails", ["node"], registry=r)
-        self.cache_ttl = Gauge("ratelimiter_cache_ttl_ms", "Local cache TTL, 0 when off", ["node"], registry=r)
+        self.fail_open = Gauge(
+            "ratelimiter_fail_open", "1 when the node admits if Redis fails", ["node"], registry=r
+        )
+        self.cache_ttl = Gauge(
+            "ratelimiter_cache_ttl_ms", "Local cache TTL, 0 when off", ["node"], registry=r
+        )
         self.node_id = node_id
         # Touch every labelled series so a scrape shows zeros rather than absent series.
         for result in CHECK_RESULTS:

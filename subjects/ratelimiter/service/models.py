@@ -34,13 +34,16 @@ class NodeSettings(Strict):
     node_ttl_ms: int = Field(default=3000, ge=100, le=600_000)
     redis_timeout_ms: int = Field(default=500, ge=10, le=30_000)
     max_tracked_keys: int = Field(default=1000, ge=1, le=100_000)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("node_ttl_ms")
     @classmethod
     def _ttl_above_heartbeat(cls, v: int, info) -> int:
         beat = info.data.get("heartbeat_ms")
         if beat is not None and v <= beat:
-            raise ValueError("node_ttl_ms must be longer than heartbeat_ms, or a live node would flap to down")
+            raise ValueError(
+                "node_ttl_ms must be longer than heartbeat_ms, or a live node would flap to down"
+            )
         return v
 
 

@@ -1,0 +1,665 @@
+"""The rate limiter's local lab: redis-server, a fault proxy, N nodes and a load generator.
+
+Everything runs as detached processes on 127.0.0.1, described by ``RUN_DIR/state.json``
+(`LabState`) so that any process can drive a lab another one started
+(``RateLimiterLab(run_dir)`` reads the state file on every call).
+
+Layout (BASE = ``base_port``, default 17100; Redis default 16379)::
+
+    redis-server             127.0.0.1:REDIS   (--save '', no AOF, data in RUN_DIR/redis)
+    proxy control API        127.0.0.1:BASE+100
+    proxy link of node i     127.0.0.1:BASE+100+i  -> redis   (link name = node id)
+    node i (id "n<i>")       127.0.0.1:BASE+i      --redis redis://127.0.0.1:BASE+100+i/0
+    load generator           no port; status in RUN_DIR/loadgen.json
+
+Each node reaches Redis only through its own proxy link, so one node's Redis connection can be
+delayed or cut (`set_link`) while the others and the observer (which reads Redis directly at
+``redis_url()``) are unaffected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from subjects.ratelimiter import processes
+from subjects.ratelimiter.processes import ProcessRecord
+
+SUBJECT = "ratelimiter"
+DEFAULT_REDIS_PORT = 16379
+DEFAULT_BASE_PORT = 17100
+PROXY_OFFSET = 100
+MAX_NODES = 50
+STATE_VERSION = 1
+STATE_FILE = "state.json"
+LOCK_FILE = "lab.lock"
+LOADGEN_STATUS = "loadgen.json"
+START_TIMEOUT_S = 30.0
+STOP_GRACE_S = 5.0
+LOCK_TIMEOUT_S = 120.0
+REDIS_PROCESS, PROXY_PROCESS, LOADGEN_PROCESS = "redis", "proxy", "loadgen"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class LabError(Exception):
+    """A lab problem a user can act on (port taken, lab already up, not up, failed start)."""
+
+
+class NodeOptions(BaseModel):
+    """How the lab starts its nodes (tests shorten the registry TTL and Redis timeouts)."""
+
+    heartbeat_ms: int = 1000
+    node_ttl_ms: int = 3000
+    redis_timeout_ms: int = 500
+    default_limit: int = 100
+    default_window_ms: int = 1000
+    fail_mode: str = "closed"
+    local_cache_ms: int = 0
+
+
+class NodeSpec(BaseModel):
+    id: str
+    port: int
+    url: str
+    link_port: int
+    redis_url: str  # what the node connects to: its proxy link
+
+
+class LabState(BaseModel):
+    version: int = STATE_VERSION
+    subject: str = SUBJECT
+    run_dir: str
+    started_at: str
+    redis_port: int
+    redis_url: str
+    proxy_control_port: int
+    proxy_url: str
+    nodes: list[NodeSpec]
+    node_options: NodeOptions
+    load: bool
+    processes: dict[str, ProcessRecord] = {}
+
+    def node(self, node_id: str) -> NodeSpec:
+        for spec in self.nodes:
+            if spec.id == node_id:
+                return spec
+        known = ", ".join(n.id for n in self.nodes)
+        raise LabError(f"no node {node_id!r} in this lab; nodes: {known}")
+
+    def ports(self) -> dict[str, int]:
+        """Every port the lab listens on, by what listens there."""
+        ports = {REDIS_PROCESS: self.redis_port, "proxy control": self.proxy_control_port}
+        for spec in self.nodes:
+            ports[spec.id] = spec.port
+            ports[f"link {spec.id}"] = spec.link_port
+        return ports
+
+
+def plan_ports(nodes: int, redis_port: int, base_port: int) -> dict[str, int]:
+    """The lab's ports (see the module docstring); LabError when they do not fit or overlap."""
+    if not 1 <= nodes <= MAX_NODES:
+        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {nodes}")
+    if not 1024 <= redis_port <= 65535:
+        raise LabError(f"--redis-port must be between 1024 and 65535, got {redis_port}")
+    if not 1024 <= base_port <= 65535 - PROXY_OFFSET - nodes:
+        raise LabError(
+            f"--base-port must be between 1024 and {65535 - PROXY_OFFSET - nodes} "
+            f"(nodes use BASE+1..BASE+{nodes}, the proxy BASE+{PROXY_OFFSET}..BASE+{PROXY_OFFSET + nodes}), got {base_port}"
+        )
+    ports = {REDIS_PROCESS: redis_port, "proxy control": base_port + PROXY_OFFSET}
+    for i in range(1, nodes + 1):
+        ports[f"n{i}"] = base_port + i
+        ports[f"link n{i}"] = base_port + PROXY_OFFSET + i
+    if list(ports.values()).count(redis_port) > 1:
+        raise LabError(
+            f"--redis-port {redis_port} collides with the ports derived from --base-port {base_port}"
+        )
+    return ports
+
+
+class RateLimiterLab:
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir).expanduser().resolve()
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RateLimiterLab:
+        """The lab whose state file is in `run_dir` (e.g. started by `lab up`); LabError if none."""
+        lab = cls(run_dir)
+        lab.state  # noqa: B018 - raises LabError when no lab is up there
+        return lab
+
+    # -- state file and lock -------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / STATE_FILE
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @contextlib.contextmanager
+    def _locked(self, create: bool = False) -> Iterator[None]:
+        """One lab command at a time per run folder, across processes."""
+        if create:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        elif not self.run_dir.is_dir():
+            self.state  # noqa: B018 - raises the "no lab is up" LabError rather than creating a folder
+        with open(self.run_dir / LOCK_FILE, "a+") as fh:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LabError(
+                            f"another lab command has held {self.run_dir} for {LOCK_TIMEOUT_S:.0f}s"
+                        ) from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read(self) -> LabState | None:
+        try:
+            text = self.state_path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return LabState.model_validate_json(text)
+        except ValidationError as e:
+            raise LabError(
+                f"{self.state_path} is not a lab state file this version understands: {e.errors()[0]['msg']}"
+            ) from e
+
+    def _write(self, state: LabState) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(state.model_dump_json(indent=2))
+        os.replace(tmp, self.state_path)
+
+    @property
+    def state(self) -> LabState:
+        state = self._read()
+        if state is None:
+            raise LabError(
+                f"no {SUBJECT} lab is up in {self.run_dir} (start one with `operator-tui lab up {SUBJECT}`)"
+            )
+        return state
+
+    def is_up(self) -> bool:
+        state = self._read()
+        return state is not None and any(processes.is_live(p) for p in state.processes.values())
+
+    # -- addresses -----------------------------------------------------------------------------
+
+    def node_ids(self) -> list[str]:
+        return [n.id for n in self.state.nodes]
+
+    def node_urls(self) -> dict[str, str]:
+        return {n.id: n.url for n in self.state.nodes}
+
+    def redis_url(self) -> str:
+        return self.state.redis_url
+
+    def proxy_url(self) -> str:
+        return self.state.proxy_url
+
+    def redis(self):
+        """A synchronous client straight to redis-server (not through any proxy link)."""
+        import redis
+
+        return redis.Redis.from_url(self.redis_url(), socket_timeout=2.0, socket_connect_timeout=2.0)
+
+    # -- up ------------------------------------------------------------------------------------
+
+    def up(
+        self,
+        nodes: int = 3,
+        redis_port: int | None = None,
+        base_port: int | None = None,
+        load: bool = True,
+        node_options: NodeOptions | None = None,
+        load_args: list[str] | None = None,
+    ) -> LabState:
+        """Start everything and return once every node answers /health with 200."""
+        redis_port = DEFAULT_REDIS_PORT if redis_port is None else redis_port
+        base_port = DEFAULT_BASE_PORT if base_port is None else base_port
+        ports = plan_ports(nodes, redis_port, base_port)
+        server = shutil.which("redis-server")
+        if server is None:
+            raise LabError("redis-server is not installed (Debian: apt-get install redis-server)")
+        with self._locked(create=True):
+            old = self._read()
+            if old is not None:
+                live = [f"{p.name} (pid {p.pid})" for p in old.processes.values() if processes.is_live(p)]
+                if live:
+                    raise LabError(
+                        f"a {SUBJECT} lab is already up in {self.run_dir}: {', '.join(live)}; "
+                        f"stop it with `operator-tui lab down {SUBJECT}`"
+                    )
+                self._remove_transient()
+            taken = [f"{port} ({what})" for what, port in ports.items() if not processes.port_free(port)]
+            if taken:
+                raise LabError(
+                    f"port{'s' if len(taken) > 1 else ''} already in use: {', '.join(taken)}; "
+                    "choose others with --redis-port / --base-port"
+                )
+            options = node_options or NodeOptions()
+            state = LabState(
+                run_dir=str(self.run_dir),
+                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                redis_port=redis_port,
+                redis_url=f"redis://127.0.0.1:{redis_port}/0",
+                proxy_control_port=ports["proxy control"],
+                proxy_url=f"http://127.0.0.1:{ports['proxy control']}",
+                nodes=[
+                    NodeSpec(
+                        id=f"n{i}",
+                        port=ports[f"n{i}"],
+                        url=f"http://127.0.0.1:{ports[f'n{i}']}",
+                        link_port=ports[f"link n{i}"],
+                        redis_url=f"redis://127.0.0.1:{ports[f'link n{i}']}/0",
+                    )
+                    for i in range(1, nodes + 1)
+                ],
+                node_options=options,
+                load=load,
+            )
+            shutil.rmtree(self.logs_dir, ignore_errors=True)
+            try:
+                self._start_all(state, server, load_args or [])
+            except BaseException as e:
+                # Leave nothing half-started behind: stop what did start, then report why.
+                self._stop_all(state)
+                self._remove_transient()
+                if isinstance(e, LabError):
+                    raise
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                raise LabError(f"lab failed to start: {type(e).__name__}: {e}") from e
+            return state
+
+    def _start_all(self, state: LabState, server: str, load_args: list[str]) -> None:
+        redis_dir = self.run_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        rec = processes.spawn(
+            REDIS_PROCESS,
+            [
+                server,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(state.redis_port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(redis_dir),
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "notice",
+            ],
+            self.logs_dir / "redis.log",
+            port=state.redis_port,
+        )
+        self._record(state, rec)
+        self._wait_redis(state, rec)
+
+        argv = [
+            sys.executable,
+            "-m",
+            "subjects.ratelimiter.proxy",
+            "--control-port",
+            str(state.proxy_control_port),
+        ]
+        argv += ["--upstream", f"127.0.0.1:{state.redis_port}"]
+        for spec in state.nodes:
+            argv += ["--link", f"{spec.id}={spec.link_port}"]
+        rec = processes.spawn(
+            PROXY_PROCESS, argv, self.logs_dir / "proxy.log", env=_child_env(), port=state.proxy_control_port
+        )
+        self._record(state, rec)
+        if not processes.wait_port(state.proxy_control_port, START_TIMEOUT_S, alive=rec):
+            raise LabError(f"the proxy did not start: {processes.log_tail(rec.log)}")
+
+        for spec in state.nodes:
+            self._record(state, self._spawn_node(state, spec))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for spec in state.nodes:
+            self._wait_node_healthy(state, spec, deadline)
+
+        if state.load:
+            argv = [
+                sys.executable,
+                "-m",
+                "subjects.ratelimiter.loadgen",
+                "--status-file",
+                str(self.run_dir / LOADGEN_STATUS),
+            ]
+            for spec in state.nodes:
+                argv += ["--seed-url", spec.url]
+            rec = processes.spawn(
+                LOADGEN_PROCESS, argv + load_args, self.logs_dir / "loadgen.log", env=_child_env()
+            )
+            self._record(state, rec)
+            time.sleep(0.3)
+            if not processes.is_live(rec):
+                raise LabError(f"the load generator exited at once: {processes.log_tail(rec.log)}")
+
+    def _record(self, state: LabState, rec: ProcessRecord) -> None:
+        state.processes[rec.name] = rec
+        self._write(state)
+
+    def _wait_redis(self, state: LabState, rec: ProcessRecord) -> None:
+        import redis
+
+        client = redis.Redis(
+            host="127.0.0.1", port=state.redis_port, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.RedisError as e:
+                    if not processes.is_live(rec):
+                        raise LabError(f"redis-server exited: {processes.log_tail(rec.log)}") from e
+                    if time.monotonic() > deadline:
+                        raise LabError(
+                            f"redis-server did not answer PING within {START_TIMEOUT_S:.0f}s: {e}"
+                        ) from e
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def _spawn_node(self, state: LabState, spec: NodeSpec) -> ProcessRecord:
+        o = state.node_options
+        argv = [
+            sys.executable, "-m", "subjects.ratelimiter.service",
+            "--node-id", spec.id,
+            "--host", "127.0.0.1",
+            "--port", str(spec.port),
+            "--redis", spec.redis_url,
+            "--fail-mode", o.fail_mode,
+            "--local-cache-ms", str(o.local_cache_ms),
+            "--default-limit", str(o.default_limit),
+            "--default-window-ms", str(o.default_window_ms),
+            "--heartbeat-ms", str(o.heartbeat_ms),
+            "--node-ttl-ms", str(o.node_ttl_ms),
+            "--redis-timeout-ms", str(o.redis_timeout_ms),
+        ]  # fmt: skip
+        return processes.spawn(
+            spec.id, argv, self.logs_dir / f"{spec.id}.log", env=_child_env(), port=spec.port
+        )
+
+    def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
+        rec = state.processes[spec.id]
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if not processes.is_live(rec):
+                raise LabError(f"node {spec.id} exited: {processes.log_tail(rec.log)}")
+            try:
+                r = httpx.get(f"{spec.url}/health", timeout=2.0)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+            time.sleep(0.1)
+        raise LabError(f"node {spec.id} not healthy within {START_TIMEOUT_S:.0f}s ({last})")
+
+    # -- down ----------------------------------------------------------------------------------
+
+    def down(self) -> dict:
+        """Stop every process (load, nodes, proxy, redis), verify nothing is left, clean up.
+
+        Returns ``{"run_dir", "stopped": [{"name", "pid", "outcome"}], "ports_checked",
+        "ports_still_listening", "removed", "logs"}``; raises LabError if something survived.
+        """
+        with self._locked():
+            state = self.state
+            stopped = self._stop_all(state)
+            ports = state.ports()
+            deadline = time.monotonic() + STOP_GRACE_S
+            while True:
+                listening = processes.listening_ports()
+                left = {what: port for what, port in ports.items() if port in listening}
+                if not left or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            survivors = [s for s in stopped if s["outcome"].startswith("FAILED")]
+            # Keep the state file while anything survives: it is how the next `down` finds it.
+            removed = [] if survivors or left else self._remove_transient()
+            report = {
+                "run_dir": str(self.run_dir),
+                "stopped": stopped,
+                "ports_checked": sorted(ports.values()),
+                "ports_still_listening": [f"{port} ({what})" for what, port in left.items()],
+                "removed": removed,
+                "logs": str(self.logs_dir),
+            }
+            if survivors or left:
+                problems = [f"{s['name']} (pid {s['pid']}): {s['outcome']}" for s in survivors]
+                problems += [f"port {p} still listening" for p in report["ports_still_listening"]]
+                raise LabError(
+                    "lab down left things behind: "
+                    + "; ".join(problems)
+                    + f"; state kept in {self.state_path}"
+                )
+            return report
+
+    def _stop_all(self, state: LabState) -> list[dict]:
+        order = [LOADGEN_PROCESS] + [n.id for n in state.nodes] + [PROXY_PROCESS, REDIS_PROCESS]
+        out = []
+        for name in order:
+            rec = state.processes.get(name)
+            if rec is None:
+                continue
+            try:
+                outcome = processes.stop(rec, STOP_GRACE_S)
+            except RuntimeError as e:
+                outcome = f"FAILED: {e}"
+            out.append({"name": name, "pid": rec.pid, "outcome": outcome})
+        return out
+
+    def _remove_transient(self) -> list[str]:
+        removed = []
+        for name in (STATE_FILE, LOADGEN_STATUS, "state.tmp"):
+            path = self.run_dir / name
+            if path.exists():
+                path.unlink()
+                removed.append(str(path))
+        redis_dir = self.run_dir / "redis"
+        if redis_dir.exists():
+            shutil.rmtree(redis_dir, ignore_errors=True)
+            removed.append(str(redis_dir))
+        return removed
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """Processes (pid, state, port), node health, proxy links, load generator progress."""
+        state = self.state
+        procs = []
+        for name, rec in state.processes.items():
+            procs.append(
+                {"name": name, "pid": rec.pid, "state": processes.process_state(rec), "port": rec.port}
+            )
+        nodes = []
+        for spec in state.nodes:
+            rec = state.processes.get(spec.id)
+            health, detail = "unreachable", None
+            if rec is not None and processes.process_state(rec) == processes.PAUSED:
+                health, detail = "paused", "process is SIGSTOPped"
+            else:
+                try:
+                    r = httpx.get(f"{spec.url}/health", timeout=1.5)
+                    body = r.json()
+                    health = "ok" if r.status_code == 200 else "unavailable"
+                    detail = body.get("reason")
+                except (httpx.HTTPError, ValueError) as e:
+                    detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            nodes.append(
+                {"id": spec.id, "url": spec.url, "port": spec.port, "health": health, "detail": detail}
+            )
+        try:
+            links = self.links()
+        except LabError as e:
+            links = {"error": str(e)}
+        loadgen = None
+        with contextlib.suppress(OSError, ValueError):
+            loadgen = json.loads((self.run_dir / LOADGEN_STATUS).read_text())
+        live = any(p["state"] in (processes.RUNNING, processes.PAUSED) for p in procs)
+        return {
+            "subject": SUBJECT,
+            "run_dir": str(self.run_dir),
+            "up": live,
+            "started_at": state.started_at,
+            "redis_url": state.redis_url,
+            "proxy_url": state.proxy_url,
+            "processes": procs,
+            "nodes": nodes,
+            "links": links,
+            "loadgen": loadgen,
+        }
+
+    # -- one node ------------------------------------------------------------------------------
+
+    def _node_rec(self, state: LabState, node_id: str) -> ProcessRecord:
+        state.node(node_id)
+        rec = state.processes.get(node_id)
+        if rec is None:
+            raise LabError(f"node {node_id} was never started in this lab")
+        return rec
+
+    def start_node(self, node_id: str, wait: bool = True) -> str:
+        """Start a node that is not running (same arguments as at `up`); ``already running`` otherwise."""
+        with self._locked():
+            state = self.state
+            spec = state.node(node_id)
+            rec = state.processes.get(node_id)
+            if rec is not None and processes.is_live(rec):
+                return "already running"
+            if rec is not None:
+                processes.reap(rec.pid)
+            if not processes.port_free(spec.port):
+                raise LabError(f"cannot start {node_id}: port {spec.port} is in use")
+            new = self._spawn_node(state, spec)
+            self._record(state, new)
+        if wait and not processes.wait_port(spec.port, START_TIMEOUT_S, alive=new):
+            raise LabError(f"node {node_id} did not start: {processes.log_tail(new.log)}")
+        return "started"
+
+    def stop_node(self, node_id: str) -> str:
+        """SIGTERM (the node marks itself stopped in the registry), SIGKILL after a grace period."""
+        with self._locked():
+            return processes.stop(self._node_rec(self.state, node_id), STOP_GRACE_S)
+
+    def kill_node(self, node_id: str) -> str:
+        """SIGKILL: the node cannot say goodbye; the registry shows it down after its TTL."""
+        with self._locked():
+            rec = self._node_rec(self.state, node_id)
+            if not processes.send(rec, signal.SIGKILL):
+                return "not running"
+            processes.wait_dead(rec, 5.0)
+            processes.reap(rec.pid)
+            return "killed"
+
+    def restart_node(self, node_id: str) -> str:
+        self.stop_node(node_id)
+        self.start_node(node_id)
+        return "restarted"
+
+    def pause_node(self, node_id: str) -> str:
+        with self._locked():
+            return self._signal(self._node_rec(self.state, node_id), signal.SIGSTOP)
+
+    def resume_node(self, node_id: str) -> str:
+        with self._locked():
+            return self._signal(self._node_rec(self.state, node_id), signal.SIGCONT)
+
+    @staticmethod
+    def _signal(rec: ProcessRecord, sig: signal.Signals) -> str:
+        """SIGSTOP/SIGCONT, returning once it took effect: ``paused``, ``resumed`` or ``not running``."""
+        try:
+            sent = processes.signal_and_wait(rec, sig)
+        except RuntimeError as e:
+            raise LabError(str(e)) from e
+        if not sent:
+            return "not running"
+        return "paused" if sig == signal.SIGSTOP else "resumed"
+
+    def node_process(self, node_id: str) -> dict:
+        """``{"pid", "starttime", "state"}`` of a node's process."""
+        rec = self._node_rec(self.state, node_id)
+        return {"pid": rec.pid, "starttime": rec.starttime, "state": processes.process_state(rec)}
+
+    def process(self, name: str) -> ProcessRecord:
+        state = self.state
+        if name not in state.processes:
+            raise LabError(f"no process {name!r} in this lab; processes: {', '.join(state.processes)}")
+        return state.processes[name]
+
+    # -- redis-server and the proxy --------------------------------------------------------------
+
+    def pause_redis(self) -> str:
+        with self._locked():
+            return self._signal(self.process(REDIS_PROCESS), signal.SIGSTOP)
+
+    def resume_redis(self) -> str:
+        with self._locked():
+            return self._signal(self.process(REDIS_PROCESS), signal.SIGCONT)
+
+    def links(self) -> dict:
+        """The proxy's links: ``{NAME: {"name", "listen_port", "upstream", "mode", "delay_ms", ...}}``."""
+        try:
+            r = httpx.get(f"{self.proxy_url()}/links", timeout=2.0)
+            r.raise_for_status()
+        except httpx.HTTPError as e:
+            raise LabError(f"the fault proxy does not answer at {self.proxy_url()}: {e}") from e
+        return r.json()["links"]
+
+    def set_link(self, target: str, mode: str = "pass", delay_ms: int = 0) -> dict:
+        """Set one node's Redis link (by node id) or every link (``*``).
+
+        Returns the proxy's answer: ``{"links": {...}, "previous": {NAME: {"mode", "delay_ms"}},
+        "reset_connections": N}``. LabError on an unknown target or mode.
+        """
+        if target != "*":
+            self.state.node(target)
+        try:
+            r = httpx.put(
+                f"{self.proxy_url()}/links/{target}", json={"mode": mode, "delay_ms": delay_ms}, timeout=5.0
+            )
+        except httpx.HTTPError as e:
+            raise LabError(f"the fault proxy does not answer at {self.proxy_url()}: {e}") from e
+        if r.status_code != 200:
+            raise LabError(r.json().get("error", r.text))
+        return r.json()
+
+
+def _child_env() -> dict[str, str]:
+    """Children find this checkout's packages even when it is not installed in their Python."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

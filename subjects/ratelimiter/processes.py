@@ -1,0 +1,219 @@
+"""Detached processes on this machine: start, inspect, signal, stop; and loopback ports.
+
+A process is identified by its pid AND its start time (``/proc/PID/stat`` field 22), so a pid
+reused by an unrelated process after ours died is never signalled. States come from
+``/proc/PID/status`` because a dead process can linger as a zombie while ``kill -0`` still works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+# Process states as reported by `process_state`.
+# A process that exited and was reaped is "stopped"; SIGSTOPped is "paused".
+RUNNING, PAUSED, ZOMBIE, STOPPED = "alive", "paused", "zombie", "stopped"
+
+
+class ProcessRecord(BaseModel):
+    """One process a lab started, as written in its state file."""
+
+    name: str
+    pid: int
+    starttime: int  # clock ticks after boot; with pid, the process's identity
+    argv: list[str]
+    log: str
+    port: int | None = None  # the port it listens on, if any (the proxy has several: see the lab)
+
+
+def _stat_starttime(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _status_state(pid: int) -> str | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return line.split()[1]
+    except OSError:
+        return None
+    return None
+
+
+def reap(pid: int) -> None:
+    """Collect a dead child of ours, if it is one (others are left to their parent or init)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def process_state(rec: ProcessRecord) -> str:
+    """``alive``, ``paused`` (SIGSTOPped), ``zombie`` (dead, not yet reaped) or ``stopped`` (exited)."""
+    reap(rec.pid)
+    if _stat_starttime(rec.pid) != rec.starttime:
+        return STOPPED
+    state = _status_state(rec.pid)
+    if state is None or state in ("X", "x"):
+        return STOPPED
+    if state == "Z":
+        return ZOMBIE
+    if state in ("T", "t"):
+        return PAUSED
+    return RUNNING
+
+
+def is_live(rec: ProcessRecord) -> bool:
+    return process_state(rec) in (RUNNING, PAUSED)
+
+
+def spawn(
+    name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, port: int | None = None
+) -> ProcessRecord:
+    """Start `argv` detached (own session, stdin /dev/null, stdout+stderr appended to `log_path`).
+
+    posix_spawn rather than subprocess.Popen: the lab keeps only the pid, and a Popen object
+    dropped while its child runs warns and tries to reap behind our back.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    pid = os.posix_spawnp(
+        argv[0], argv, dict(env if env is not None else os.environ), file_actions=actions, setsid=True
+    )
+    starttime = None
+    for _ in range(100):  # /proc/PID appears with the process; bounded in case it died at once
+        starttime = _stat_starttime(pid)
+        if starttime is not None:
+            break
+        time.sleep(0.01)
+    return ProcessRecord(
+        name=name, pid=pid, starttime=starttime or -1, argv=argv, log=str(log_path), port=port
+    )
+
+
+def send(rec: ProcessRecord, sig: signal.Signals) -> bool:
+    """Signal the process if it is still the one we started; False when it is gone."""
+    if process_state(rec) in (STOPPED, ZOMBIE):
+        return False
+    try:
+        os.kill(rec.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def signal_and_wait(rec: ProcessRecord, sig: signal.Signals, timeout_s: float = 5.0) -> bool:
+    """SIGSTOP/SIGCONT and wait until /proc shows the effect (signals are delivered asynchronously).
+
+    False when the process is not running (or died meanwhile); RuntimeError if nothing happened.
+    """
+    if not send(rec, sig):
+        return False
+    want = PAUSED if sig == signal.SIGSTOP else RUNNING
+    deadline = time.monotonic() + timeout_s
+    while (state := process_state(rec)) != want:
+        if state in (STOPPED, ZOMBIE):
+            return False
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"{rec.name} (pid {rec.pid}) did not react to {sig.name} within {timeout_s:.0f}s"
+            )
+        time.sleep(0.01)
+    return True
+
+
+def wait_dead(rec: ProcessRecord, timeout_s: float) -> bool:
+    """Wait until the process is gone or a zombie; True when it is."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process_state(rec) in (STOPPED, ZOMBIE):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def stop(rec: ProcessRecord, grace_s: float = 5.0) -> str:
+    """SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM, then SIGKILL after `grace_s`.
+
+    Returns what it took: ``not running``, ``terminated`` or ``killed``; raises RuntimeError
+    when even SIGKILL did not end it.
+    """
+    if process_state(rec) in (STOPPED, ZOMBIE):
+        reap(rec.pid)
+        return "not running"
+    send(rec, signal.SIGCONT)
+    send(rec, signal.SIGTERM)
+    if wait_dead(rec, grace_s):
+        reap(rec.pid)
+        return "terminated"
+    send(rec, signal.SIGKILL)
+    if wait_dead(rec, 5.0):
+        reap(rec.pid)
+        return "killed"
+    raise RuntimeError(f"{rec.name} (pid {rec.pid}) survived SIGKILL")
+
+
+def log_tail(path: str | Path, lines: int = 5) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+# -- ports ---------------------------------------------------------------------------------------
+
+
+def listening_ports() -> set[int]:
+    """TCP ports with a listening socket on this machine (any address), from /proc/net."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 3 and parts[3] == "0A":  # TCP_LISTEN
+                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def port_free(port: int) -> bool:
+    """True when nothing listens on `port` and 127.0.0.1:`port` can be bound."""
+    if port in listening_ports():
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_port(port: int, timeout_s: float, alive: ProcessRecord | None = None) -> bool:
+    """Wait until 127.0.0.1:`port` accepts connections; stop early if `alive` died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+        if alive is not None and not is_live(alive):
+            return False
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,108 @@
+"""Helpers shared by the rate limiter tests (ports, polling, process checks, labs)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from subjects.ratelimiter import processes
+from subjects.ratelimiter.lab import PROXY_OFFSET, NodeOptions, RateLimiterLab
+from subjects.ratelimiter.processes import ProcessRecord
+
+# Short registry TTL and Redis timeout so that failures show within a second or two.
+FAST_NODES = NodeOptions(heartbeat_ms=200, node_ttl_ms=1000, redis_timeout_ms=300)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_base(nodes: int) -> int:
+    """A base port whose node ports (BASE+i) and proxy ports (BASE+100+i) are all free."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20_000, 60_000)
+        wanted = [base + i for i in range(1, nodes + 1)] + [base + PROXY_OFFSET + i for i in range(nodes + 1)]
+        if all(processes.port_free(p) for p in wanted):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+def free_lab_ports(nodes: int) -> tuple[int, int]:
+    base = free_base(nodes)
+    while True:
+        redis_port = free_port()
+        if not base < redis_port <= base + PROXY_OFFSET + nodes:
+            return redis_port, base
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout_s: float = 20.0, interval_s: float = 0.05, what: str = ""
+):
+    """Poll until `predicate()` is truthy and return its value; fail after a generous deadline."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # the condition may fail transiently while things settle
+            last_error = e
+        time.sleep(interval_s)
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what or predicate}; last error: {last_error}"
+    )
+
+
+def assert_dead(records: list[ProcessRecord]) -> None:
+    alive = [f"{r.name} (pid {r.pid})" for r in records if processes.is_live(r)]
+    assert not alive, f"processes left running: {alive}"
+
+
+def assert_ports_closed(ports: list[int]) -> None:
+    wait_until(lambda: not (set(ports) & processes.listening_ports()), 10.0, what=f"ports {ports} to close")
+
+
+def make_lab(tmp: Path, nodes: int = 3, options: NodeOptions = FAST_NODES) -> RateLimiterLab:
+    lab = RateLimiterLab(tmp)
+    redis_port, base = free_lab_ports(nodes)
+    lab.up(nodes=nodes, redis_port=redis_port, base_port=base, load=False, node_options=options)
+    return lab
+
+
+def teardown_lab(lab: RateLimiterLab) -> None:
+    state = lab.state
+    records = list(state.processes.values())
+    ports = list(state.ports().values())
+    try:
+        lab.down()
+    finally:
+        # Whatever happened above, no process of this lab outlives the test.
+        for rec in records:
+            if processes.is_live(rec):
+                processes.send(rec, signal.SIGCONT)
+                processes.send(rec, signal.SIGKILL)
+                processes.wait_dead(rec, 5.0)
+    assert_dead(records)
+    assert_ports_closed(ports)
+    assert not lab.state_path.exists()
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def unique_key(prefix: str) -> str:
+    return f"{prefix}:{random.randrange(10**9)}"

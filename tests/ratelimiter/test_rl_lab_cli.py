@@ -1,0 +1,160 @@
+"""`operator-tui lab up|status|down ratelimiter` as a user runs it: separate processes, real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from rl_support import assert_dead, assert_ports_closed, free_lab_ports, teardown_lab, wait_until
+
+from subjects.ratelimiter import processes
+from subjects.ratelimiter.lab import LabState, RateLimiterLab
+
+SCRIPT = Path(sys.executable).parent / "operator-tui"
+CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "operator_tui"]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("operator-tui: error: ")
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def lab_dir(tmp_path) -> Iterator[Path]:
+    """A run folder; whatever a failing test left running in it is torn down."""
+    path = tmp_path / "lab"
+    yield path
+    lab = RateLimiterLab(path)
+    if lab.state_path.exists():
+        teardown_lab(lab)
+
+
+@pytest.fixture
+def env(tmp_path) -> dict:
+    # Keep the user's data directory out of it, whatever a command defaults to.
+    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+
+
+def node_checks(url: str) -> int:
+    return sum(httpx.get(f"{url}/api/stats", timeout=5.0).json()["checks"].values())
+
+
+def test_up_status_down(lab_dir, env):
+    redis_port, base = free_lab_ports(2)
+    common = ["--lab-dir", str(lab_dir)]
+    up = cli(
+        "lab",
+        "up",
+        "ratelimiter",
+        "--nodes",
+        "2",
+        "--redis-port",
+        str(redis_port),
+        "--base-port",
+        str(base),
+        *common,
+        env=env,
+    )
+    assert up.returncode == 0, up.stderr
+    assert f"http://127.0.0.1:{base + 1}" in up.stdout and f"http://127.0.0.1:{base + 2}" in up.stdout
+    state = LabState.model_validate_json((lab_dir / "state.json").read_text())
+    records = list(state.processes.values())
+    assert set(state.processes) == {"redis", "proxy", "n1", "n2", "loadgen"}
+
+    again = cli(
+        "lab",
+        "up",
+        "ratelimiter",
+        "--redis-port",
+        str(redis_port),
+        "--base-port",
+        str(base),
+        *common,
+        env=env,
+    )
+    assert_user_error(again, "already up")
+
+    text = cli("lab", "status", "ratelimiter", *common, env=env)
+    assert text.returncode == 0, text.stderr
+    assert "n1" in text.stdout and "alive" in text.stdout and "links: n1=pass, n2=pass" in text.stdout
+    status = json.loads(cli("lab", "status", "ratelimiter", "--json", *common, env=env).stdout)
+    assert status["up"] is True and status["redis_url"] == f"redis://127.0.0.1:{redis_port}/0"
+    assert {p["name"]: p["state"] for p in status["processes"]} == dict.fromkeys(state.processes, "alive")
+    assert [(n["id"], n["health"]) for n in status["nodes"]] == [("n1", "ok"), ("n2", "ok")]
+
+    # The load generator spreads over the up nodes and stops sending to a draining one.
+    urls = {n.id: n.url for n in state.nodes}
+    wait_until(lambda: node_checks(urls["n1"]) > 0 and node_checks(urls["n2"]) > 0, what="load on both nodes")
+    httpx.post(f"{urls['n1']}/admin/drain", timeout=5.0).raise_for_status()
+
+    def n1_quiet() -> bool:  # the generator re-reads the registry every 2 s; in-flight calls finish
+        first = node_checks(urls["n1"])
+        time.sleep(1.5)
+        return node_checks(urls["n1"]) == first
+
+    wait_until(n1_quiet, 60.0, what="load to leave the draining n1")
+    before = node_checks(urls["n1"]), node_checks(urls["n2"])
+    wait_until(lambda: node_checks(urls["n2"]) > before[1] + 20, what="load to continue on n2")
+    assert node_checks(urls["n1"]) == before[0]
+    httpx.post(f"{urls['n1']}/admin/undrain", timeout=5.0).raise_for_status()
+    wait_until(lambda: node_checks(urls["n1"]) > before[0], what="load back on n1")
+
+    down = cli("lab", "down", "ratelimiter", *common, env=env)
+    assert down.returncode == 0, down.stderr
+    assert "no process left" in down.stdout
+    outcomes = {line.split()[0]: line.split()[-1] for line in down.stdout.splitlines()[:5]}
+    assert outcomes == dict.fromkeys(
+        ["loadgen", "n1", "n2", "proxy", "redis"], "terminated"
+    )  # all heed SIGTERM
+    assert_dead(records)
+    assert_ports_closed(list(state.ports().values()))
+    assert not (lab_dir / "state.json").exists() and not (lab_dir / "redis").exists()
+    assert (lab_dir / "logs" / "n1.log").exists()  # logs stay for the post-mortem
+
+    assert_user_error(cli("lab", "down", "ratelimiter", *common, env=env), "no ratelimiter lab is up")
+    assert_user_error(cli("lab", "status", "ratelimiter", *common, env=env), "no ratelimiter lab is up")
+
+
+def test_port_taken_is_one_line_and_starts_nothing(lab_dir, env):
+    redis_port, base = free_lab_ports(1)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + 1))
+        squatter.listen()
+        result = cli(
+            "lab", "up", "ratelimiter", "--nodes", "1", "--no-load", "--redis-port", str(redis_port),
+            "--base-port", str(base), "--lab-dir", str(lab_dir), env=env,
+        )  # fmt: skip
+    assert_user_error(result, f"{base + 1} (n1)", "already in use")
+    assert not (lab_dir / "state.json").exists()
+    assert redis_port not in processes.listening_ports()  # redis-server was never started
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["lab", "up", "ratelimiter", "--nodes", "0"], "--nodes must be between 1 and 50"),
+        (["lab", "up", "ratelimiter", "--base-port", "70000"], "--base-port must be between"),
+        (["lab", "up", "ratelimiter", "--stores", "3"], "--stores is a tikv lab option"),
+        (["lab", "up", "tikv"], "tikv lab is not available yet"),
+        (["lab", "status", "tikv"], "tikv lab is not available yet"),
+    ],
+)
+def test_bad_lab_commands_are_one_line(lab_dir, env, args, fragment):
+    assert_user_error(cli(*args, "--lab-dir", str(lab_dir), env=env), fragment)
