@@ -1,11 +1,11 @@
 """Per-store signals: is the store's status port answering, and what do its metrics say.
 
 Two sources with one result shape:
-- DirectScraper: GET each store's `status_address/metrics` concurrently. The same request is the
-  liveness probe (the fast signal: a dead TiKV refuses connections at once, long before PD's 20 s
-  Disconnected), and rates come from the difference between this scrape and the previous one.
-- PrometheusSource: PromQL over Prometheus's HTTP API, plus the same direct probe (a TCP connect),
-  since `up` lags by a scrape interval.
+- DirectScraper: GET each store's `status_address/metrics` (in turns, for large clusters); rates
+  come from the difference between two scrapes of the same store.
+- PrometheusSource: PromQL over Prometheus's HTTP API.
+Both probe every store's status port every tick (Prober), since Prometheus's `up` lags by a
+scrape interval and liveness is the fast signal.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from subjects import promtext
+from subjects.tikv.status_http import StatusConnection, StatusError
 
 WANTED = (
     "tikv_raftstore_region_count",
@@ -40,6 +41,11 @@ class StoreMetrics:
     fails: float | None = None
     buckets: dict[float, float] = field(default_factory=dict)
     at: float = 0.0
+    # the interval since this store's previous scrape: bucket and counter increases, and its length
+    deltas: dict[float, float] = field(default_factory=dict)
+    delta_requests: float = 0.0
+    delta_fails: float = 0.0
+    delta_seconds: float = 0.0
 
 
 @dataclass
@@ -86,105 +92,151 @@ def summarize(samples: list[promtext.Sample]) -> StoreMetrics:
     return m
 
 
-class DirectScraper:
-    def __init__(self, timeout: float = 1.0, concurrency: int = 128):
-        self.timeout = timeout
-        self.concurrency = concurrency
-        self._previous: dict[int, StoreMetrics] = {}
-        self._session: aiohttp.ClientSession | None = None
+Probe = tuple[bool, str, float, "bytes | None", float]  # ok, error, ms, body (scrapes only), started at
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=2, ttl_dns_cache=None),
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+
+class Prober:
+    """One request per store per tick over kept-alive connections: GET /metrics for the stores
+    whose turn it is to be scraped, GET /status for the rest. Either answer proves liveness (the
+    fast signal: a dead TiKV refuses connections at once, long before PD's 20 s Disconnected).
+    The timeout runs per request after its turn in the concurrency limit, so a big cluster's
+    queue never reads as dead stores."""
+
+    def __init__(self, timeout: float = 1.0, concurrency: int = 256):
+        self.timeout = timeout
+        self._limit = asyncio.Semaphore(concurrency)
+        self._conns: dict[int, StatusConnection] = {}
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    async def _one(self, store_id: int, address: str, path: str) -> Probe:
+        conn = self._conns.get(store_id)
+        if conn is None or conn.address != address:
+            if conn is not None:
+                conn.close()
+            try:
+                conn = self._conns[store_id] = StatusConnection(address)
+            except StatusError as e:
+                return False, e.reason, 0.0, None, time.monotonic()
+        async with self._limit:
+            t0 = time.monotonic()
+            try:
+                status, body = await conn.get(path, self.timeout)
+            except StatusError as e:
+                return False, e.reason, (time.monotonic() - t0) * 1000, None, t0
+        elapsed = (time.monotonic() - t0) * 1000
+        if status != 200:
+            return False, f"status port {address} answered HTTP {status}", elapsed, None, t0
+        return True, "", elapsed, body if path == "/metrics" else None, t0
+
+    async def run(self, stores: list[tuple[int, str]], scrape: set[int]) -> list[Probe]:
+        for sid in set(self._conns) - {s for s, _ in stores}:
+            self._conns.pop(sid).close()
+        return await asyncio.gather(*(self._one(sid, addr, "/metrics" if sid in scrape else "/status")
+                                      for sid, addr in stores))
+
+
+class DirectScraper:
+    """Metrics straight from each store's status port. Large clusters are scraped in turns of
+    `scrape_budget` stores per tick (every store is still probed every tick); each store's rates
+    come from the difference between two of its own scrapes."""
+
+    def __init__(self, timeout: float = 1.0, scrape_budget: int = 100):
+        self.prober = Prober(timeout)
+        self.scrape_budget = max(1, scrape_budget)
+        self._previous: dict[int, StoreMetrics] = {}
+        self._latest: dict[int, StoreMetrics] = {}
+        self._cursor = 0
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self.prober.close()
 
-    async def _scrape(self, store_id: int, address: str) -> StoreMetrics:
-        t0 = time.monotonic()
-        try:
-            async with self._http().get(f"http://{address}/metrics") as response:
-                text = await response.text()
-                if response.status != 200:
-                    return StoreMetrics(False, f"status port answered HTTP {response.status}",
-                                        (time.monotonic() - t0) * 1000, at=t0)
-        except TimeoutError:
-            return StoreMetrics(False, f"status port {address} did not answer within {self.timeout:g} s",
-                                (time.monotonic() - t0) * 1000, at=t0)
-        except (aiohttp.ClientError, OSError) as e:
-            reason = "connection refused" if isinstance(e, aiohttp.ClientConnectorError) else type(e).__name__
-            return StoreMetrics(False, f"status port {address}: {reason}", (time.monotonic() - t0) * 1000, at=t0)
-        elapsed = (time.monotonic() - t0) * 1000
-        try:
-            m = summarize(promtext.parse(text, WANTED))
-        except promtext.ParseError as e:
-            # Alive (it answered) but its metrics are unreadable: liveness holds, values are unknown.
-            return StoreMetrics(True, f"unreadable metrics from {address}: {e}", elapsed, at=t0)
-        m.probe_ms, m.at = elapsed, t0
-        return m
+    def _turn(self, stores: list[tuple[int, str]]) -> set[int]:
+        if len(stores) <= self.scrape_budget:
+            return {sid for sid, _ in stores}
+        ids = sorted(sid for sid, _ in stores)
+        start = self._cursor % len(ids)
+        self._cursor = start + self.scrape_budget
+        wrapped = max(0, start + self.scrape_budget - len(ids))
+        return set(ids[start:start + self.scrape_budget] + ids[:wrapped])
 
     async def collect(self, stores: list[tuple[int, str]]) -> MetricsResult:
-        results = await asyncio.gather(*(self._scrape(sid, addr) for sid, addr in stores))
+        answers = await self.prober.run(stores, self._turn(stores))
         out: dict[int, StoreMetrics] = {}
-        merged: dict[float, float] = {}
-        total_req = total_fail = 0.0
-        seconds = 0.0
-        for (sid, _), m in zip(stores, results, strict=True):
-            out[sid] = m
-            prev = self._previous.get(sid)
-            if m.probe_ok and m.requests is not None and prev is not None and prev.requests is not None:
-                dt = m.at - prev.at
-                d_req = _delta(m.requests, prev.requests)
-                d_fail = _delta(m.fails or 0.0, prev.fails)
-                if dt > 0 and d_req is not None:
-                    m.values["qps"] = d_req / dt
-                    m.values["fail_qps"] = (d_fail or 0.0) / dt
-                    total_req += d_req
-                    total_fail += d_fail or 0.0
-                    seconds = max(seconds, dt)
-                    reset = m.requests < prev.requests
-                    d_buckets = {b: c - (0.0 if reset else prev.buckets.get(b, 0.0)) for b, c in m.buckets.items()}
-                    p99 = promtext.histogram_quantile(0.99, d_buckets)
-                    if p99 is not None:
-                        m.values["p99_ms"] = p99 * 1000
-                    for b, c in d_buckets.items():
-                        merged[b] = merged.get(b, 0.0) + c
-            if m.probe_ok and m.requests is not None:
-                self._previous[sid] = m
-            elif not m.probe_ok:
+        for (sid, address), (ok, error, ms, body, at) in zip(stores, answers, strict=True):
+            if not ok:
+                out[sid] = StoreMetrics(False, error, ms, at=at)
                 self._previous.pop(sid, None)
+                self._latest.pop(sid, None)
+                continue
+            if body is None:  # probed only this tick: carry its last scraped figures
+                last = self._latest.get(sid)
+                out[sid] = StoreMetrics(True, "", ms, dict(last.values) if last else {}, at=at)
+                continue
+            try:
+                m = summarize(promtext.parse(body.decode("utf-8", "replace"), WANTED))
+            except promtext.ParseError as e:
+                # Alive (it answered) but its metrics are unreadable: liveness holds, values unknown.
+                out[sid] = StoreMetrics(True, f"unreadable metrics from {address}: {e}", ms, at=at)
+                continue
+            m.probe_ms, m.at = ms, at
+            self._rates(sid, m)
+            out[sid] = self._latest[sid] = m
+        return self._cluster(out)
+
+    def _rates(self, sid: int, m: StoreMetrics) -> None:
+        prev = self._previous.get(sid)
+        if prev is None or prev.requests is None or m.requests is None:
+            self._previous[sid] = m
+            return
+        dt = m.at - prev.at
+        if dt < 0.5:
+            # Two scrapes close together (another observer, e.g. a precheck) say little about
+            # rates: keep the older baseline and carry the figures of the last real interval.
+            last = self._latest.get(sid)
+            if last is not None:
+                for key in ("qps", "fail_qps", "p99_ms"):
+                    if key in last.values:
+                        m.values[key] = last.values[key]
+                m.deltas, m.delta_requests = last.deltas, last.delta_requests
+                m.delta_fails, m.delta_seconds = last.delta_fails, last.delta_seconds
+            return
+        reset = m.requests < prev.requests
+        d_req = _delta(m.requests, prev.requests) or 0.0
+        d_fail = _delta(m.fails or 0.0, prev.fails) or 0.0
+        m.values["qps"] = d_req / dt
+        m.values["fail_qps"] = d_fail / dt
+        m.deltas = {b: c - (0.0 if reset else prev.buckets.get(b, 0.0)) for b, c in m.buckets.items()}
+        m.delta_requests, m.delta_fails, m.delta_seconds = d_req, d_fail, dt
+        p99 = promtext.histogram_quantile(0.99, m.deltas)
+        if p99 is not None:
+            m.values["p99_ms"] = p99 * 1000
+        self._previous[sid] = m
+
+    def _cluster(self, out: dict[int, StoreMetrics]) -> MetricsResult:
+        """Cluster figures from each live store's latest interval (all fresh in small clusters)."""
         result = MetricsResult(out)
-        if seconds > 0:
-            result.cluster_qps = total_req / seconds
-            attempts = total_req + total_fail
-            result.cluster_error_rate = total_fail / attempts if attempts else 0.0
+        merged: dict[float, float] = {}
+        qps = fails = 0.0
+        seen = False
+        for sid, m in out.items():
+            latest = self._latest.get(sid)
+            if not m.probe_ok or latest is None or latest.delta_seconds <= 0:
+                continue
+            seen = True
+            qps += latest.delta_requests / latest.delta_seconds
+            fails += latest.delta_fails / latest.delta_seconds
+            for b, c in latest.deltas.items():
+                merged[b] = merged.get(b, 0.0) + c
+        if seen:
+            result.cluster_qps = qps
+            result.cluster_error_rate = fails / (qps + fails) if qps + fails else 0.0
             p99 = promtext.histogram_quantile(0.99, merged)
             result.cluster_p99_ms = None if p99 is None else p99 * 1000
         return result
-
-
-async def tcp_probe(address: str, timeout: float) -> tuple[bool, str, float]:
-    host, _, port = address.rpartition(":")
-    t0 = time.monotonic()
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    except TimeoutError:
-        return False, f"status port {address}: connect timed out", (time.monotonic() - t0) * 1000
-    except (OSError, ValueError) as e:
-        reason = "connection refused" if isinstance(e, ConnectionRefusedError) else str(e)
-        return False, f"status port {address}: {reason}", (time.monotonic() - t0) * 1000
-    writer.close()
-    try:
-        await writer.wait_closed()
-    except OSError:
-        pass
-    return True, "", (time.monotonic() - t0) * 1000
 
 
 class PrometheusSource:
@@ -194,7 +246,7 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.window = window
-        self.probe_timeout = probe_timeout
+        self.prober = Prober(probe_timeout)
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -203,6 +255,7 @@ class PrometheusSource:
         return self._session
 
     async def aclose(self) -> None:
+        self.prober.close()
         if self._session is not None:
             await self._session.close()
 
@@ -221,8 +274,9 @@ class PrometheusSource:
         return data.get("result") or [] if data.get("resultType") == "vector" else []
 
     async def collect(self, stores: list[tuple[int, str]]) -> MetricsResult:
-        probes = await asyncio.gather(*(tcp_probe(addr, self.probe_timeout) for _, addr in stores))
-        out = {sid: StoreMetrics(ok, err, ms) for (sid, _), (ok, err, ms) in zip(stores, probes, strict=True)}
+        probes = await self.prober.run(stores, set())
+        out = {sid: StoreMetrics(ok, err, ms, at=at)
+               for (sid, _), (ok, err, ms, _body, at) in zip(stores, probes, strict=True)}
         by_instance = {addr: sid for sid, addr in stores}
         w = self.window
         queries = {
