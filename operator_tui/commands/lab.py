@@ -14,10 +14,10 @@ from operator_tui.errors import UserError
 
 
 def _lab_dir(args: argparse.Namespace, subject: str) -> Path:
-    from operator_tui.paths import default_lab_dir
+    """The subject's run folder, by the same rule as everything else (Settings.lab_folder)."""
+    from operator_tui.config import load_settings
 
-    given = getattr(args, "lab_dir", None)
-    return Path(given).expanduser() if given else default_lab_dir(subject)
+    return load_settings(args).lab_folder(subject)
 
 
 # -- ratelimiter ------------------------------------------------------------------------------
@@ -135,9 +135,35 @@ def _rl_status(lab, args: argparse.Namespace) -> int:
 
 
 def _tikv(args: argparse.Namespace) -> int:
-    raise UserError(
-        "the tikv lab is not available yet; run the simulator directly with `operator-tui sim tikv`"
-    )
+    from subjects.tikv.lab import LabError, lab_down, lab_status, lab_up
+
+    run_dir = _lab_dir(args, "tikv")
+    try:
+        if args.lab_command == "up":
+            for flag in ("redis_port", "base_port"):
+                if getattr(args, flag, None) is not None:
+                    raise UserError(f"--{flag.replace('_', '-')} is a ratelimiter lab option; the tikv lab does not use it")
+            state = lab_up(run_dir, port=2379 if args.port is None else args.port, stores=args.stores or 5,
+                           regions=args.regions or 200, time_scale=args.time_scale or 1.0, seed=args.seed or 0)
+            print(f"tikv lab up: simulator pid {state['pid']}, PD at {state['pd_url']} ({state['stores']} stores, "
+                  f"{state['regions']} regions, time-scale {state['time_scale']:g})")
+            print(f"  watch it:  operator-tui --pd {state['pd_url']}")
+            print("  stop it:   operator-tui lab down tikv" + _dir_flag(args))
+            return 0
+        if args.lab_command == "down":
+            print(lab_down(run_dir))
+            return 0
+        state = lab_status(run_dir)
+        if args.json:
+            print(json.dumps(state or {"up": False}, indent=2))
+        elif state is None:
+            print("tikv lab: not up")
+        else:
+            print(f"tikv lab: simulator pid {state['pid']} {'running' if state['alive'] else 'DEAD'} at "
+                  f"{state['pd_url']} ({state.get('stores', '?')} stores)")
+        return 0
+    except LabError as e:
+        raise UserError(str(e)) from None
 
 
 # subject -> handler; adding a lab is one entry here.

@@ -37,9 +37,15 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
 
 
 @pytest.fixture
-def lab_dir(tmp_path) -> Iterator[Path]:
-    """A run folder; whatever a failing test left running in it is torn down."""
-    path = tmp_path / "lab"
+def labs(tmp_path) -> Path:
+    """What --lab-dir names: the folder where every lab keeps its own run folder."""
+    return tmp_path / "labs"
+
+
+@pytest.fixture
+def lab_dir(labs) -> Iterator[Path]:
+    """The rate limiter's run folder; whatever a failing test left running in it is torn down."""
+    path = labs / "ratelimiter"
     yield path
     lab = RateLimiterLab(path)
     if lab.state_path.exists():
@@ -56,9 +62,9 @@ def node_checks(url: str) -> int:
     return sum(httpx.get(f"{url}/api/stats", timeout=5.0).json()["checks"].values())
 
 
-def test_up_status_down(lab_dir, env):
+def test_up_status_down(lab_dir, labs, env):
     redis_port, base = free_lab_ports(2)
-    common = ["--lab-dir", str(lab_dir)]
+    common = ["--lab-dir", str(labs)]
     up = cli(
         "lab",
         "up",
@@ -132,14 +138,14 @@ def test_up_status_down(lab_dir, env):
     assert_user_error(cli("lab", "status", "ratelimiter", *common, env=env), "no ratelimiter lab is up")
 
 
-def test_port_taken_is_one_line_and_starts_nothing(lab_dir, env):
+def test_port_taken_is_one_line_and_starts_nothing(lab_dir, labs, env):
     redis_port, base = free_lab_ports(1)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", base + 1))
         squatter.listen()
         result = cli(
             "lab", "up", "ratelimiter", "--nodes", "1", "--no-load", "--redis-port", str(redis_port),
-            "--base-port", str(base), "--lab-dir", str(lab_dir), env=env,
+            "--base-port", str(base), "--lab-dir", str(labs), env=env,
         )  # fmt: skip
     assert_user_error(result, f"{base + 1} (n1)", "already in use")
     assert not (lab_dir / "state.json").exists()
@@ -156,5 +162,5 @@ def test_port_taken_is_one_line_and_starts_nothing(lab_dir, env):
         (["lab", "status", "tikv"], "tikv lab is not available yet"),
     ],
 )
-def test_bad_lab_commands_are_one_line(lab_dir, env, args, fragment):
-    assert_user_error(cli(*args, "--lab-dir", str(lab_dir), env=env), fragment)
+def test_bad_lab_commands_are_one_line(lab_dir, labs, env, args, fragment):
+    assert_user_error(cli(*args, "--lab-dir", str(labs), env=env), fragment)
