@@ -158,8 +158,8 @@ def test_port_taken_is_one_line_and_starts_nothing(lab_dir, labs, env):
         (["lab", "up", "ratelimiter", "--nodes", "0"], "--nodes must be between 1 and 50"),
         (["lab", "up", "ratelimiter", "--base-port", "70000"], "--base-port must be between"),
         (["lab", "up", "ratelimiter", "--stores", "3"], "--stores is a tikv lab option"),
-        (["lab", "up", "tikv"], "tikv lab is not available yet"),
-        (["lab", "status", "tikv"], "tikv lab is not available yet"),
+        (["lab", "up", "tikv", "--redis-port", "7000"], "--redis-port is a ratelimiter lab option"),
+        (["lab", "down", "tikv"], "no TiKV lab is up"),
     ],
 )
 def test_bad_lab_commands_are_one_line(lab_dir, labs, env, args, fragment):
