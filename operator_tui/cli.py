@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from operator_tui import __version__
 
@@ -27,6 +28,13 @@ examples:
 
 Every option can also come from the config file (--config, TOML) or from an
 environment variable OPERATOR_TUI_<OPTION> (e.g. OPERATOR_TUI_DB); flags win."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to look), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = True, policy: bool = True) -> None:
@@ -57,7 +65,7 @@ def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = Tru
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="operator-tui",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -65,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"operator-tui {__version__}")
     _option_groups(parser, sub=False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     run = sub.add_parser(
         "run",

@@ -31,6 +31,9 @@ class StatusConnection:
             raise StatusError(f"status address {address!r} has no port") from e
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # Two observers may probe the same store at once (the monitor and a precheck): one
+        # request at a time on a connection.
+        self._lock = asyncio.Lock()
 
     def close(self) -> None:
         if self._writer is not None:
@@ -39,6 +42,10 @@ class StatusConnection:
 
     async def get(self, path: str, timeout: float) -> tuple[int, bytes]:
         """One GET; reuses the connection when it is still open. Raises StatusError."""
+        async with self._lock:
+            return await self._get_timed(path, timeout)
+
+    async def _get_timed(self, path: str, timeout: float) -> tuple[int, bytes]:
         try:
             return await asyncio.wait_for(self._get(path), timeout)
         except TimeoutError as e:
