@@ -102,7 +102,7 @@ class FaultError(ValueError):
 
 
 class NotFound(LookupError):
-    pass
+    """No fault or store with that id."""
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -292,7 +292,8 @@ class FaultManager:
         f.reverted_by = by
         p = f.params
         if f.kind == "kill_store":
-            c.start_store(p["store_id"])
+            if p["store_id"] in c.stores:
+                c.start_store(p["store_id"])
         elif f.kind == "slow_store":
             if p["store_id"] in c.stores:
                 c.set_slow(p["store_id"], 0.0)

@@ -144,6 +144,8 @@ def go_float(x: float) -> str:
         return "+Inf" if x > 0 else "-Inf"
     if x == 0:
         return "0"
+    if 1e-4 <= abs(x) < 1e6:
+        return repr(x)  # Python's shortest repr is Go's here; they differ only in exponent thresholds
     d = Decimal(repr(x))
     sign, digits, exponent = d.as_tuple()
     digs = "".join(map(str, digits)).rstrip("0") or "0"

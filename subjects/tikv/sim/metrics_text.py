@@ -35,6 +35,8 @@ def rust_float(x: float) -> str:
 
 
 def _escape(value: str) -> str:
+    if "\\" not in value and '"' not in value and "\n" not in value:
+        return value
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

@@ -976,12 +976,14 @@ class Cluster:
     def remove_tombstones(self) -> None:
         for sid in [s.id for s in self.stores.values() if s.meta_state == TOMBSTONE]:
             s = self.stores[sid]
-            if s.running and self.process_hook:
+            if s.running:  # a tombstone's process has nothing left to serve: it goes with the record
                 s.running = False
                 s.metrics = None
-                self.process_hook(sid, False)
+                if self.process_hook:
+                    self.process_hook(sid, False)
             self.silent.discard(sid)
             self.catching_up.discard(sid)
+            self.slow_stores.discard(sid)
             del self.stores[sid]
 
     def _check_stores(self) -> None:

@@ -154,6 +154,31 @@ def region_json(c: Cluster, r: Region) -> bytes:
     return body
 
 
+class RegionCacheWarmer:
+    """Renders uncached region JSON a little at a time from the tick loop, so that a request for all
+    regions finds them ready instead of serialising 100,000 regions on the spot."""
+
+    def __init__(self) -> None:
+        self._ids: list[int] = []
+        self._pos = 0
+
+    def step(self, c: Cluster, render_budget: int = 1000, scan_budget: int = 5000) -> int:
+        rendered = 0
+        for _ in range(scan_budget):
+            if self._pos >= len(self._ids):
+                self._ids = list(c.regions)
+                self._pos = 0
+                break  # at most one pass per step
+            r = c.regions.get(self._ids[self._pos])
+            self._pos += 1
+            if r is not None and r.json is None:
+                region_json(c, r)
+                rendered += 1
+                if rendered >= render_budget:
+                    break
+        return rendered
+
+
 def regions_parts(c: Cluster, regions: list[Region]) -> list[bytes]:
     """The pieces of `{"count":N,"regions":[...]}`, ready to be written one after the other."""
     out = [b'{"count":%d,"regions":[' % len(regions)]

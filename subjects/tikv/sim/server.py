@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from subjects.tikv.sim import metrics_text
+from subjects.tikv.sim import metrics_text, pd_views
 from subjects.tikv.sim.clock import Clock, WallClock
 from subjects.tikv.sim.config import SimConfig
 from subjects.tikv.sim.faults import FaultManager
@@ -47,6 +47,7 @@ class SimServer:
         self._port = 0
         self._started = False
         self._workload_cache: tuple[int, dict[str, Any]] | None = None
+        self._warmer = pd_views.RegionCacheWarmer()
 
     @property
     def pd_url(self) -> str:
@@ -72,7 +73,10 @@ class SimServer:
             for sid in range(1, cfg.stores + 1):
                 port = cfg.status_base_port + sid if cfg.status_base_port else 0
                 listener = StatusListener(sid, self.status_host, port, self._handle_status)
-                listener.open()
+                try:
+                    listener.open()
+                except OSError as e:
+                    raise OSError(e.errno, f"status port {port} of store {sid}: {e.strerror or e}") from e
                 self.listeners[sid] = listener
             host = self.status_host
             address_host = f"[{host}]" if ":" in host else host
@@ -138,6 +142,7 @@ class SimServer:
             await asyncio.sleep(interval)
             try:
                 self.sync()
+                self._warmer.step(self.cluster)
             except Exception:
                 log.exception("simulator tick failed")
 
