@@ -57,7 +57,7 @@ class ActionSettings(Strict):
 
 
 class ClaudeSettings(Strict):
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-5-5"  # claude-sonnet-4-5 reaches end of life on 2026-11-30
     max_turns: int = Field(12, ge=1)
     max_tokens: int = Field(60_000, ge=1000)  # input + output over a session
     max_seconds: float = Field(120.0, gt=0)

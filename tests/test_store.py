@@ -148,3 +148,19 @@ def test_store_closes_so_the_process_exits(db_path: Path) -> None:
     """)
     result = subprocess.run([sys.executable, "-c", code], timeout=30)
     assert result.returncode == 0
+
+
+async def test_cancelling_a_writer_leaves_the_store_usable(store: Store) -> None:
+    """A task cancelled mid-transaction (e.g. an agent session stopped at shutdown) must not leave
+    the shared connection inside a transaction."""
+    run = await store.start_run("test", "tikv")
+    for delay in (0, 0.0001, 0.001, 0.005):
+        writers = [asyncio.create_task(store.apply_tick(TickWrite(run_id=run, samples=[("c", "qps", 1.0)] * 50)))
+                   for _ in range(5)]
+        await asyncio.sleep(delay)
+        for w in writers:
+            w.cancel()
+        await asyncio.gather(*writers, return_exceptions=True)
+        await store.audit("system", "still writable", "", {"delay": delay})
+    assert (await store.verify_audit())[0]
+    assert not store.db.conn.in_transaction

@@ -12,7 +12,9 @@ Outcomes, and why:
   within its budgets. Code never fills in what the model left out.
 - The model ends its turn without submitting: one reminder; ending again: DiagnosisFailed.
 - A budget (model calls, input+output tokens, wall time) exhausted: DiagnosisFailed, not retryable
-  (trying the same again costs the same again), after recording what happened.
+  (trying the same again costs the same again), after recording what happened. Wall time caps
+  every API call, observation and command, and is checked between steps; store writes are never
+  interrupted, so a session may overrun its budget by the length of one write.
 - An API failure (5xx, 529 overloaded, 429, timeout, connection error): DiagnosisFailed, retryable:
   the agent tries again on its next attempt. 4xx errors that a retry cannot fix (bad key, bad
   request, unknown model) are not retryable.
@@ -25,13 +27,15 @@ that it is data, never instructions.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
 import re
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,12 +53,14 @@ if TYPE_CHECKING:
     import anthropic
 
 log = logging.getLogger("operator_tui.agent.claude")
+T = TypeVar("T")
 
 NAME = "claude"
 TOOL_NAMES = ("observe_cluster", "query_metrics", "list_actions", "propose_action", "submit_diagnosis", "run_shell")
 DATA_TAG = "cluster_data"
 MAX_RESULT_CHARS = 16_000  # per tool result sent to the model
 MAX_RECORD_CHARS = 4_000  # per text stored in a session step
+MAX_NODES = 60  # nodes listed by observe_cluster before it summarises
 RESPONSE_TOKENS = 4_096  # output cap per model call (further capped by what is left of the budget)
 REQUEST_TIMEOUT_S = 60.0  # one API call; the session's wall budget caps it too
 SDK_RETRIES = 2  # quick retries of 5xx/529/429/connection errors inside the SDK
@@ -198,6 +204,17 @@ def summarize_observation(obs: Observation, entity: str | None = None) -> dict[s
     if entity is not None:
         node = obs.node(entity)
         nodes = [node] if node is not None else []
+    elif len(nodes) > MAX_NODES:
+        # A large cluster: every node that is not up, then healthy ones up to the limit, and counts.
+        counts: dict[str, int] = {}
+        for n in nodes:
+            counts[n.state.value] = counts.get(n.state.value, 0) + 1
+        unhealthy = [n for n in nodes if n.state.value != "up"]
+        healthy = [n for n in nodes if n.state.value == "up"]
+        nodes = unhealthy + healthy[:max(0, MAX_NODES - len(unhealthy))]
+        out["node_counts"] = counts
+        out["nodes_shown"] = f"{len(nodes)} of {len(obs.nodes)}: every node not up, then some up ones; " \
+                             "pass entity to see any node"
     out["nodes"] = []
     for n in nodes:
         item: dict[str, Any] = {"entity": n.entity, "state": n.state.value}
@@ -216,6 +233,10 @@ def summarize_observation(obs: Observation, entity: str | None = None) -> dict[s
 
 
 # -- the session --------------------------------------------------------------------------------
+
+
+class _OutOfTime(Exception):
+    """The session's wall-time budget ran out."""
 
 
 @dataclass
@@ -311,7 +332,8 @@ class ClaudeDiagnoser:
             return await session.run()
         finally:
             await record.step("usage", f"{session.budget.turns} model call(s), {session.budget.input_tokens} input "
-                              f"+ {session.budget.output_tokens} output tokens", session.budget.usage())
+                              f"+ {session.budget.output_tokens} output tokens",
+                              {**session.budget.usage(), "proposals": session.proposals})
             await client.close()
 
 
@@ -329,19 +351,33 @@ class _Session:
         self.proposals: list[dict[str, Any]] = []
         self.nudged = False
         self._series_cache: list[tuple[str, str]] | None = None
+        self.system = owner.system_prompt()
+        self.tool_specs = tool_specs(owner.tools)
 
     async def run(self) -> Diagnosis:
         self.messages.append({"role": "user", "content": self.first_message()})
-        timeout = asyncio.timeout(self.o.settings.max_seconds)
         try:
-            async with timeout:
-                return await self._converse()
-        except TimeoutError:
-            if not timeout.expired():
-                raise
+            return await self._converse()
+        except _OutOfTime:
             reason = f"time budget exhausted: no valid diagnosis within {self.o.settings.max_seconds:g} s"
             await self.record.step("budget", reason, self.budget.usage())
             raise DiagnosisFailed(reason) from None
+
+    async def _bounded(self, awaitable: Awaitable[T]) -> T:
+        """Await something slow (an API call, an observation, a command) within the wall budget.
+
+        Only for awaitables that are safe to cancel. Store writes never go through here: one
+        interrupted inside a transaction would poison the connection every task shares, so the
+        budget is checked between them instead."""
+        remaining = self.budget.remaining_s()
+        if remaining <= 0:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            raise _OutOfTime
+        try:
+            return await asyncio.wait_for(awaitable, remaining)
+        except TimeoutError:
+            raise _OutOfTime from None
 
     async def _converse(self) -> Diagnosis:
         while True:
@@ -369,8 +405,9 @@ class _Session:
                 result = await self._run_tool(block)
                 results.append({"type": "tool_result", "tool_use_id": block.id, "content": result.content,
                                 **({"is_error": True} if result.is_error else {})})
-                if result.diagnosis is not None and diagnosis is None:
+                if result.diagnosis is not None:
                     diagnosis = result.diagnosis
+                    break  # accepted: whatever else this turn asked for can no longer matter
             if diagnosis is not None:
                 return diagnosis
             self.messages.append({"role": "user", "content": results})
@@ -397,18 +434,16 @@ class _Session:
         self.budget.turns += 1
         turn = self.budget.turns
         try:
-            response = await self.client.messages.create(
-                model=self.o.settings.model, system=self.o.system_prompt(), tools=tool_specs(self.o.tools),
+            response = await self._bounded(self.client.messages.create(
+                model=self.o.settings.model, system=self.system, tools=self.tool_specs,
                 messages=self.messages, max_tokens=max(1, min(RESPONSE_TOKENS, remaining_tokens)), timeout=timeout,
-            )
+            ))
         except anthropic.APIStatusError as e:
             raise await self._api_failed(turn, e.status_code, _error_type(e), _error_message(e),
                                          e.status_code in (408, 409, 429) or e.status_code >= 500) from None
         except anthropic.APITimeoutError:
             if self.budget.remaining_s() <= 0.5:
-                reason = f"time budget exhausted: no valid diagnosis within {self.o.settings.max_seconds:g} s"
-                await self.record.step("budget", reason, self.budget.usage())
-                raise DiagnosisFailed(reason) from None
+                raise _OutOfTime from None
             raise await self._api_failed(turn, None, "timeout", f"no answer within {timeout:.0f} s", True) from None
         except anthropic.APIConnectionError as e:
             raise await self._api_failed(turn, None, "connection_error",
@@ -416,11 +451,13 @@ class _Session:
         except anthropic.AnthropicError as e:  # malformed responses and the like
             raise await self._api_failed(turn, None, type(e).__name__, str(e), True) from None
         usage = response.usage
-        self.budget.input_tokens += (usage.input_tokens + (usage.cache_creation_input_tokens or 0)
-                                     + (usage.cache_read_input_tokens or 0))
+        # Cached input is input too: the budget counts every token the session consumed.
+        spent_in = (usage.input_tokens + (usage.cache_creation_input_tokens or 0)
+                    + (usage.cache_read_input_tokens or 0))
+        self.budget.input_tokens += spent_in
         self.budget.output_tokens += usage.output_tokens
-        self.record.input_tokens = self.budget.input_tokens
-        self.record.output_tokens = self.budget.output_tokens
+        self.record.input_tokens += spent_in
+        self.record.output_tokens += usage.output_tokens
         texts = [b.text for b in response.content if getattr(b, "type", None) == "text"]
         calls = [{"id": b.id, "name": b.name} for b in response.content if getattr(b, "type", None) == "tool_use"]
         await self.record.step(
@@ -476,7 +513,7 @@ class _Session:
             return await getattr(self, f"_tool_{name}")(raw)
         except ValidationError as e:
             return ToolResult(f"invalid input for {name}: " + "; ".join(format_validation(name, e)), True)
-        except (asyncio.CancelledError, DiagnosisFailed):
+        except (asyncio.CancelledError, DiagnosisFailed, _OutOfTime):
             raise
         except Exception as e:  # a failing tool is the model's information, not the session's end
             log.exception("claude tool %s failed", name)
@@ -484,7 +521,7 @@ class _Session:
 
     async def _tool_observe_cluster(self, raw: dict[str, Any]) -> ToolResult:
         inp = ObserveInput.model_validate(raw)
-        obs = await self.o.subject.observe()
+        obs = await self._bounded(self.o.subject.observe())
         if inp.entity is not None and obs.node(inp.entity) is None:
             known = [n.entity for n in obs.nodes]
             return ToolResult(f"no node {inp.entity!r}; nodes: " + as_data("observe_cluster", known), True)
@@ -590,7 +627,7 @@ class _Session:
             return ToolResult(f"refused: {verdict.reason}. Nothing ran.", True)
         if verdict.kind == "read_only":
             try:
-                result = await shell.run(inp.command)
+                result = await self._bounded(shell.run(inp.command))
             except SandboxUnavailable as e:
                 return ToolResult(f"run_shell is unavailable: {e}", True)
             return ToolResult(shell_text(inp.command, result))

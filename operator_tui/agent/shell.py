@@ -29,7 +29,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -414,7 +414,6 @@ class Shell:
     max_output: int = DEFAULT_MAX_OUTPUT
     hidden: list[str] | None = None  # None: default_hidden()
     bwrap: str | None = None  # None: found on PATH
-    runs: list[str] = field(default_factory=list)  # commands run, newest last (for the record)
 
     def check(self) -> str:
         """The bwrap binary; raises SandboxUnavailable when there is none."""
@@ -428,7 +427,6 @@ class Shell:
         return classify(command)
 
     async def run(self, command: str, timeout_s: float | None = None) -> ShellResult:
-        self.runs.append(command)
         return await run_sandboxed(command, min(timeout_s or self.timeout_s, 300.0), self.max_output,
                                    hidden=self.hidden, bwrap=self.check())
 
@@ -453,8 +451,9 @@ def shell_action(shell: Shell) -> ActionDef:
         return problems
 
     async def execute(p: ShellParams, ctx: ActionContext) -> ActionOutcome:
-        if classify(p.command).kind == "denied":
-            raise ActionFailed(f"refused: {classify(p.command).reason}")
+        verdict = classify(p.command)
+        if verdict.kind == "denied":  # the precheck refuses it too; this holds if the policy changed since
+            raise ActionFailed(f"refused: {verdict.reason}")
         try:
             result = await shell.run(p.command, p.timeout_s)
         except SandboxUnavailable as e:

@@ -52,6 +52,22 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+async def _finish(begin: asyncio.Future[object] | None, conn: aiosqlite.Connection, statement: str) -> None:
+    """Wait (uncancellably) for a pending BEGIN, then end the transaction it may have opened."""
+    async def end() -> None:
+        if begin is not None:
+            try:
+                await begin
+            except sqlite3.Error:
+                return  # BEGIN failed: no transaction to end
+        try:
+            await conn.execute(statement)
+        except sqlite3.OperationalError:
+            pass  # no transaction is active (e.g. SQLite already rolled back after an error)
+
+    await asyncio.shield(asyncio.ensure_future(end()))
+
+
 class Database:
     """One aiosqlite connection with a write lock, shared by every repository of a Store."""
 
@@ -122,15 +138,27 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, safe to cancel at any point.
+
+        aiosqlite runs each statement on its own thread, so a cancelled await does not stop the
+        statement: a BEGIN may still open the transaction after we stopped waiting for it. BEGIN,
+        COMMIT and ROLLBACK are therefore shielded and always paired, or the shared connection
+        would be left inside a transaction and every later write would fail.
+        """
         async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            begin = asyncio.ensure_future(self.conn.execute("BEGIN IMMEDIATE"))
+            try:
+                await asyncio.shield(begin)
+            except BaseException:
+                await _finish(begin, self.conn, "ROLLBACK")
+                raise
             try:
                 yield self.conn
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await _finish(None, self.conn, "ROLLBACK")
                 raise
             else:
-                await self.conn.execute("COMMIT")
+                await asyncio.shield(self.conn.execute("COMMIT"))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self.conn.execute(sql, tuple(params)) as cur:

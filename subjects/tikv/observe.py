@@ -9,6 +9,7 @@ listed only when PD's counters say there are some, as evidence.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -19,7 +20,7 @@ from subjects.tikv.pd_client import PDClient, PDError, PDUnreachable
 from subjects.tikv.store_metrics import DirectScraper, MetricsResult, PrometheusSource
 from subjects.tikv.units import parse_duration
 
-REGION_CHECKS = ("miss-peer", "down-peer", "pending-peer", "offline-peer", "extra-peer")
+log = logging.getLogger("subjects.tikv")
 EVIDENCE_REGIONS = 5
 
 
@@ -76,7 +77,9 @@ class TiKVObserver:
         at = utcnow()
         try:
             obs = await self._observe(t0)
-        except (PDUnreachable, PDError, promtext.ParseError, ValueError) as e:
+        except Exception as e:  # PD down or garbled, or a bug: never an exception, never "all clear"
+            if not isinstance(e, PDUnreachable | PDError | promtext.ParseError | ValueError):
+                log.exception("observation failed unexpectedly")
             # Nothing about the stores can be concluded: report them as unknown, not as fine.
             nodes = [n.model_copy(update={"state": NodeState.unknown, "state_detail": "PD unreachable"})
                      for n in self._last_nodes]
@@ -197,4 +200,6 @@ def _reason(e: Exception) -> str:
         return f"PD answered an error: {e}"
     if isinstance(e, promtext.ParseError):
         return f"PD's /metrics is unreadable: {e}"
-    return str(e)
+    if isinstance(e, PDUnreachable | ValueError):
+        return str(e)
+    return f"observation failed: {type(e).__name__}: {e}"
