@@ -529,9 +529,7 @@ class _Session:
 
     async def _series(self) -> list[tuple[str, str]]:
         if self._series_cache is None:
-            rows = await self.o.store.db.fetchall(
-                "SELECT DISTINCT entity, metric FROM samples WHERE run_id = ? LIMIT 5000", (self.o.run_id,))
-            self._series_cache = [(r["entity"], r["metric"]) for r in rows]
+            self._series_cache = await self.o.store.series(self.o.run_id)
         return self._series_cache
 
     async def _tool_query_metrics(self, raw: dict[str, Any]) -> ToolResult:

@@ -121,6 +121,13 @@ class TicketsRepo:
         )
         return [(r["at"], r["value"]) for r in reversed(rows)]
 
+    async def series(self, run_id: int, limit: int = 5000) -> list[tuple[str, str]]:
+        """Which (entity, metric) series a run has samples for."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT entity, metric FROM samples WHERE run_id = ? LIMIT ?", (run_id, limit)
+        )
+        return [(r["entity"], r["metric"]) for r in rows]
+
     async def get_ticket(self, ticket_id: int) -> Ticket | None:
         row = await self.db.fetchone("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
         return None if row is None else ticket_from_row(row)
