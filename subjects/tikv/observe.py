@@ -22,6 +22,7 @@ from subjects.tikv.units import parse_duration
 
 log = logging.getLogger("subjects.tikv")
 EVIDENCE_REGIONS = 5
+HOTSPOT_EVERY = 5
 
 
 def pd_counts(text: str) -> dict[str, float]:
@@ -68,6 +69,9 @@ class TiKVObserver:
         else:
             self.metrics_source = DirectScraper(timeout=probe_timeout)
         self._last_nodes: list[Node] = []
+        self._hot: dict[str, Any] | None = None
+        self._ticks = 0
+        self._store_count = 0
 
     async def aclose(self) -> None:
         await self.metrics_source.aclose()
@@ -91,8 +95,19 @@ class TiKVObserver:
             self._last_nodes = obs.nodes
         return obs
 
+    async def _hotspots(self) -> dict[str, Any]:
+        """PD's hot-region statistics (evidence for hot_store). They are sizeable for a large
+        cluster and PD itself only refreshes them every few seconds, so big clusters fetch them
+        every HOTSPOT_EVERY ticks and reuse them in between."""
+        self._ticks += 1
+        if self._hot is not None and self._store_count > 100 and self._ticks % HOTSPOT_EVERY:
+            return self._hot
+        read, write = await asyncio.gather(self.pd.hotspot("read"), self.pd.hotspot("write"))
+        self._hot = {"read": _hot_summary(read), "write": _hot_summary(write)}
+        return self._hot
+
     async def _observe(self, t0: float) -> Observation:
-        stores, schedulers, evict, grant, schedule, health, metrics_text, hot_read, hot_write = await asyncio.gather(
+        stores, schedulers, evict, grant, schedule, health, metrics_text, hot = await asyncio.gather(
             self.pd.stores(),
             self.pd.schedulers(),
             self.pd.scheduler_stores("evict-leader-scheduler"),
@@ -100,9 +115,9 @@ class TiKVObserver:
             self.pd.schedule_config(),
             self.pd.health(),
             self.pd.metrics_text(),
-            self.pd.hotspot("read"),
-            self.pd.hotspot("write"),
+            self._hotspots(),
         )
+        self._store_count = len(stores)
         counts = pd_counts(metrics_text)
         live = [s for s in stores if s.store.state != 2 and s.store.status_address]
         metrics: MetricsResult = await self.metrics_source.collect(
@@ -172,7 +187,7 @@ class TiKVObserver:
             "grant_leader_stores": grant,
             "max_store_down_time_s": parse_duration(schedule.get("max-store-down-time")),
             "leader_schedule_limit": schedule.get("leader-schedule-limit"),
-            "hot": {"read": _hot_summary(hot_read), "write": _hot_summary(hot_write)},
+            "hot": hot,
             "problem_regions": down_regions,
             "store_uptime": {str(s.store.id): s.status.uptime for s in stores if s.status.uptime},
         }

@@ -47,7 +47,8 @@ class StatusConnection:
 
     async def _get_timed(self, path: str, timeout: float) -> tuple[int, bytes]:
         try:
-            return await asyncio.wait_for(self._get(path), timeout)
+            async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
+                return await self._get(path)
         except TimeoutError as e:
             self.close()
             raise StatusError(f"status port {self.address} did not answer within {timeout:g} s") from e
