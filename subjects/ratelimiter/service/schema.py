@@ -7,6 +7,8 @@ Keys (KEY is the client's rate-limit key, verbatim):
 
 - ``rl:c:KEY``  sorted set, the sliding-window log. One member per ADMITTED request; its score is
   the admission time in MICROSECONDS on Redis's clock (``TIME``). Denied requests are not logged.
+  A member is ``SCORE:NODE_ID:PID:SEQ``: the node that admitted it (``member_node`` reads it), so
+  an observer can tell which node's admissions Redis holds.
   Count in the window at time NOW_US: ``ZCOUNT rl:c:KEY (NOW_US-WINDOW_US +inf`` (entries with
   score <= NOW_US-WINDOW_US have left the window). Expires ``window_ms + 1000`` ms after the last
   check.
@@ -75,6 +77,15 @@ def key_problem(key: object) -> str | None:
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         return "key must not contain control characters"
     return None
+
+
+def member_node(member: str | bytes) -> str | None:
+    """The id of the node that wrote a log member (``SCORE:NODE_ID:PID:SEQ``), None if foreign."""
+    text = _text(member) or ""
+    parts = text.split(":")
+    if len(parts) != 4 or not parts[0].isdigit() or not parts[1]:
+        return None
+    return parts[1]
 
 
 def window_start_us(now_us: int, window_ms: int) -> int:
