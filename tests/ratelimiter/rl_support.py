@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,17 +18,26 @@ from subjects.ratelimiter.processes import ProcessRecord
 FAST_NODES = NodeOptions(heartbeat_ms=200, node_ttl_ms=1000, redis_timeout_ms=300)
 
 
+# Below the kernel's ephemeral range (32768-60999): a port the kernel hands out for a client
+# connection or a bind to port 0 elsewhere in the run can no longer be taken between our check
+# and the server's own bind.
+PORT_RANGE = (20_000, 32_000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(*PORT_RANGE)
+        if processes.port_free(port):
+            return port
+    raise RuntimeError("no free port found")
 
 
 def free_base(nodes: int) -> int:
     """A base port whose node ports (BASE+i) and proxy ports (BASE+100+i) are all free."""
     rng = random.Random()
     for _ in range(500):
-        base = rng.randrange(20_000, 60_000)
+        base = rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - PROXY_OFFSET - nodes - 1)
         wanted = [base + i for i in range(1, nodes + 1)] + [base + PROXY_OFFSET + i for i in range(nodes + 1)]
         if all(processes.port_free(p) for p in wanted):
             return base
