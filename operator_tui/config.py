@@ -45,6 +45,9 @@ class TiKVSettings(Strict):
 class RateLimiterSettings(Strict):
     nodes: list[str] = Field(default_factory=list)  # node URLs; empty: read them from the local lab
     redis: str | None = None
+    probe_timeout: float = Field(1.0, gt=0)
+    slo_p99_ms: float = Field(100.0, gt=0)
+    graces: dict[str, float] = Field(default_factory=dict)
 
 
 class ActionSettings(Strict):

@@ -28,10 +28,13 @@ def subject_options(settings: Settings, pd_url: str | None = None) -> dict[str, 
             "probe_timeout": t.probe_timeout,
             "thresholds": {"slo_p99_ms": t.slo_p99_ms, "graces": t.graces},
         }
+    r = settings.ratelimiter
     return {
-        "nodes": settings.ratelimiter.nodes,
-        "redis": settings.ratelimiter.redis,
+        "nodes": r.nodes,
+        "redis": r.redis,
         "lab_dir": str(settings.lab_folder("ratelimiter")),
+        "probe_timeout": r.probe_timeout,
+        "thresholds": {"slo_p99_ms": r.slo_p99_ms, "graces": r.graces},
     }
 
 
