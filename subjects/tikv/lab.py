@@ -142,8 +142,9 @@ def lab_up(run_dir: Path, *, port: int = 2379, stores: int = 5, regions: int = 2
     """Start `operator-tui sim tikv` detached; returns once its PD API answers."""
     current = lab_status(run_dir)
     if current and current["alive"]:
-        raise LabError(f"a TiKV lab is already up at {current['pd_url']} (pid {current['pid']}); "
-                       "`operator-tui lab down tikv` first")
+        owner = "a console's embedded simulator" if current.get("embedded") else "a TiKV lab"
+        raise LabError(f"{owner} is already up at {current['pd_url']} (pid {current['pid']}); "
+                       + ("quit that console first" if current.get("embedded") else "`operator-tui lab down tikv` first"))
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "sim.log"
     cmd = [sys.executable, "-m", "operator_tui", "sim", "tikv", "--port", str(port), "--stores", str(stores),
@@ -175,6 +176,10 @@ def lab_down(run_dir: Path, grace_s: float = 5.0) -> str:
     if state is None:
         raise LabError(f"no TiKV lab is up (no state in {run_dir})")
     pid = int(state["pid"])
+    if state.get("embedded") and state["alive"]:
+        # The console's own simulator: stopping it means quitting that console, not signalling it.
+        raise LabError(f"the simulator at {state['pd_url']} belongs to a running console (pid {pid}); quit the "
+                       "console to stop it")
     if state["alive"]:
         try:
             os.killpg(pid, signal.SIGTERM)
