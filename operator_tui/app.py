@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import dataclasses
 import importlib
-import json
 import logging
 import os
 import signal
@@ -150,7 +149,6 @@ class OperatorApp(App[int]):
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._shut_down = False
-        self._lab_folder: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -210,10 +208,6 @@ class OperatorApp(App[int]):
         self.runtime = runtime
         self.store = runtime.store
         pd_url = runtime.sim.pd_url if runtime.sim is not None else self.settings.pd
-        if runtime.sim is not None:
-            folder = self.settings.lab_folder("tikv")
-            if await asyncio.to_thread(claim_lab_file, folder, pd_url):
-                self._lab_folder = folder
         self.chaos_kinds = await asyncio.to_thread(load_chaos_kinds, self.settings.subject)
         if self.settings.agent == "claude":
             # The SDK takes about a second to import: in a thread now, not on the loop at the first diagnosis.
@@ -276,15 +270,10 @@ class OperatorApp(App[int]):
             if self.operator is not None:
                 await self.operator.engine.stop()
         finally:
-            try:
-                if self.runtime is not None:
-                    await self.runtime.close(status)
-                elif self.store is not None:
-                    await self.store.close()
-            finally:
-                if self._lab_folder is not None:
-                    await asyncio.to_thread(release_lab_file, self._lab_folder)
-                    self._lab_folder = None
+            if self.runtime is not None:
+                await self.runtime.close(status)
+            elif self.store is not None:
+                await self.store.close()
         log.info("console stopped (%s)", status)
 
     async def on_unmount(self) -> None:
@@ -669,19 +658,15 @@ class OperatorApp(App[int]):
             return
 
         async def inject() -> None:
-            from subjects import registry
+            from operator_tui.chaos import ChaosRefused, inject_fault
 
-            module = registry.chaos(self.state.subject)
-            actor = human_actor()
             try:
-                record = await module.inject(self._chaos_options(), kind, target or None, {})
-            except (ValueError, module.ChaosError) as e:
-                await self.store.audit(actor, "fault.refused", "", {"kind": kind, "target": target, "error": str(e)},
-                                       self.state.run_id)
+                row = await inject_fault(self.store, self.state.subject, self._chaos_options(), kind, target or None,
+                                         {}, human_actor(), self.state.run_id)
+            except ChaosRefused as e:
                 self.notify(str(e), title="Fault not injected", severity="error", timeout=6)
                 return
-            row = await self.store.record_fault(record, actor, self.state.run_id)
-            self.post_message(ConsoleNote("chaos", f"fault #{row.id} injected: {record.detail or kind}",
+            self.post_message(ConsoleNote("chaos", f"fault #{row.id} injected: {row.record.get('detail') or kind}",
                                           detail=[f"undo: palette 'Chaos: revert fault #{row.id}'"], tone="bad"))
             self._tickets_dirty = True
             self._wake.set()
@@ -697,24 +682,15 @@ class OperatorApp(App[int]):
             self.run_worker(self._revert_faults(None), group="chaos", exit_on_error=False)
 
     async def _revert_faults(self, ids: list[int] | None) -> None:
-        from subjects import registry
-        from subjects.base import FaultRecord
+        from operator_tui.chaos import revert_faults
 
-        actor = human_actor()
-        rows = await self.store.list_faults(active_only=True)
-        for row in rows:
-            if ids is not None and row.id not in ids:
-                continue
-            record = FaultRecord.model_validate(row.record)
-            module = registry.chaos(record.subject)
-            try:
-                detail = await module.revert(self._chaos_options(), record)
-            except (ValueError, module.ChaosError) as e:
-                await self.store.mark_fault_reverted(row.id, str(e), actor, ok=False)
-                self.notify(f"fault #{row.id}: could not revert: {e}", severity="error", timeout=8)
-                continue
-            await self.store.mark_fault_reverted(row.id, detail, actor)
-            self.post_message(ConsoleNote("chaos", f"fault #{row.id} reverted: {detail}", tone="good"))
+        rows = [r for r in await self.store.list_faults(active_only=True) if ids is None or r.id in ids]
+        for row, ok, detail in await revert_faults(self.store, rows, lambda _subject: self._chaos_options(),
+                                                   human_actor()):
+            if ok:
+                self.post_message(ConsoleNote("chaos", f"fault #{row.id} reverted: {detail}", tone="good"))
+            else:
+                self.notify(f"fault #{row.id}: could not revert: {detail}", severity="error", timeout=8)
         self._tickets_dirty = True
         self._wake.set()
 
@@ -732,41 +708,6 @@ def _runner(app: App, action: str) -> Callable[[], Any]:
         return app.run_action(action)
 
     return run
-
-
-# -- the embedded simulator's address, where `operator-tui chaos ... --subject tikv` finds it ---------
-
-
-def claim_lab_file(folder: Path, pd_url: str) -> bool:
-    """Write {"pid", "pd_url", "embedded": true} unless another live lab owns the file."""
-    from subjects.tikv.lab import lab_status, state_file
-
-    try:
-        current = lab_status(folder)
-    except (OSError, ValueError, KeyError):
-        current = None  # unreadable: ours to replace
-    if current and current.get("alive") and int(current.get("pid", 0)) != os.getpid():
-        log.info("a TiKV lab (pid %s) already owns %s: not advertising the embedded simulator",
-                 current.get("pid"), state_file(folder))
-        return False
-    folder.mkdir(parents=True, exist_ok=True)
-    path = state_file(folder)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "pd_url": pd_url, "embedded": True}, indent=2))
-    tmp.replace(path)
-    return True
-
-
-def release_lab_file(folder: Path) -> None:
-    from subjects.tikv.lab import state_file
-
-    path = state_file(folder)
-    try:
-        owner = json.loads(path.read_text()).get("pid")
-    except (OSError, ValueError):
-        return
-    if owner == os.getpid():
-        path.unlink(missing_ok=True)
 
 
 def preload(*modules: str) -> None:

@@ -65,6 +65,11 @@ class Runtime:
                 sim = await asyncio.to_thread(start_embedded_sim, settings)
                 pd_url = sim.pd_url
                 log.info("embedded simulator listening on %s", pd_url)
+                from subjects.tikv.lab import advertise_embedded
+
+                if not await asyncio.to_thread(advertise_embedded, settings.lab_folder("tikv"), pd_url):
+                    log.info("a TiKV lab already owns %s: the embedded simulator is not advertised there",
+                             settings.lab_folder("tikv"))
             subject = await _build_subject(settings, pd_url) if with_subject else None
             run_id = await store.start_run(kind, settings.subject, _run_config(settings, pd_url))
             actor = human_actor()
@@ -75,6 +80,9 @@ class Runtime:
             return cls(settings, store, subject, run_id, sim)
         except BaseException:
             if sim is not None:
+                from subjects.tikv.lab import withdraw_embedded
+
+                await asyncio.to_thread(withdraw_embedded, settings.lab_folder("tikv"))
                 await asyncio.to_thread(sim.stop)
             await store.close()
             raise
@@ -88,6 +96,9 @@ class Runtime:
                     await self.subject.aclose()
             finally:
                 if self.sim is not None:
+                    from subjects.tikv.lab import withdraw_embedded
+
+                    await asyncio.to_thread(withdraw_embedded, self.settings.lab_folder("tikv"))
                     await asyncio.to_thread(self.sim.stop)
                 await self.store.close()
 

@@ -32,31 +32,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from operator_tui.chaos import ChaosRefused, inject_fault, revert_faults
     from operator_tui.policy import human_actor
     from operator_tui.store import Store
     from subjects import registry
-    from subjects.base import FaultRecord
 
-    module = registry.chaos(settings.subject)
     if args.chaos_command == "kinds":
-        print_table(["kind", "what it does"], sorted(module.kinds().items()), max_width=90)
+        print_table(["kind", "what it does"], sorted(registry.chaos(settings.subject).kinds().items()), max_width=90)
         return 0
     actor = human_actor()
     store = await Store.open(settings.db)
     try:
         if args.chaos_command == "inject":
             try:
-                record = await module.inject(chaos_options(settings, settings.subject), args.kind, args.target,
-                                             parse_params(args.param))
-            except (ValueError, module.ChaosError) as e:
-                await store.audit(actor, "fault.refused", "", {"kind": args.kind, "target": args.target,
-                                                                "error": str(e)})
+                row = await inject_fault(store, settings.subject, chaos_options(settings, settings.subject), args.kind,
+                                         args.target, parse_params(args.param), actor)
+            except ChaosRefused as e:
                 raise UserError(str(e)) from e
-            row = await store.record_fault(record, actor)
             if args.json:
                 print_json(row)
             else:
-                print(f"fault {row.id} injected: {record.detail or record.kind} "
+                print(f"fault {row.id} injected: {row.record.get('detail') or row.kind} "
                       f"(undo: `operator-tui chaos revert {row.id}`)")
             return 0
         if args.chaos_command == "list":
@@ -70,29 +66,20 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
                             [[r.id, r.status, r.subject, r.kind, r.target, short_time(r.injected_at),
                               short_time(r.reverted_at), r.revert_detail or r.record.get("detail", "")] for r in rows])
             return 0
-        # revert
         if args.all == (args.fault_id is not None):
             raise UserError("chaos revert takes a fault ID or --all")
-        targets = await store.list_faults(active_only=True) if args.all else [await store.get_fault(args.fault_id)]
-        if targets == [None]:
-            raise UserError(f"no fault {args.fault_id}")
-        failures = 0
-        for row in targets:
-            if row.status == "reverted":
-                print(f"fault {row.id} was already reverted at {short_time(row.reverted_at)}")
-                continue
-            record = FaultRecord.model_validate(row.record)
-            try:
-                detail = await registry.chaos(record.subject).revert(chaos_options(settings, record.subject), record)
-            except (ValueError, registry.chaos(record.subject).ChaosError, UserError) as e:
-                failures += 1
-                await store.mark_fault_reverted(row.id, str(e), actor, ok=False)
-                print(f"fault {row.id}: could NOT revert: {e}")
-                continue
-            await store.mark_fault_reverted(row.id, detail, actor)
-            print(f"fault {row.id}: {detail}")
-        if args.all and not targets:
-            print("no active faults")
-        return 1 if failures else 0
+        if args.all:
+            rows = await store.list_faults(active_only=True)
+            if not rows:
+                print("no active faults")
+        else:
+            row = await store.get_fault(args.fault_id)
+            if row is None:
+                raise UserError(f"no fault {args.fault_id}")
+            rows = [row]
+        results = await revert_faults(store, rows, lambda subject: chaos_options(settings, subject), actor)
+        for row, ok, detail in results:
+            print(f"fault {row.id}: {detail}" if ok else f"fault {row.id}: could NOT revert: {detail}")
+        return 0 if all(ok for _, ok, _ in results) else 1
     finally:
         await store.close()

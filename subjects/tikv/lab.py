@@ -196,3 +196,33 @@ def lab_down(run_dir: Path, grace_s: float = 5.0) -> str:
         pass
     state_file(run_dir).unlink(missing_ok=True)
     return f"stopped the simulator (pid {pid}) at {state['pd_url']}"
+
+
+# -- a running process's own simulator, advertised where `chaos` and `lab status` look -------------
+
+def advertise_embedded(run_dir: Path, pd_url: str) -> bool:
+    """Write {"pid", "pd_url", "embedded": true} so `operator-tui chaos ... --subject tikv` can hit
+    the simulator this process runs, unless a live lab (or another process) owns the file."""
+    try:
+        current = lab_status(run_dir)
+    except (OSError, ValueError, KeyError):
+        current = None  # unreadable: ours to replace
+    if current and current.get("alive") and int(current.get("pid", 0)) != os.getpid():
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = state_file(run_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "pd_url": pd_url, "embedded": True}, indent=2))
+    tmp.replace(path)
+    return True
+
+
+def withdraw_embedded(run_dir: Path) -> None:
+    """Remove the advertisement, if it is still this process's."""
+    path = state_file(run_dir)
+    try:
+        owner = json.loads(path.read_text()).get("pid")
+    except (OSError, ValueError):
+        return
+    if owner == os.getpid():
+        path.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from operator_tui.app import OperatorApp, claim_lab_file, load_chaos_kinds, make_app, release_lab_file
+from operator_tui.app import OperatorApp, load_chaos_kinds, make_app
 from operator_tui.config import Settings
 from operator_tui.monitor import Monitor
 from operator_tui.store import Store
@@ -131,19 +131,6 @@ async def test_a_bad_store_exits_with_a_clear_message(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(1.0)
     assert app.return_code == 2
-
-
-def test_lab_file_is_claimed_only_when_free_and_released_only_by_its_owner(tmp_path: Path) -> None:
-    folder = tmp_path / "tikv"
-    assert claim_lab_file(folder, "http://127.0.0.1:1")
-    assert json.loads(state_file(folder).read_text())["embedded"] is True
-    release_lab_file(folder)
-    assert not state_file(folder).exists()
-    # Another live lab (here: pid 1) owns it: neither claimed nor removed.
-    state_file(folder).write_text(json.dumps({"pid": 1, "pd_url": "http://127.0.0.1:2"}))
-    assert not claim_lab_file(folder, "http://127.0.0.1:1")
-    release_lab_file(folder)
-    assert json.loads(state_file(folder).read_text())["pd_url"] == "http://127.0.0.1:2"
 
 
 def test_chaos_commands_follow_the_cluster() -> None:

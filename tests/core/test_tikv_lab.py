@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from subjects.tikv.lab import LabError, lab_down, lab_status, lab_up, state_file
+from subjects.tikv.lab import (
+    LabError,
+    advertise_embedded,
+    lab_down,
+    lab_status,
+    lab_up,
+    state_file,
+    withdraw_embedded,
+)
 from tests.core.test_cli import cli
 
 
@@ -46,3 +54,17 @@ def test_a_consoles_embedded_simulator_is_not_the_labs_to_stop(tmp_path: Path) -
     with pytest.raises(LabError, match="quit that console first"):
         lab_up(run_dir)
     assert state_file(run_dir).exists()
+
+
+def test_embedded_simulator_is_advertised_only_when_free_and_withdrawn_only_by_its_owner(tmp_path: Path) -> None:
+    folder = tmp_path / "tikv"
+    assert advertise_embedded(folder, "http://127.0.0.1:1")
+    assert json.loads(state_file(folder).read_text())["embedded"] is True
+    withdraw_embedded(folder)
+    assert not state_file(folder).exists()
+    # Another live lab (here: pid 1) owns it: neither taken over nor removed.
+    folder.mkdir(exist_ok=True)
+    state_file(folder).write_text(json.dumps({"pid": 1, "pd_url": "http://127.0.0.1:2"}))
+    assert not advertise_embedded(folder, "http://127.0.0.1:1")
+    withdraw_embedded(folder)
+    assert json.loads(state_file(folder).read_text())["pd_url"] == "http://127.0.0.1:2"
