@@ -5,48 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-from operator_tui.actions.engine import ActionEngine
-from operator_tui.agent.embedded import EmbeddedDiagnoser
-from operator_tui.agent.loop import Agent, AgentEvent
-from operator_tui.config import ActionSettings, AgentSettings
-from operator_tui.monitor import Monitor
+from operator_tui.config import AgentSettings
 from operator_tui.policy import set_approval, set_mode
 from operator_tui.store import Store
 from subjects.tikv.sim import SimThread
 from tests.core.conftest import fault, make_subject, revert
+from tests.operator_harness import Running, run_operator
 
 FAST_GRACES = {"leftover_evict_scheduler": 1.0, "leader_imbalance": 2.0, "slow_store": 1.0, "hot_store": 2.0,
                "low_space": 1.0}
-
-
-class Running:
-    def __init__(self, store: Store, monitor: Monitor, engine: ActionEngine, agent: Agent, events: list[AgentEvent]):
-        self.store, self.monitor, self.engine, self.agent, self.events = store, monitor, engine, agent, events
-
-    async def until(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = await predicate()
-            if value:
-                return value
-            await asyncio.sleep(0.2)
-        tickets = [(t.id, t.invariant, t.entity, t.status) for t in await self.store.list_tickets()]
-        actions = [(a.id, a.name, a.state, a.reason) for a in await self.store.list_actions()]
-        raise AssertionError(f"{what} not reached in {timeout} s; tickets {tickets}; actions {actions}")
-
-    async def ticket(self, invariant: str, status: str | None = None, timeout: float = 60.0) -> Any:
-        async def find() -> Any:
-            for t in await self.store.list_tickets():
-                if t.invariant == invariant and (status is None or t.status == status):
-                    return t
-            return None
-        return await self.until(find, timeout, f"ticket {invariant} {status or ''}")
 
 
 @contextlib.asynccontextmanager
@@ -54,23 +26,11 @@ async def operator(pd_url: str, store: Store, *, graces: dict[str, float] | None
                    agent_settings: AgentSettings | None = None,
                    runbook_settings: dict[str, Any] | None = None) -> AsyncIterator[Running]:
     subject = await make_subject(pd_url, thresholds={"graces": {**FAST_GRACES, **(graces or {})}})
-    run_id = await store.start_run("test", "tikv")
-    monitor = Monitor(subject, store, run_id, interval=0.5, clear_after=3)
-    engine = ActionEngine(store, subject, run_id, ActionSettings(), poll_interval=0.05)
-    events: list[AgentEvent] = []
-    agent = Agent(store, subject, engine, run_id, EmbeddedDiagnoser(),
-                  agent_settings or AgentSettings(verify_delay_s=1.5, max_attempts=3),
-                  history=lambda: list(monitor.history), on_event=events.append, poll_interval=0.2)
-    agent.runbook_settings.update(runbook_settings or {})
-    stop = asyncio.Event()
-    await engine.start()
-    tasks = [asyncio.create_task(monitor.run(stop)), asyncio.create_task(agent.run(stop))]
     try:
-        yield Running(store, monitor, engine, agent, events)
+        async with run_operator(subject, store, agent_settings=agent_settings,
+                                runbook_settings=runbook_settings) as running:
+            yield running
     finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await engine.stop()
         await subject.aclose()
 
 

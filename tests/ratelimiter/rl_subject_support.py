@@ -18,6 +18,7 @@ from subjects.base import Observation, Violation
 from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import NodeOptions, RateLimiterLab
 from subjects.ratelimiter.subject import RateLimiterSubject, build
+from tests.operator_harness import Running
 
 # Failures show within a second; a Redis timeout long enough that a 250 ms link delay is slow, not dead.
 LAB_NODES = NodeOptions(heartbeat_ms=200, node_ttl_ms=1500, redis_timeout_ms=1000)
@@ -116,57 +117,18 @@ def clear(subject: RateLimiterSubject, invariant: str, entity: str | None = None
 # -- the operator in process ------------------------------------------------------------------
 
 
-class Running:
-    def __init__(self, store: Any, monitor: Any, engine: Any, agent: Any, subject: RateLimiterSubject):
-        self.store, self.monitor, self.engine, self.agent, self.subject = store, monitor, engine, agent, subject
-
-    async def until(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = await predicate()
-            if value:
-                return value
-            await asyncio.sleep(0.2)
-        tickets = [(t.id, t.invariant, t.entity, t.status, t.summary) for t in await self.store.list_tickets()]
-        actions = [(a.id, a.name, a.params, a.state, a.reason) for a in await self.store.list_actions()]
-        raise AssertionError(f"{what} not reached in {timeout} s; tickets {tickets}; actions {actions}")
-
-    async def ticket(self, invariant: str, status: str | None = None, entity: str | None = None,
-                     timeout: float = 60.0) -> Any:
-        async def find() -> Any:
-            for t in await self.store.list_tickets():
-                if t.invariant == invariant and (status is None or t.status == status) \
-                        and (entity is None or t.entity == entity):
-                    return t
-            return None
-        return await self.until(find, timeout, f"ticket {invariant} {entity or ''} {status or ''}")
-
-
 @contextlib.asynccontextmanager
 async def operator(lab: RateLimiterLab, store: Any, *, thresholds: dict[str, Any] | None = None,
                    verify_delay_s: float = 3.0, runbook_settings: dict[str, Any] | None = None,
                    max_attempts: int = 3) -> AsyncIterator[Running]:
-    from operator_tui.actions.engine import ActionEngine
-    from operator_tui.agent.embedded import EmbeddedDiagnoser
-    from operator_tui.agent.loop import Agent
-    from operator_tui.config import ActionSettings, AgentSettings
-    from operator_tui.monitor import Monitor
+    from operator_tui.config import AgentSettings
+    from tests.operator_harness import run_operator
 
     subject = await subject_for(lab, thresholds=thresholds or {})
-    run_id = await store.start_run("test", "ratelimiter")
-    monitor = Monitor(subject, store, run_id, interval=1.0, clear_after=3)
-    engine = ActionEngine(store, subject, run_id, ActionSettings(), poll_interval=0.05)
-    agent = Agent(store, subject, engine, run_id, EmbeddedDiagnoser(),
-                  AgentSettings(verify_delay_s=verify_delay_s, max_attempts=max_attempts),
-                  history=lambda: list(monitor.history), poll_interval=0.2)
-    agent.runbook_settings.update(runbook_settings or {})
-    stop = asyncio.Event()
-    await engine.start()
-    tasks = [asyncio.create_task(monitor.run(stop)), asyncio.create_task(agent.run(stop))]
     try:
-        yield Running(store, monitor, engine, agent, subject)
+        async with run_operator(subject, store, interval=1.0, runbook_settings=runbook_settings,
+                                agent_settings=AgentSettings(verify_delay_s=verify_delay_s,
+                                                             max_attempts=max_attempts)) as running:
+            yield running
     finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await engine.stop()
         await subject.aclose()
