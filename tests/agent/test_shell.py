@@ -30,7 +30,8 @@ from operator_tui.agent.shell import (
 from operator_tui.policy import set_approval
 from subjects.base import ActionRequest
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap (Debian bubblewrap) is not installed")
+if shutil.which("bwrap") is None:  # a missing sandbox must fail the run, not skip it green
+    raise RuntimeError("bwrap is not installed: run scripts/setup.sh (Debian package bubblewrap)")
 
 
 @pytest.fixture
