@@ -239,6 +239,10 @@ class DirectScraper:
         return result
 
 
+HEAVY_QUERIES = ("p99_ms", "cluster:p99")
+HEAVY_EVERY = 5
+
+
 class PrometheusSource:
     """Store metrics through PromQL. Series are matched to stores by `instance` = status address."""
 
@@ -248,6 +252,8 @@ class PrometheusSource:
         self.window = window
         self.prober = Prober(probe_timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._ticks = 0
+        self._heavy: dict[str, list[dict[str, Any]]] = {}
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -274,31 +280,27 @@ class PrometheusSource:
         return data.get("result") or [] if data.get("resultType") == "vector" else []
 
     async def collect(self, stores: list[tuple[int, str]]) -> MetricsResult:
-        probes = await self.prober.run(stores, set())
+        queries, cluster = self._queries()
+        names = list(queries) + [f"cluster:{k}" for k in cluster]
+        texts = [*queries.values(), *cluster.values()]
+        # Histogram quantiles over every store's buckets are by far the dearest queries (over a
+        # second on a 1,000-store cluster); a percentile over a rate window moves slowly, so
+        # large clusters refresh them every HEAVY_EVERY ticks and reuse them in between.
+        self._ticks += 1
+        refresh = len(stores) <= 100 or self._ticks % HEAVY_EVERY == 1 or not self._heavy
+        run = [(n, q) for n, q in zip(names, texts, strict=True) if refresh or n not in HEAVY_QUERIES]
+        probes, *answers = await asyncio.gather(self.prober.run(stores, set()), *(self.query(q) for _, q in run),
+                                                return_exceptions=True)
+        if isinstance(probes, BaseException):
+            raise probes
+        fresh = dict(zip((n for n, _ in run), answers, strict=True))
+        for name in HEAVY_QUERIES:
+            if name in fresh and not isinstance(fresh[name], Exception):
+                self._heavy[name] = fresh[name]
+        answers = [fresh.get(n, self._heavy.get(n, [])) for n in names]
         out = {sid: StoreMetrics(ok, err, ms, at=at)
                for (sid, _), (ok, err, ms, _body, at) in zip(stores, probes, strict=True)}
         by_instance = {addr: sid for sid, addr in stores}
-        w = self.window
-        queries = {
-            "region_count": 'tikv_raftstore_region_count{type="region"}',
-            "leader_count": 'tikv_raftstore_region_count{type="leader"}',
-            "capacity_bytes": 'tikv_store_size_bytes{type="capacity"}',
-            "available_bytes": 'tikv_store_size_bytes{type="available"}',
-            "used_bytes": 'tikv_store_size_bytes{type="used"}',
-            "slow_score": "max by (instance) (tikv_raftstore_slow_score)",
-            "qps": f"sum by (instance) (rate(tikv_grpc_msg_duration_seconds_count[{w}]))",
-            "fail_qps": f"sum by (instance) (rate(tikv_grpc_msg_fail_total[{w}]))",
-            "p99_ms": f"1000 * histogram_quantile(0.99, sum by (instance, le) "
-                      f"(rate(tikv_grpc_msg_duration_seconds_bucket[{w}])))",
-        }
-        cluster = {
-            "p99": f"1000 * histogram_quantile(0.99, sum by (le) (rate(tikv_grpc_msg_duration_seconds_bucket[{w}])))",
-            "qps": f"sum(rate(tikv_grpc_msg_duration_seconds_count[{w}]))",
-            "fails": f"sum(rate(tikv_grpc_msg_fail_total[{w}]))",
-        }
-        names = list(queries) + [f"cluster:{k}" for k in cluster]
-        answers = await asyncio.gather(*(self.query(q) for q in [*queries.values(), *cluster.values()]),
-                                       return_exceptions=True)
         result = MetricsResult(out)
         errors = [a for a in answers if isinstance(a, Exception)]
         if errors:
@@ -322,6 +324,27 @@ class PrometheusSource:
                 if sid is not None and value is not None:
                     out[sid].values[name] = value
         return result
+
+    def _queries(self) -> tuple[dict[str, str], dict[str, str]]:
+        w = self.window
+        queries = {
+            "region_count": 'tikv_raftstore_region_count{type="region"}',
+            "leader_count": 'tikv_raftstore_region_count{type="leader"}',
+            "capacity_bytes": 'tikv_store_size_bytes{type="capacity"}',
+            "available_bytes": 'tikv_store_size_bytes{type="available"}',
+            "used_bytes": 'tikv_store_size_bytes{type="used"}',
+            "slow_score": "max by (instance) (tikv_raftstore_slow_score)",
+            "qps": f"sum by (instance) (rate(tikv_grpc_msg_duration_seconds_count[{w}]))",
+            "fail_qps": f"sum by (instance) (rate(tikv_grpc_msg_fail_total[{w}]))",
+            "p99_ms": f"1000 * histogram_quantile(0.99, sum by (instance, le) "
+                      f"(rate(tikv_grpc_msg_duration_seconds_bucket[{w}])))",
+        }
+        cluster = {
+            "p99": f"1000 * histogram_quantile(0.99, sum by (le) (rate(tikv_grpc_msg_duration_seconds_bucket[{w}])))",
+            "qps": f"sum(rate(tikv_grpc_msg_duration_seconds_count[{w}]))",
+            "fails": f"sum(rate(tikv_grpc_msg_fail_total[{w}]))",
+        }
+        return queries, cluster
 
 
 class PrometheusError(Exception):
