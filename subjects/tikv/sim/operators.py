@@ -454,6 +454,14 @@ def move_peer_steps(c: Cluster, r: Region, from_store: int, to_store: int) -> tu
     return steps, moves_leader
 
 
+def _required(body: dict[str, Any], key: str, message: str) -> int:
+    """A required id from an operator request, or PD's 400 with its message for that field."""
+    value = _number(body, key)
+    if value is None:
+        raise PDError(400, message)
+    return value
+
+
 def _number(body: dict[str, Any], key: str) -> int | None:
     """Go's `input[key].(float64)`: only a JSON number will do."""
     v = body.get(key)
@@ -495,12 +503,8 @@ def create_admin_operator(c: Cluster, body: dict[str, Any]) -> None:
     if not isinstance(name, str):
         raise PDError(400, "missing operator name")
     if name == "transfer-leader":
-        rid = _number(body, "region_id")
-        if rid is None:
-            raise PDError(400, "missing region id")
-        to = _number(body, "to_store_id")
-        if to is None:
-            raise PDError(400, "missing store id to transfer leader to")
+        rid = _required(body, "region_id", "missing region id")
+        to = _required(body, "to_store_id", "missing store id to transfer leader to")
         r = _region(c, rid)
         peer = r.peer_on(to)
         if peer is None or peer.learner:
@@ -511,15 +515,9 @@ def create_admin_operator(c: Cluster, body: dict[str, Any]) -> None:
             raise PDError(500, "no operator step is built")
         _admit(c, transfer_leader_op(c, r, to, "admin-transfer-leader", ADMIN | LEADER, PRIORITY_URGENT))
     elif name == "transfer-peer":
-        rid = _number(body, "region_id")
-        if rid is None:
-            raise PDError(400, "missing region id")
-        src = _number(body, "from_store_id")
-        if src is None:
-            raise PDError(400, "invalid store id to transfer peer from")
-        dst = _number(body, "to_store_id")
-        if dst is None:
-            raise PDError(400, "invalid store id to transfer peer to")
+        rid = _required(body, "region_id", "missing region id")
+        src = _required(body, "from_store_id", "invalid store id to transfer peer from")
+        dst = _required(body, "to_store_id", "invalid store id to transfer peer to")
         r = _region(c, rid)
         if r.peer_on(src) is None:
             raise PDError(500, f"region has no peer in store {src}")
@@ -537,12 +535,8 @@ def create_admin_operator(c: Cluster, body: dict[str, Any]) -> None:
             ),
         )
     elif name in ("add-peer", "add-learner"):
-        rid = _number(body, "region_id")
-        if rid is None:
-            raise PDError(400, "missing region id")
-        sid = _number(body, "store_id")
-        if sid is None:
-            raise PDError(400, "invalid store id to transfer peer to")
+        rid = _required(body, "region_id", "missing region id")
+        sid = _required(body, "store_id", "invalid store id to transfer peer to")
         r = _region(c, rid)
         _check_add_peer_target(c, sid)
         if r.peer_on(sid) is not None:
@@ -555,12 +549,8 @@ def create_admin_operator(c: Cluster, body: dict[str, Any]) -> None:
         brief = f"add peer: store [{sid}]" if name == "add-peer" else f"add learner peer: store [{sid}]"
         _admit(c, Operator(desc, brief, r, ADMIN | REGION, steps, PRIORITY_URGENT))
     elif name == "remove-peer":
-        rid = _number(body, "region_id")
-        if rid is None:
-            raise PDError(400, "missing region id")
-        sid = _number(body, "store_id")
-        if sid is None:
-            raise PDError(400, "invalid store id to transfer peer to")
+        rid = _required(body, "region_id", "missing region id")
+        sid = _required(body, "store_id", "invalid store id to transfer peer to")
         r = _region(c, rid)
         if r.peer_on(sid) is None:
             raise PDError(500, f"region has no peer in store {sid}")
@@ -575,12 +565,8 @@ def create_admin_operator(c: Cluster, body: dict[str, Any]) -> None:
         steps.append(Step(REMOVE_PEER, store=sid))
         _admit(c, Operator("admin-remove-peer", f"rm peer: store [{sid}]", r, kind, steps, PRIORITY_URGENT))
     elif name == "merge-region":
-        rid = _number(body, "source_region_id")
-        if rid is None:
-            raise PDError(400, "missing region id")
-        tid = _number(body, "target_region_id")
-        if tid is None:
-            raise PDError(400, "invalid target region id to merge to")
+        rid = _required(body, "source_region_id", "missing region id")
+        tid = _required(body, "target_region_id", "invalid target region id to merge to")
         source = _region(c, rid)
         target = _region(c, tid)
         for r in (source, target):
@@ -615,9 +601,7 @@ def create_admin_operator(c: Cluster, body: dict[str, Any]) -> None:
         op_target.timeout = op_source.timeout
         _admit(c, op_source, op_target)
     elif name == "split-region":
-        rid = _number(body, "region_id")
-        if rid is None:
-            raise PDError(400, "missing region id")
+        rid = _required(body, "region_id", "missing region id")
         policy = body.get("policy")
         if not isinstance(policy, str):
             raise PDError(400, "missing split policy")
