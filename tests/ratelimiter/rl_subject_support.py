@@ -114,6 +114,23 @@ def clear(subject: RateLimiterSubject, invariant: str, entity: str | None = None
     return probe
 
 
+# -- faults, off the event loop ---------------------------------------------------------------
+
+
+async def inject(lab: RateLimiterLab, kind: str, target: str | None = None, **params: Any) -> dict:
+    from subjects.ratelimiter import faults
+
+    return await asyncio.to_thread(faults.inject, lab, kind, target, params)
+
+
+async def revert(lab: RateLimiterLab, record: dict) -> dict:
+    from subjects.ratelimiter import faults
+
+    report = await asyncio.to_thread(faults.revert, lab, record)
+    assert report["ok"], report
+    return report
+
+
 # -- the operator in process ------------------------------------------------------------------
 
 

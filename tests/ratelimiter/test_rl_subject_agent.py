@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
-from rl_subject_support import assert_clean, make_loaded_lab, operator, restore
+from rl_subject_support import assert_clean, inject, make_loaded_lab, operator, restore, revert
 from rl_support import teardown_lab
 
-from subjects.ratelimiter import faults, processes
+from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import RateLimiterLab
 
 pytestmark = pytest.mark.slow
@@ -34,16 +33,6 @@ def clean(lab) -> Iterator[None]:
     yield
     restore(lab)
     assert_clean(lab)
-
-
-async def inject(lab: RateLimiterLab, kind: str, target: str | None = None, **params: Any) -> dict:
-    return await asyncio.to_thread(faults.inject, lab, kind, target, params)
-
-
-async def revert(lab: RateLimiterLab, record: dict) -> dict:
-    report = await asyncio.to_thread(faults.revert, lab, record)
-    assert report["ok"], report
-    return report
 
 
 async def names_of(store, ticket_id: int) -> list[tuple[str, dict, str]]:

@@ -14,9 +14,11 @@ from rl_subject_support import (
     assert_clean,
     clear,
     firing,
+    inject,
     make_loaded_lab,
     observe_until,
     restore,
+    revert,
     subject_for,
     violations,
 )
@@ -24,7 +26,7 @@ from rl_support import free_port, teardown_lab, wait_until
 
 from operator_tui.agent.embedded import score_cause
 from subjects.base import NodeState, RunbookContext
-from subjects.ratelimiter import faults, processes
+from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import RateLimiterLab, _child_env
 from subjects.ratelimiter.service import schema
 from subjects.ratelimiter.subject import build
@@ -49,15 +51,6 @@ def clean(lab) -> Iterator[None]:
     yield
     restore(lab)
     assert_clean(lab)
-
-
-async def inject(lab: RateLimiterLab, kind: str, target: str | None = None, **params) -> dict:
-    return await asyncio.to_thread(faults.inject, lab, kind, target, params)
-
-
-async def revert(lab: RateLimiterLab, record: dict) -> None:
-    report = await asyncio.to_thread(faults.revert, lab, record)
-    assert report["ok"], report
 
 
 async def test_every_node_redis_and_the_counters_are_observed(lab) -> None:
