@@ -30,6 +30,7 @@ from operator_tui.clock import SYSTEM_CLOCK, Clock
 from operator_tui.config import ActionSettings
 from operator_tui.policy import Policy, load_policy
 from operator_tui.store import Store
+from operator_tui.store.agent import pid_alive
 from operator_tui.store.models import ActionRecord
 from operator_tui.timeutil import to_text
 from subjects.base import (
@@ -420,12 +421,10 @@ class ActionEngine:
     async def reconcile_orphans(self) -> list[ActionRecord]:
         """Actions left `executing` by a process that died become `unknown`, then are checked
         against the system: done -> succeeded, not done -> failed. Never re-run."""
-        from operator_tui.store.agent import _pid_alive
-
         out = []
         for action in await self.store.list_actions(states=[S.executing.value, S.unknown.value], limit=10_000):
             if action.state == S.executing.value:
-                if _pid_alive(action.owner_pid):
+                if pid_alive(action.owner_pid):
                     continue
                 action = await self._move(action, S.unknown, "system",
                                           f"process {action.owner_pid} died while executing it") or action

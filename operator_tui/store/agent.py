@@ -99,10 +99,10 @@ class AgentRepo:
     async def orphaned_sessions(self) -> list[AgentSession]:
         """Running sessions whose process is gone (it crashed or was killed)."""
         rows = await self.db.fetchall("SELECT * FROM agent_sessions WHERE status = 'running'")
-        return [session_from_row(r) for r in rows if not _pid_alive(r["owner_pid"])]
+        return [session_from_row(r) for r in rows if not pid_alive(r["owner_pid"])]
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
     if pid is None:
         return False
     if pid == os.getpid():
