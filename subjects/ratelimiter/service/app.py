@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from subjects.ratelimiter.service import models, schema
@@ -23,6 +23,7 @@ from subjects.ratelimiter.service.tracking import RING, KeyTracker, LatencyWindo
 
 log = logging.getLogger("ratelimiter.node")
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 # Admissions are recorded on an estimate of Redis's clock; concurrent checks may record them a
 # little out of order, so counting walks back this far past the window's start.
@@ -290,19 +291,26 @@ async def _json_errors(request: web.Request, handler):
         return _error(500, f"internal error: {type(e).__name__}: {e}")
 
 
+async def _validated(request: web.Request, model: type[M]) -> M | web.Response:
+    """The JSON body as `model`, or the 422 that says what is wrong with it."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        return web.json_response(models.describe(e), status=422)
+
+
 def build_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[_json_errors])
     routes = web.RouteTableDef()
 
     @routes.post("/check")
     async def check(request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        if isinstance(body, web.Response):
-            return body
-        try:
-            req = CheckRequest.model_validate(body)
-        except ValidationError as e:
-            return web.json_response(models.describe(e), status=422)
+        req = await _validated(request, CheckRequest)
+        if isinstance(req, web.Response):
+            return req
         out = await node.check(req)
         headers = {"X-RateLimit-Limit": str(out["limit"])}
         if out["remaining"] is not None:
@@ -409,13 +417,9 @@ def build_app(node: Node) -> web.Application:
         key = _route_key(request)
         if isinstance(key, web.Response):
             return key
-        body = await _json_object(request)
-        if isinstance(body, web.Response):
-            return body
-        try:
-            spec = LimitBody.model_validate(body)
-        except ValidationError as e:
-            return web.json_response(models.describe(e), status=422)
+        spec = await _validated(request, LimitBody)
+        if isinstance(spec, web.Response):
+            return spec
         window_ms = spec.window_ms or node.settings.default_window_ms
         try:
             await node.redis(lambda: node.store.set_limit(key, spec.limit, window_ms))
@@ -442,13 +446,9 @@ def build_app(node: Node) -> web.Application:
 
     @routes.post("/admin/config")
     async def set_config(request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        if isinstance(body, web.Response):
-            return body
-        try:
-            patch = ConfigPatch.model_validate(body)
-        except ValidationError as e:
-            return web.json_response(models.describe(e), status=422)
+        patch = await _validated(request, ConfigPatch)
+        if isinstance(patch, web.Response):
+            return patch
         previous = node.config()
         flushed = 0
         if patch.fail_mode is not None:

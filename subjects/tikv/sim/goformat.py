@@ -194,3 +194,18 @@ def indent_json(value: Any) -> bytes:
 
 def compact_json(value: Any) -> bytes:
     return _go_escape(orjson.dumps(value))
+
+
+def json_kind(value: object) -> str:
+    """What Go's encoding/json calls a decoded value's type in its unmarshal errors."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from subjects.tikv.sim.errors import PDError, invalid_input
-from subjects.tikv.sim.goformat import indent_json
+from subjects.tikv.sim.goformat import indent_json, json_kind
 
 JSON_CT = "application/json; charset=UTF-8"
 BINARY_CT = "application/octet-stream"
@@ -80,17 +80,6 @@ def _go_syntax_error(doc: str, e: json.JSONDecodeError) -> tuple[str, int]:
     return f"invalid character {_quote_char(ch)} looking for beginning of value", offset
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
 
 def parse_json(raw: bytes) -> Any:
     """json.Unmarshal's errors as PD's errcode object; returns the decoded value."""
@@ -114,7 +103,7 @@ async def read_json_object(request: web.BaseRequest) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        kind = _json_kind(value)
+        kind = json_kind(value)
         raise invalid_input(
             f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}",
             {"Value": kind, "Type": {}, "Offset": 1, "Struct": "", "Field": ""},

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from subjects.tikv.sim.goformat import go_duration, parse_go_duration
+from subjects.tikv.sim.goformat import go_duration, json_kind, parse_go_duration
 
 # Value kinds: how a key is validated and rendered.
 INT, FLOAT, DURATION, BOOLSTR, STR, RAW = "int", "float", "duration", "boolstr", "str", "raw"
@@ -108,26 +108,13 @@ def _go_type(kind: str) -> str:
     }.get(kind, "interface {}")
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
-
 
 def coerce(section: str, key: str, kind: str, value: Any) -> Any:
     """Validate one value the way Go's json.Unmarshal into PD's config struct would."""
     field = f"Go struct field {section}.{key} of type {_go_type(kind)}"
     if kind == INT:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"json: cannot unmarshal {_json_kind(value)} into {field}")
+            raise ConfigError(f"json: cannot unmarshal {json_kind(value)} into {field}")
         if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
             raise ConfigError(f"json: cannot unmarshal number {value} into {field}")
         if value < 0:
@@ -135,7 +122,7 @@ def coerce(section: str, key: str, kind: str, value: Any) -> Any:
         return int(value)
     if kind == FLOAT:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"json: cannot unmarshal {_json_kind(value)} into {field}")
+            raise ConfigError(f"json: cannot unmarshal {json_kind(value)} into {field}")
         return int(value) if float(value).is_integer() else float(value)
     if kind == DURATION:
         if not isinstance(value, str):
@@ -153,7 +140,7 @@ def coerce(section: str, key: str, kind: str, value: Any) -> Any:
         raise ConfigError(f"json: invalid use of ,string struct tag, trying to unmarshal {value!r} into bool")
     if kind == STR:
         if not isinstance(value, str):
-            raise ConfigError(f"json: cannot unmarshal {_json_kind(value)} into {field}")
+            raise ConfigError(f"json: cannot unmarshal {json_kind(value)} into {field}")
         return value
     raise ConfigError(f"config item {key} cannot be changed")
 
