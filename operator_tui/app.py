@@ -45,7 +45,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-from operator_tui.config import Settings
+from operator_tui.config import CoreSettings
 from operator_tui.errors import UserError
 from screens.actions import ActionsScreen
 from screens.approval import ApprovalDecision, ApprovalModal
@@ -120,7 +120,7 @@ class OperatorApp(App[int]):
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, settings: Settings, *, live: bool = True, open_store: bool = True,
+    def __init__(self, settings: CoreSettings, *, live: bool = True, open_store: bool = True,
                  clock: Callable[[], datetime] | None = None, cursor_blink: bool = True,
                  poll_interval: float = 0.5, restart_delay: float = 2.0) -> None:
         super().__init__()
@@ -194,11 +194,10 @@ class OperatorApp(App[int]):
         # Imported in a thread, so the first frame is drawn and the screen stays live meanwhile.
         OperatorLoop = (await asyncio.to_thread(importlib.import_module, "operator_tui.loop")).OperatorLoop
         Runtime = (await asyncio.to_thread(importlib.import_module, "operator_tui.runtime")).Runtime
-        self.state.phase_detail = ("starting the embedded simulator…" if self.settings.subject == "tikv"
-                                   and not self.settings.pd else f"connecting to {self.settings.subject}…")
+        self.state.phase_detail = f"connecting to {self.settings.subject}…"
         self._redraw("all")
         try:
-            runtime = await Runtime.open(self.settings, "console")
+            runtime = await Runtime.open(self.settings, "console", allow_embedded=True)
         except UserError as e:
             self.exit(None, return_code=e.exit_code, message=f"operator-tui: error: {e}")
             return
@@ -207,7 +206,6 @@ class OperatorApp(App[int]):
             return
         self.runtime = runtime
         self.store = runtime.store
-        pd_url = runtime.sim.pd_url if runtime.sim is not None else self.settings.pd
         self.chaos_kinds = await asyncio.to_thread(load_chaos_kinds, self.settings.subject)
         if self.settings.agent == "claude":
             # The SDK takes about a second to import: in a thread now, not on the loop at the first diagnosis.
@@ -220,7 +218,7 @@ class OperatorApp(App[int]):
             return
         await self.operator.engine.start()
         self.post_message(ConsoleStarted(runtime.run_id, self.settings.subject, runtime.subject.display,
-                                         str(self.settings.db), pd_url))
+                                         str(self.settings.db), runtime.endpoint))
 
     async def _start_store(self) -> None:
         from operator_tui.store import Store
@@ -230,19 +228,18 @@ class OperatorApp(App[int]):
         except UserError as e:
             self.exit(None, return_code=e.exit_code, message=f"operator-tui: error: {e}")
             return
-        self.post_message(ConsoleStarted(None, self.settings.subject, self.settings.subject, str(self.settings.db),
-                                         self.settings.pd))
+        self.post_message(ConsoleStarted(None, self.settings.subject, self.settings.subject, str(self.settings.db)))
 
     @on(ConsoleStarted)
     def _started(self, message: ConsoleStarted) -> None:
         s = self.state
         s.run_id, s.subject, s.subject_display = message.run_id, message.subject, message.subject_display
-        s.store_path, s.pd_url = message.store_path, message.pd_url
+        s.store_path, s.endpoint = message.store_path, message.endpoint
         s.phase = "running"
         s.phase_detail = "waiting for the first observation…"
         if self.live:
             s.add_feed("console", f"run {message.run_id}: watching {message.subject_display}",
-                       detail=[f"store {message.store_path}"] + ([f"PD {message.pd_url}"] if message.pd_url else []))
+                       detail=[f"store {message.store_path}"] + ([f"embedded cluster at {message.endpoint}"] if message.endpoint else []))
             for name in SUPERVISED:
                 if name != "agent" or self.operator.agent is not None:  # --agent none: no agent
                     self._start_worker(name)
@@ -649,9 +646,11 @@ class OperatorApp(App[int]):
     # -- chaos ---------------------------------------------------------------------------------
 
     def _chaos_options(self) -> dict[str, Any]:
-        if self.state.subject == "tikv":
-            return {"pd_url": self.state.pd_url}
-        return {"lab_dir": str(self.settings.lab_folder(self.state.subject))}
+        if self.runtime is not None:
+            return self.runtime.chaos_options()
+        from operator_tui.runtime import chaos_options
+
+        return chaos_options(self.settings, self.state.subject)
 
     def action_chaos(self, kind: str, target: str = "") -> None:
         if not self._need_store():
@@ -697,8 +696,7 @@ class OperatorApp(App[int]):
     # -- the command palette ---------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for command in console_commands(self.state, self.chaos_kinds if self.state.pd_url or
-                                        self.state.subject != "tikv" else None):
+        for command in console_commands(self.state, self.chaos_kinds if self.runtime is not None else None):
             yield SystemCommand(command.title, command.help, _runner(self, command.action))
         yield from super().get_system_commands(screen)
 
@@ -721,10 +719,11 @@ def preload(*modules: str) -> None:
 
 def load_chaos_kinds(subject: str) -> list[ChaosKind]:
     from subjects import registry
+    from subjects.plugin import PluginError
 
     try:
         module = registry.chaos(subject)
-    except (ImportError, ValueError):
+    except (ImportError, ValueError, PluginError):
         return []
     table = getattr(module, "KINDS", {})
     out = []
@@ -738,7 +737,7 @@ def load_chaos_kinds(subject: str) -> list[ChaosKind]:
 # -- entry points ---------------------------------------------------------------------------------
 
 
-def make_app(settings: Settings, *, live: bool = True, open_store: bool = True,
+def make_app(settings: CoreSettings, *, live: bool = True, open_store: bool = True,
              clock: Callable[[], datetime] | None = None, cursor_blink: bool = True, poll_interval: float = 0.5,
              restart_delay: float = 2.0) -> OperatorApp:
     """The console for these settings.

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from operator_tui import __version__
 
@@ -37,9 +37,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_flag(group: argparse._ArgumentGroup, flag: Any, dest: str, **extra: Any) -> None:
+    kwargs: dict[str, Any] = {"dest": dest, "help": flag.help, **extra}
+    if flag.store_true:
+        kwargs["action"] = "store_true"
+    else:
+        kwargs["metavar"] = flag.metavar
+        if flag.type is not None:
+            kwargs["type"] = flag.type
+        if flag.choices is not None:
+            kwargs["choices"] = flag.choices
+    group.add_argument(flag.option, **kwargs)
+
+
 def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = True, policy: bool = True) -> None:
     """The options every command understands. On subcommands they default to SUPPRESS, so that
     `operator-tui --db X tickets list` and `operator-tui tickets list --db X` mean the same."""
+    from subjects import registry
+
     d = {"default": argparse.SUPPRESS} if sub else {}
     g = p.add_argument_group("store and config")
     g.add_argument("--db", metavar="PATH", help="SQLite store (default: $XDG_DATA_HOME/operator-tui/operator.db)", **d)
@@ -48,12 +63,15 @@ def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = Tru
                    help="log verbosity (default: info)", **d)
     if subject:
         g = p.add_argument_group("subject")
-        g.add_argument("--subject", choices=["tikv", "ratelimiter"], help="kind of system to watch (default: tikv)",
-                       **d)
-        g.add_argument("--pd", metavar="URL", help="PD endpoint; without it an embedded simulator is started", **d)
-        g.add_argument("--prometheus", metavar="URL", help="read TiKV metrics through this Prometheus server", **d)
+        g.add_argument("--subject", choices=registry.names(),
+                       help=f"kind of system to watch (default: {registry.DEFAULT})", **d)
+        g.add_argument("--sim", action="store_true", help="with no endpoint given, watch the subject's embedded "
+                       "simulated cluster (the console does this by itself)", **d)
         g.add_argument("--lab-dir", metavar="DIR", help="where local labs keep their state (default: beside the store)",
                        **d)
+        for plugin in registry.plugins():
+            for flag in plugin.flags:
+                _add_flag(g, flag, flag_dest(plugin.name, flag), **d)
     if policy:
         g = p.add_argument_group("agent and policy")
         g.add_argument("--agent", choices=["embedded", "claude", "none"], help="diagnoser (default: embedded)", **d)
@@ -64,7 +82,15 @@ def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = Tru
         g.add_argument("--interval", type=float, metavar="S", help="seconds between observations (default: 1)", **d)
 
 
+def flag_dest(subject: str, flag: Any) -> str:
+    """Where argparse keeps a subject's flag (the same rule as operator_tui.config.flag_dest,
+    repeated here so that parsing never imports pydantic)."""
+    return f"{subject}__{flag.key.replace('.', '__')}"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from subjects import registry
+
     parser = Parser(
         prog="operator-tui",
         description=DESCRIPTION,
@@ -101,27 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run a simulated cluster on its own", description="Run a simulated cluster.")
     sim_sub = sim.add_subparsers(dest="sim_kind", metavar="KIND", required=True)
-    simt = sim_sub.add_parser(
-        "tikv",
-        help="a PD-compatible TiKV cluster simulator",
-        description="Serve a simulated TiKV cluster through PD's HTTP API on loopback.",
-    )
-    simt.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    simt.add_argument("--port", type=int, default=2379, help="PD API port, 0 picks a free one (default: 2379)")
-    simt.add_argument("--stores", type=int, default=5, help="number of TiKV stores (default: 5)")
-    simt.add_argument("--regions", type=int, default=200, help="number of regions (default: 200)")
-    simt.add_argument("--replicas", type=int, default=3, help="replicas per region (default: 3)")
-    simt.add_argument(
-        "--time-scale", type=float, default=1.0, help="simulated seconds per wall second (default: 1.0)"
-    )
-    simt.add_argument("--seed", type=int, default=0, help="random seed; same seed, same cluster (default: 0)")
-    simt.add_argument(
-        "--status-base-port",
-        type=int,
-        default=0,
-        help="store N's status port is BASE+N; 0 picks free ports (default: 0)",
-    )
-    simt.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    for plugin in registry.plugins():
+        if plugin.simulator is not None:
+            tool = plugin.simulator
+            simp = sim_sub.add_parser(plugin.name, help=tool.help, description=tool.description)
+            for flag in tool.flags:
+                _add_flag(simp, flag, flag.key, default=flag.default)
 
     actions = sub.add_parser("actions", help="list, run, approve, reject and cancel actions",
                              description="Actions go through the engine: policy, approval, kill switch, audit.")
@@ -208,23 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser(
         "lab",
         help="start, stop and inspect local clusters",
-        description="Local clusters on loopback: the TiKV simulator, or the rate limiter (redis-server + nodes).",
+        description="Local clusters on loopback, one per subject: " + "; ".join(
+            f"{p.name}: {p.summary}" for p in registry.plugins() if p.lab),
     )
+    lab_subjects = [p.name for p in registry.plugins() if p.lab]
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="up|down|status", required=True)
     lab_up = lab_sub.add_parser("up", help="start a local cluster in the background")
-    lab_up.add_argument("lab_subject", choices=["tikv", "ratelimiter"], metavar="SUBJECT")
-    lab_up.add_argument("--nodes", type=int, default=3, help="rate limiter nodes (default: 3)")
-    lab_up.add_argument("--redis-port", type=int, help="rate limiter: redis-server port")
-    lab_up.add_argument("--base-port", type=int, help="rate limiter: node N listens on BASE+N")
-    lab_up.add_argument("--no-load", action="store_true", help="rate limiter: do not start the load generator")
-    lab_up.add_argument("--port", type=int, help="tikv: PD API port of the simulator")
-    lab_up.add_argument("--stores", type=int, help="tikv: number of stores")
-    lab_up.add_argument("--regions", type=int, help="tikv: number of regions")
-    lab_up.add_argument("--time-scale", type=float, help="tikv: simulated seconds per wall second")
-    lab_up.add_argument("--seed", type=int, help="tikv: random seed")
+    lab_up.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")
+    added: set[str] = set()
+    for plugin in registry.plugins():
+        for flag in plugin.lab_flags:
+            if flag.option in added:
+                continue
+            added.add(flag.option)
+            _add_flag(lab_up, flag, f"lab__{flag.key}", default=None if not flag.store_true else False)
     for name, text in (("down", "stop a local cluster and remove what it left"), ("status", "show a local cluster")):
         p = lab_sub.add_parser(name, help=text)
-        p.add_argument("lab_subject", choices=["tikv", "ratelimiter"], metavar="SUBJECT")
+        p.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")
         if name == "status":
             p.add_argument("--json", action="store_true", help="machine-readable output")
     for p in (lab, *lab_sub.choices.values()):
@@ -260,12 +271,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     module = importlib.import_module(f"operator_tui.commands.{COMMANDS[args.command]}")
     from operator_tui.errors import UserError
+    from subjects.plugin import PluginError
 
     try:
         return int(module.run(args) or 0)
     except UserError as e:
         print(f"operator-tui: error: {e}", file=sys.stderr)
         return e.exit_code
+    except PluginError as e:
+        print(f"operator-tui: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -7,7 +7,7 @@ import logging
 import signal
 
 from operator_tui.agent.loop import AgentEvent
-from operator_tui.config import Settings
+from operator_tui.config import CoreSettings
 from operator_tui.loop import OperatorLoop
 from operator_tui.monitor import TickReport, describe_tick
 from operator_tui.runtime import Runtime
@@ -43,7 +43,7 @@ def log_action(action: ActionRecord) -> None:
     log.info("action #%d %s %s: %s", action.id, action.name, action.state, action.reason)
 
 
-async def run_headless(settings: Settings, duration: float | None) -> int:
+async def run_headless(settings: CoreSettings, duration: float | None) -> int:
     runtime = await Runtime.open(settings, "headless")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,91 +1,103 @@
-"""Wiring shared by the console, headless runs and CLI commands: the store, the subject (and the
-embedded simulator when no endpoint is given), the run, the policy."""
+"""Wiring shared by the console, headless runs and CLI commands: the store, the subject (and its
+embedded simulated cluster when allowed and no endpoint is given), the run, the policy."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from operator_tui.config import Settings
+from operator_tui.config import CoreSettings
 from operator_tui.errors import UserError
 from operator_tui.policy import human_actor, set_approval, set_mode
 from operator_tui.store import Store
 from subjects import registry
 from subjects.base import Subject
+from subjects.plugin import PluginError, SubjectContext, load
 
 log = logging.getLogger("operator_tui.runtime")
 
 
-def subject_options(settings: Settings, pd_url: str | None = None) -> dict[str, Any]:
-    if settings.subject == "tikv":
-        t = settings.tikv
-        return {
-            "pd_url": pd_url or settings.pd,
-            "prometheus_url": settings.prometheus,
-            "prometheus_window": t.prometheus_window,
-            "probe_timeout": t.probe_timeout,
-            "thresholds": {"slo_p99_ms": t.slo_p99_ms, "graces": t.graces},
-        }
-    r = settings.ratelimiter
-    return {
-        "nodes": r.nodes,
-        "redis": r.redis,
-        "lab_dir": str(settings.lab_folder("ratelimiter")),
-        "probe_timeout": r.probe_timeout,
-        "thresholds": {"slo_p99_ms": r.slo_p99_ms, "graces": r.graces},
-    }
+async def start_embedded(settings: CoreSettings, purpose: str, allow: bool) -> tuple[Any, Any]:
+    """(the subject's settings section, the embedded cluster or None). Starts the subject's
+    embedded simulated cluster when the section names nothing to watch and `allow` says so;
+    refuses with what to pass instead when it does not."""
+    plugin = registry.plugin(settings.subject)
+    section = settings.section()
+    if plugin.embedded is None:
+        return section, None
+    embedded = load(plugin.embedded)()
+    missing = embedded.missing(section)
+    if missing is None:
+        return section, None
+    if not allow:
+        raise UserError(missing)
+    handle = await embedded.start(section, SubjectContext(settings.lab_folder(), purpose))
+    log.info("embedded %s cluster at %s", settings.subject, handle.endpoint)
+    return handle.section, handle
 
 
-def start_embedded_sim(settings: Settings) -> Any:
-    from subjects.tikv.sim import SimConfig, start_sim_thread
+async def build_subject(settings: CoreSettings, section: Any, purpose: str) -> Subject:
+    plugin = registry.plugin(settings.subject)
+    try:
+        return await load(plugin.build)(section, SubjectContext(settings.lab_folder(), purpose))
+    except (PluginError, ValueError, OSError) as e:
+        raise UserError(f"cannot set up the {settings.subject} subject: {e}") from e
 
-    s = settings.sim
-    return start_sim_thread(SimConfig(host="127.0.0.1", port=0, stores=s.stores, regions=s.regions,
-                                      replicas=s.replicas, time_scale=s.time_scale, seed=s.seed))
+
+def chaos_options(settings: CoreSettings, subject: str, section: Any | None = None) -> dict[str, Any]:
+    """Where a subject's faults go (its lab, or the cluster the section names)."""
+    plugin = registry.plugin(subject)
+    module = load(plugin.chaos)
+    try:
+        return module.options(section if section is not None else settings.section(subject),
+                              SubjectContext(settings.lab_folder(subject)))
+    except PluginError as e:
+        raise UserError(str(e)) from e
 
 
 @dataclass
 class Runtime:
-    settings: Settings
+    settings: CoreSettings
     store: Store
     subject: Subject
     run_id: int
-    sim: Any = None  # the embedded simulator (a SimThread), when we started one
+    section: Any = None  # the subject's settings, pointing at the embedded cluster when one runs
+    embedded: Any = None  # the embedded cluster's handle, when we started one
     closers: list[Any] = field(default_factory=list)
 
-    @classmethod
-    async def open(cls, settings: Settings, kind: str, *, with_subject: bool = True) -> Runtime:
-        store = await Store.open(settings.db)
-        sim = None
-        try:
-            pd_url = settings.pd
-            if with_subject and settings.subject == "tikv" and not pd_url:
-                sim = await asyncio.to_thread(start_embedded_sim, settings)
-                pd_url = sim.pd_url
-                log.info("embedded simulator listening on %s", pd_url)
-                from subjects.tikv.lab import advertise_embedded
+    @property
+    def endpoint(self) -> str | None:
+        return self.embedded.endpoint if self.embedded is not None else None
 
-                if not await asyncio.to_thread(advertise_embedded, settings.lab_folder("tikv"), pd_url):
-                    log.info("a TiKV lab already owns %s: the embedded simulator is not advertised there",
-                             settings.lab_folder("tikv"))
-            subject = await _build_subject(settings, pd_url) if with_subject else None
-            run_id = await store.start_run(kind, settings.subject, _run_config(settings, pd_url))
+    @classmethod
+    async def open(cls, settings: CoreSettings, kind: str, *, with_subject: bool = True,
+                   allow_embedded: bool | None = None) -> Runtime:
+        """`allow_embedded`: start the embedded simulated cluster when no endpoint is given
+        (default: only when --sim was passed)."""
+        allow = settings.sim if allow_embedded is None else allow_embedded
+        store = await Store.open(settings.db)
+        embedded = None
+        try:
+            section = settings.section()
+            if with_subject:
+                section, embedded = await start_embedded(settings, kind, allow)
+            subject = await build_subject(settings, section, kind) if with_subject else None
+            run_id = await store.start_run(kind, settings.subject, _run_config(settings, section, embedded))
             actor = human_actor()
             if settings.mode is not None:
                 await set_mode(store, settings.mode, actor, run_id)
             if settings.approval is not None:
                 await set_approval(store, settings.approval, actor, run_id)
-            return cls(settings, store, subject, run_id, sim)
+            return cls(settings, store, subject, run_id, section, embedded)
         except BaseException:
-            if sim is not None:
-                from subjects.tikv.lab import withdraw_embedded
-
-                await asyncio.to_thread(withdraw_embedded, settings.lab_folder("tikv"))
-                await asyncio.to_thread(sim.stop)
+            if embedded is not None:
+                await embedded.stop()
             await store.close()
             raise
+
+    def chaos_options(self) -> dict[str, Any]:
+        return chaos_options(self.settings, self.settings.subject, self.section)
 
     async def close(self, status: str = "completed") -> None:
         try:
@@ -95,21 +107,12 @@ class Runtime:
                 if self.subject is not None:
                     await self.subject.aclose()
             finally:
-                if self.sim is not None:
-                    from subjects.tikv.lab import withdraw_embedded
-
-                    await asyncio.to_thread(withdraw_embedded, self.settings.lab_folder("tikv"))
-                    await asyncio.to_thread(self.sim.stop)
+                if self.embedded is not None:
+                    await self.embedded.stop()
                 await self.store.close()
 
 
-async def _build_subject(settings: Settings, pd_url: str | None) -> Subject:
-    try:
-        return await registry.build_subject(settings.subject, subject_options(settings, pd_url))
-    except (ValueError, OSError) as e:
-        raise UserError(f"cannot set up the {settings.subject} subject: {e}") from e
-
-
-def _run_config(settings: Settings, pd_url: str | None) -> dict[str, Any]:
-    return {"subject": settings.subject, "pd": pd_url, "prometheus": settings.prometheus,
+def _run_config(settings: CoreSettings, section: Any, embedded: Any) -> dict[str, Any]:
+    return {"subject": settings.subject, settings.subject: section.model_dump(mode="json"),
+            "embedded": embedded.endpoint if embedded is not None else None,
             "agent": settings.agent, "interval": settings.interval}

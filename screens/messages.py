@@ -81,7 +81,7 @@ class ConsoleStarted(Message):
     subject: str
     subject_display: str
     store_path: str
-    pd_url: str | None = None
+    endpoint: str | None = None
 
 
 @dataclass

@@ -40,10 +40,10 @@ def short_detail(detail: str) -> str:
 
 @dataclass
 class ConsoleState:
-    subject: str = "tikv"
+    subject: str = ""
     subject_display: str = ""
     store_path: str = ""
-    pd_url: str | None = None
+    endpoint: str | None = None
     run_id: int | None = None
     phase: str = "starting"  # starting | running | stopping | offline | failed
     phase_detail: str = ""
@@ -151,7 +151,7 @@ class ConsoleState:
         phase = "waiting for data" if self.phase == "running" and not self.tick else self.phase
         return StatusView(
             mode=p.mode if p else "-", approval=p.approval if p else "-", killswitch=bool(p and p.killswitch),
-            subject=self.subject_display or self.subject, store=self.store_path, pd_url=self.pd_url,
+            subject=self.subject_display or self.subject, store=self.store_path, endpoint=self.endpoint,
             tick=self.tick, phase=phase, awaiting=len(self.awaiting),
             trouble="; ".join(f"{k}: {v}" for k, v in sorted(self.trouble.items())),
         )

@@ -1,39 +1,51 @@
-"""Which subjects exist and how to build them, so the core never names a system itself."""
+"""Which subjects exist: one line each, naming the module that holds its `PLUGIN`.
+
+The core imports this registry and `subjects.base` only, never a subject package (an
+import-linter contract says so). Adding a subject is its own package plus one line here.
+Plugin modules use the standard library only, so listing them is cheap (`--help` does it).
+"""
 
 from __future__ import annotations
 
 import importlib
+from functools import cache
 from typing import Any
 
-from subjects.base import Subject
+from subjects.plugin import PluginError, SubjectPlugin, load
 
-# name -> module defining `async def build(options: dict) -> Subject`
-FACTORIES = {
-    "tikv": "subjects.tikv.subject",
-    "ratelimiter": "subjects.ratelimiter.subject",
+PLUGINS: dict[str, str] = {
+    "tikv": "subjects.tikv.plugin",
+    "ratelimiter": "subjects.ratelimiter.plugin",
 }
-
-
-# name -> module defining kinds(), async inject(options, kind, target, params) -> FaultRecord,
-# async revert(options, record) -> str
-CHAOS = {
-    "tikv": "subjects.tikv.chaos",
-    "ratelimiter": "subjects.ratelimiter.chaos",
-}
-
-
-def chaos(name: str):
-    if name not in CHAOS:
-        raise ValueError(f"unknown subject {name!r}; known: {', '.join(CHAOS)}")
-    return importlib.import_module(CHAOS[name])
+DEFAULT = "tikv"  # the console's embedded default cluster
 
 
 def names() -> list[str]:
-    return list(FACTORIES)
+    return list(PLUGINS)
 
 
-async def build_subject(name: str, options: dict[str, Any]) -> Subject:
-    if name not in FACTORIES:
-        raise ValueError(f"unknown subject {name!r}; known: {', '.join(FACTORIES)}")
-    module = importlib.import_module(FACTORIES[name])
+@cache
+def plugin(name: str) -> SubjectPlugin:
+    if name not in PLUGINS:
+        raise PluginError(f"unknown subject {name!r}; known: {', '.join(PLUGINS)}")
+    return importlib.import_module(PLUGINS[name]).PLUGIN
+
+
+def plugins() -> list[SubjectPlugin]:
+    return [plugin(name) for name in PLUGINS]
+
+
+def chaos(name: str) -> Any:
+    return load(plugin(name).chaos)
+
+
+def settings_model(name: str) -> Any:
+    return load(plugin(name).settings)
+
+
+async def build_subject(name: str, options: dict[str, Any]) -> Any:
+    """Build a subject straight from its own options model (benchmarks and tests), bypassing
+    settings: `subjects.<name>.subject:build(options)`."""
+    plugin(name)  # unknown names fail the same way everywhere
+    module = importlib.import_module(f"subjects.{name}.subject")
     return await module.build(options)

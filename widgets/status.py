@@ -20,7 +20,7 @@ class StatusView:
     killswitch: bool = False
     subject: str = ""
     store: str = ""
-    pd_url: str | None = None
+    endpoint: str | None = None
     tick: int = 0
     phase: str = "starting"  # starting | running | stopping | offline
     awaiting: int = 0
@@ -28,7 +28,7 @@ class StatusView:
 
 
 class StatusBar(Static):
-    """One line: mode, approval policy, kill switch, subject, PD URL, store, tick, troubles."""
+    """One line: mode, approval policy, kill switch, subject, endpoint, store, tick, troubles."""
 
     DEFAULT_CSS = """
     StatusBar { height: 1; background: $panel; color: $text; padding: 0 1; }
@@ -56,8 +56,8 @@ def render_status(v: StatusView) -> str:
     if v.trouble:
         parts.append(f"[b $error]{_e(v.trouble)}[/]")
     subject = _e(v.subject or "-")
-    if v.pd_url and v.pd_url not in v.subject:
-        subject += f" [dim]PD[/] {_e(v.pd_url)}"
+    if v.endpoint and v.endpoint not in v.subject:
+        subject += f" [dim]at[/] {_e(v.endpoint)}"
     parts.append(subject)
     parts.append(f"[dim]store[/] {_e(v.store)}")
     if v.phase == "running":

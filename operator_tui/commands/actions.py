@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from operator_tui.commands.common import print_json, print_table, run_with_store, settings_from, short_time
-from operator_tui.config import Settings
+from operator_tui.config import CoreSettings
 from operator_tui.errors import UserError
 
 
@@ -86,15 +86,13 @@ async def _show(store: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_engine(settings: Settings, args: argparse.Namespace) -> int:
+async def _with_engine(settings: CoreSettings, args: argparse.Namespace) -> int:
     from operator_tui.actions.engine import ActionEngine, ActionRequestError
     from operator_tui.actions.states import ActionState
     from operator_tui.policy import human_actor
     from operator_tui.runtime import Runtime
     from subjects.base import ActionRequest
 
-    if settings.subject == "tikv" and not settings.pd:
-        raise UserError("acting on a TiKV cluster needs its PD endpoint: pass --pd URL")
     runtime = await Runtime.open(settings, "cli")
     status = "completed"
     try:

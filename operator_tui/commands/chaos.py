@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
 
 from operator_tui.commands.actions import parse_params
 from operator_tui.commands.common import print_json, print_table, settings_from, short_time
-from operator_tui.config import Settings
+from operator_tui.config import CoreSettings
 from operator_tui.errors import UserError
-
-
-def chaos_options(settings: Settings, subject: str) -> dict[str, Any]:
-    if subject == "tikv":
-        pd = settings.pd
-        if not pd:
-            from subjects.tikv.lab import lab_status
-
-            state = lab_status(settings.lab_folder("tikv"))
-            if not state or not state.get("alive"):
-                raise UserError("no TiKV cluster to hit: pass --pd URL (a simulator), or `operator-tui lab up tikv`")
-            pd = state["pd_url"]
-        return {"pd_url": pd}
-    return {"lab_dir": str(settings.lab_folder(subject))}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,9 +16,10 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(settings, args))
 
 
-async def _run(settings: Settings, args: argparse.Namespace) -> int:
+async def _run(settings: CoreSettings, args: argparse.Namespace) -> int:
     from operator_tui.chaos import ChaosRefused, inject_fault, revert_faults
     from operator_tui.policy import human_actor
+    from operator_tui.runtime import chaos_options
     from operator_tui.store import Store
     from subjects import registry
 

@@ -12,17 +12,17 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from operator_tui.config import Settings, load_settings
+from operator_tui.config import CoreSettings, load_settings
 from operator_tui.errors import UserError
 
 T = TypeVar("T")
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace) -> CoreSettings:
     return load_settings(args)
 
 
-async def open_existing_store(settings: Settings) -> Any:
+async def open_existing_store(settings: CoreSettings) -> Any:
     """Open the store for reading; a missing file is a user error, not a new empty store."""
     from operator_tui.store import Store
 
@@ -31,7 +31,7 @@ async def open_existing_store(settings: Settings) -> Any:
     return await Store.open(settings.db)
 
 
-def run_with_store(settings: Settings, body: Callable[[Any], Awaitable[T]], *, create: bool = False) -> T:
+def run_with_store(settings: CoreSettings, body: Callable[[Any], Awaitable[T]], *, create: bool = False) -> T:
     async def main() -> T:
         from operator_tui.store import Store
 

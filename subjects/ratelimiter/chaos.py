@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from subjects.base import FaultRecord
+from subjects.plugin import PluginError, SubjectContext
 from subjects.ratelimiter import faults
 from subjects.ratelimiter.lab import LabError, RateLimiterLab
 
 
-class ChaosError(Exception):
+class ChaosError(PluginError):
     pass
 
 
@@ -82,3 +83,7 @@ async def revert(options: dict[str, Any], record: FaultRecord) -> str:
         raise ChaosError(f"could not revert {record.kind} on {record.target}: {failed}"
                          + (f" ({'; '.join(parts)})" if parts else ""))
     return f"reverted {record.kind} on {record.target}: " + ("; ".join(parts) or "nothing to do")
+
+
+def options(section: Any, ctx: SubjectContext) -> dict[str, Any]:
+    return {"lab_dir": str(ctx.lab_dir)}

@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from subjects.plugin import PluginError
 from subjects.ratelimiter import processes
 from subjects.ratelimiter.processes import ProcessRecord
 
@@ -53,7 +54,7 @@ REDIS_PROCESS, PROXY_PROCESS, LOADGEN_PROCESS = "redis", "proxy", "loadgen"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class LabError(Exception):
+class LabError(PluginError):
     """A lab problem a user can act on (port taken, lab already up, not up, failed start)."""
 
 

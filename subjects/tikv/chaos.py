@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from subjects.base import FaultRecord
+from subjects.plugin import PluginError, SubjectContext
 from subjects.tikv.pd_client import PDClient, PDError, PDUnreachable
 
 # kind -> (what it does, the parameter --target fills, other parameters)
@@ -30,7 +31,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class ChaosError(Exception):
+class ChaosError(PluginError):
     pass
 
 
@@ -79,3 +80,16 @@ async def revert(options: dict[str, Any], record: FaultRecord) -> str:
     finally:
         await pd.aclose()
     return f"reverted {record.kind}" + (f" on {record.target}" if record.target else "")
+
+
+def options(section: Any, ctx: SubjectContext) -> dict[str, Any]:
+    """Where faults go: the section's PD (a simulator), else the lab's or a console's embedded one."""
+    pd = section.pd
+    if not pd:
+        from subjects.tikv.lab import lab_status
+
+        state = lab_status(ctx.lab_dir)
+        if not state or not state.get("alive"):
+            raise ChaosError("no TiKV cluster to hit: pass --pd URL (a simulator), or `operator-tui lab up tikv`")
+        pd = state["pd_url"]
+    return {"pd_url": pd}

@@ -26,6 +26,7 @@ from subjects.base import (
     Reconciliation,
     RiskTier,
 )
+from subjects.plugin import LabReport, PluginError
 from subjects.tikv.actions import StoreParams, store_node
 from subjects.tikv.pd_client import PDClient, PDError, PDUnreachable
 
@@ -109,7 +110,7 @@ async def _answers(address: str) -> bool:
 
 # -- the lab: the simulator as a background process ------------------------------------------
 
-class LabError(Exception):
+class LabError(PluginError):
     pass
 
 
@@ -226,3 +227,31 @@ def withdraw_embedded(run_dir: Path) -> None:
         return
     if owner == os.getpid():
         path.unlink(missing_ok=True)
+
+
+class TiKVLab:
+    """`operator-tui lab up|down|status tikv`: the simulator as a background process."""
+
+    def up(self, run_dir: Path, options: dict[str, Any]) -> LabReport:
+        state = lab_up(run_dir, port=options.get("port", 2379), stores=options.get("stores", 5),
+                       regions=options.get("regions", 200), time_scale=options.get("time_scale", 1.0),
+                       seed=options.get("seed", 0))
+        return LabReport([
+            f"tikv lab up: simulator pid {state['pid']}, PD at {state['pd_url']} ({state['stores']} stores, "
+            f"{state['regions']} regions, time-scale {state['time_scale']:g})",
+            f"  watch it:  operator-tui --pd {state['pd_url']}",
+        ], state)
+
+    def down(self, run_dir: Path) -> LabReport:
+        return LabReport([lab_down(run_dir)])
+
+    def status(self, run_dir: Path) -> LabReport:
+        state = lab_status(run_dir)
+        if state is None:
+            return LabReport(["tikv lab: not up"], {"up": False})
+        line = (f"tikv lab: simulator pid {state['pid']} {'running' if state['alive'] else 'DEAD'} at "
+                f"{state['pd_url']} ({state.get('stores', '?')} stores)")
+        return LabReport([line], {"up": bool(state["alive"]), **state})
+
+
+LAB = TiKVLab()

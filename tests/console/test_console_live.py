@@ -51,7 +51,7 @@ async def test_end_to_end_fault_approval_resolution(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: len([t for t in app.screen.query(NodeTile) if t.view.key.startswith("store:")]) == 5,
                     timeout=20, what="5 store tiles")
-        assert json.loads(lab_file.read_text()) == {"pid": os.getpid(), "pd_url": app.state.pd_url, "embedded": True}
+        assert json.loads(lab_file.read_text()) == {"pid": os.getpid(), "pd_url": app.state.endpoint, "embedded": True}
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Chaos: kill_store on store 2")
@@ -86,7 +86,7 @@ async def test_end_to_end_fault_approval_resolution(tmp_path: Path) -> None:
 
 
 async def test_unreachable_pd_shows_a_banner_and_keeps_ticking(tmp_path: Path) -> None:
-    app = live_app(tmp_path, pd=f"http://127.0.0.1:{_closed_port()}", agent="none")
+    app = live_app(tmp_path, tikv={"pd": f"http://127.0.0.1:{_closed_port()}"}, agent="none")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.state.tick >= 3, timeout=15, what="three ticks")
         banner = app.screen.query_one("#unreachable-banner", Banner)
@@ -109,7 +109,7 @@ async def test_a_crashed_worker_is_shown_and_restarted(tmp_path: Path, monkeypat
         return await original(self)
 
     monkeypatch.setattr(Monitor, "tick", flaky_tick)
-    app = live_app(tmp_path, pd=f"http://127.0.0.1:{_closed_port()}")
+    app = live_app(tmp_path, tikv={"pd": f"http://127.0.0.1:{_closed_port()}"})
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: "monitor" in app.state.trouble, timeout=15, what="crash shown")
         assert "RuntimeError: the store went away" in app.state.trouble["monitor"]
@@ -138,7 +138,7 @@ def test_chaos_commands_follow_the_cluster() -> None:
 
     kinds = load_chaos_kinds("tikv")
     assert {k.name for k in kinds} >= {"kill_store", "slow_store", "pd_down"}
-    state = ConsoleState(pd_url=samples.PD_URL)
+    state = ConsoleState(subject="tikv", endpoint=samples.PD_URL)
     state.observation = samples.healthy_observation(stores=3)
     state.faults = [samples.fault()]
     titles = {c.title: c.action for c in console_commands(state, kinds)}

@@ -88,6 +88,40 @@ def test_settings_precedence_file_env_flags(tmp_path: Path, monkeypatch: pytest.
     assert load_settings(args).interval == 3.0
 
 
+def test_subject_sections_come_typed_from_file_env_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from operator_tui.cli import build_parser
+    from operator_tui.config import load_settings
+
+    config = tmp_path / "c.toml"
+    config.write_text('[tikv]\npd = "http://127.0.0.1:1"\nslo_p99_ms = 70\n[ratelimiter]\nredis = "redis://x:1/0"\n')
+    monkeypatch.setenv("OPERATOR_TUI_RATELIMITER__NODES", '["http://127.0.0.1:5", "http://127.0.0.1:6"]')
+    monkeypatch.setenv("OPERATOR_TUI_TIKV__GRACES__STORE_DOWN", "5")
+    monkeypatch.setenv("OPERATOR_TUI_TIKV__SIM__STORES", "7")
+    s = load_settings(build_parser().parse_args(["--config", str(config), "run", "--pd", "http://127.0.0.1:2"]))
+    assert s.ratelimiter.nodes == ["http://127.0.0.1:5", "http://127.0.0.1:6"]  # a list, not a string
+    assert s.ratelimiter.redis == "redis://x:1/0"
+    assert s.tikv.graces == {"store_down": 5.0} and s.tikv.sim.stores == 7 and s.tikv.slo_p99_ms == 70
+    assert s.tikv.pd == "http://127.0.0.1:2"  # the flag beats the file
+    assert s.section() is s.tikv
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--subject", "ratelimiter", "run", "--pd", "http://x"], {}, "--pd is a tikv option; the subject is ratelimiter"),
+    (["tickets", "list"], {"OPERATOR_TUI_PDD": "x"}, "unknown setting in the environment: OPERATOR_TUI_PDD"),
+    (["tickets", "list"], {"OPERATOR_TUI_TIKV__NOPE": "1"}, "tikv.nope"),
+    (["run", "--headless", "--duration", "1"], {}, "needs its PD endpoint: pass --pd URL (or --sim"),
+    (["--subject", "nosuch", "tickets", "list"], {}, "invalid choice: 'nosuch'"),
+    (["lab", "up", "ratelimiter", "--stores", "3"], {}, "--stores is a tikv lab option; the ratelimiter lab"),
+])
+def test_subject_option_mistakes_are_one_line(tmp_path: Path, args: list[str], env: dict[str, str],
+                                              message: str) -> None:
+    result = subprocess.run([*CLI, "--db", str(tmp_path / "o.db"), "--lab-dir", str(tmp_path / "labs"), *args],
+                            capture_output=True, text=True, env={**os.environ, **env}, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    no_traceback(result)
+
+
 def test_headless_run_opens_and_resolves_a_ticket_for_a_killed_store(sim: SimThread, tmp_path: Path) -> None:
     db = tmp_path / "o.db"
     proc = subprocess.Popen([*CLI, "run", "--headless", "--subject", "tikv", "--pd", sim.pd_url, "--db", str(db),

@@ -1,0 +1,84 @@
+"""`operator-tui lab up|down|status ratelimiter`: what the lab did, in lines for people and data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from subjects.plugin import LabReport
+from subjects.ratelimiter.lab import RateLimiterLab
+
+
+def _ranges(ports: list[int]) -> str:
+    out: list[str] = []
+    start = prev = None
+    for p in sorted(ports):
+        if start is None:
+            start = prev = p
+        elif p == prev + 1:
+            prev = p
+        else:
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = p
+    if start is not None:
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ", ".join(out)
+
+
+class RateLimiterLabCommand:
+    def up(self, run_dir: Path, options: dict[str, Any]) -> LabReport:
+        lab = RateLimiterLab(run_dir)
+        state = lab.up(nodes=options.get("nodes", 3), redis_port=options.get("redis_port"),
+                       base_port=options.get("base_port"), load=not options.get("no_load"))
+        lines = [
+            f"ratelimiter lab up in {state.run_dir}",
+            f"  redis   {state.redis_url}  (pid {state.processes['redis'].pid})",
+            f"  proxy   {state.proxy_url}  (pid {state.processes['proxy'].pid}; links "
+            + ", ".join(f"{n.id}->{n.link_port}" for n in state.nodes) + ")",
+        ]
+        for spec in state.nodes:
+            lines.append(f"  {spec.id:<7} {spec.url}  (pid {state.processes[spec.id].pid}, redis via {spec.redis_url})")
+        if state.load:
+            lines.append(f"  load    pid {state.processes['loadgen'].pid}, status in "
+                         f"{Path(state.run_dir) / 'loadgen.json'}")
+        else:
+            lines.append("  load    not started (--no-load)")
+        return LabReport(lines, state.model_dump(mode="json"))
+
+    def down(self, run_dir: Path) -> LabReport:
+        report = RateLimiterLab(run_dir).down()
+        lines = [f"{s['name']:<8} pid {s['pid']:<8} {s['outcome']}" for s in report["stopped"]]
+        lines.append(f"no process left; ports {_ranges(report['ports_checked'])} no longer listening")
+        lines.extend(f"removed {path}" for path in report["removed"])
+        lines.append(f"logs kept in {report['logs']}")
+        return LabReport(lines, report)
+
+    def status(self, run_dir: Path) -> LabReport:
+        status = RateLimiterLab(run_dir).status()
+        lines = [
+            f"ratelimiter lab in {status['run_dir']} (started {status['started_at']}): "
+            f"{'up' if status['up'] else 'DOWN'}",
+            f"  redis {status['redis_url']}   proxy {status['proxy_url']}",
+            f"  {'PROCESS':<8} {'PID':<8} {'STATE':<7} PORT",
+        ]
+        lines += [f"  {p['name']:<8} {p['pid']:<8} {p['state']:<7} {p['port'] or '-'}" for p in status["processes"]]
+        lines.append(f"  {'NODE':<8} {'HEALTH':<12} URL")
+        for n in status["nodes"]:
+            extra = f"  ({n['detail']})" if n["detail"] else ""
+            lines.append(f"  {n['id']:<8} {n['health']:<12} {n['url']}{extra}")
+        links = status["links"]
+        if "error" in links:
+            lines.append(f"  links: {links['error']}")
+        else:
+            lines.append("  links: " + ", ".join(
+                f"{name}={link['mode']}" + (f"({link['delay_ms']}ms)" if link["mode"] == "delay" else "")
+                for name, link in links.items()))
+        load = status["loadgen"]
+        if load:
+            r = load["results"]
+            lines.append(f"  load: {load['sent']} sent in {load['elapsed_s']}s: {r['allowed']} allowed, "
+                         f"{r['denied']} denied, {r['error']} errors" + (" (finished)" if load.get("done") else ""))
+        return LabReport(lines, status)
+
+
+LAB = RateLimiterLabCommand()

@@ -1,0 +1,18 @@
+"""The rate limiter as an Operator subject (standard library only: see subjects/plugin.py)."""
+
+from subjects.plugin import Flag, SubjectPlugin
+
+PLUGIN = SubjectPlugin(
+    name="ratelimiter",
+    summary="the project's distributed rate limiter: N nodes sharing one Redis",
+    settings="subjects.ratelimiter.settings:RateLimiterSettings",
+    build="subjects.ratelimiter.settings:build",
+    chaos="subjects.ratelimiter.chaos",
+    lab="subjects.ratelimiter.lab_command:LAB",
+    lab_flags=(
+        Flag("--nodes", "nodes", "ratelimiter: number of nodes (default: 3)", type=int),
+        Flag("--redis-port", "redis_port", "ratelimiter: redis-server port", type=int),
+        Flag("--base-port", "base_port", "ratelimiter: node N listens on BASE+N", type=int),
+        Flag("--no-load", "no_load", "ratelimiter: do not start the load generator", store_true=True),
+    ),
+)

@@ -1,0 +1,43 @@
+"""TiKV as an Operator subject (standard library only: see subjects/plugin.py)."""
+
+from subjects.plugin import Flag, SubjectPlugin, Tool
+
+PLUGIN = SubjectPlugin(
+    name="tikv",
+    summary="TiKV through PD's HTTP API (embedded simulator by default in the console)",
+    settings="subjects.tikv.settings:TiKVSettings",
+    build="subjects.tikv.settings:build",
+    chaos="subjects.tikv.chaos",
+    lab="subjects.tikv.lab:LAB",
+    embedded="subjects.tikv.settings:Embedded",
+    flags=(
+        Flag("--pd", "pd", "tikv: PD endpoint (the console starts an embedded simulator without it)", metavar="URL"),
+        Flag("--prometheus", "prometheus", "tikv: read TiKV metrics through this Prometheus server", metavar="URL"),
+    ),
+    lab_flags=(
+        Flag("--port", "port", "tikv: PD API port of the simulator (default: 2379)", type=int),
+        Flag("--stores", "stores", "tikv: number of stores (default: 5)", type=int),
+        Flag("--regions", "regions", "tikv: number of regions (default: 200)", type=int),
+        Flag("--time-scale", "time_scale", "tikv: simulated seconds per wall second (default: 1)", type=float),
+        Flag("--seed", "seed", "tikv: random seed (default: 0)", type=int),
+    ),
+    simulator=Tool(
+        help="a PD-compatible TiKV cluster simulator",
+        description="Serve a simulated TiKV cluster through PD's HTTP API on loopback.",
+        run="subjects.tikv.sim.command:run",
+        flags=(
+            Flag("--host", "host", "address to bind (default: 127.0.0.1)", default="127.0.0.1"),
+            Flag("--port", "port", "PD API port, 0 picks a free one (default: 2379)", type=int, default=2379),
+            Flag("--stores", "stores", "number of TiKV stores (default: 5)", type=int, default=5),
+            Flag("--regions", "regions", "number of regions (default: 200)", type=int, default=200),
+            Flag("--replicas", "replicas", "replicas per region (default: 3)", type=int, default=3),
+            Flag("--time-scale", "time_scale", "simulated seconds per wall second (default: 1.0)", type=float,
+                 default=1.0),
+            Flag("--seed", "seed", "random seed; same seed, same cluster (default: 0)", type=int, default=0),
+            Flag("--status-base-port", "status_base_port", "store N's status port is BASE+N; 0 picks free ports "
+                 "(default: 0)", type=int, default=0),
+            Flag("--log-level", "log_level", "log verbosity (default: info)",
+                 choices=("debug", "info", "warning", "error"), default="info"),
+        ),
+    ),
+)

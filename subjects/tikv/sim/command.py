@@ -1,0 +1,30 @@
+"""`operator-tui sim tikv`: the PD-compatible simulator as a process of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from subjects.plugin import PluginError
+
+
+def run(options: dict[str, Any]) -> int:
+    from subjects.tikv.sim import SimConfig, run_until_signal
+
+    o = options
+    if o["stores"] < 1:
+        raise PluginError("--stores must be at least 1")
+    if o["regions"] < 1:
+        raise PluginError("--regions must be at least 1")
+    if not 1 <= o["replicas"] <= o["stores"]:
+        raise PluginError(f"--replicas must be between 1 and --stores ({o['stores']})")
+    if o["time_scale"] <= 0:
+        raise PluginError("--time-scale must be positive")
+    if not 0 <= o["port"] <= 65535:
+        raise PluginError("--port must be between 0 and 65535")
+    config = SimConfig(host=o["host"], port=o["port"], stores=o["stores"], regions=o["regions"],
+                       replicas=o["replicas"], time_scale=o["time_scale"], seed=o["seed"],
+                       status_base_port=o["status_base_port"])
+    try:
+        return run_until_signal(config, log_level=o["log_level"])
+    except OSError as e:
+        raise PluginError(f"cannot start the simulator on {o['host']}:{o['port']}: {e.strerror or e}") from e
