@@ -19,11 +19,13 @@ def run(options: dict[str, Any]) -> int:
         raise PluginError(f"--replicas must be between 1 and --stores ({o['stores']})")
     if o["time_scale"] <= 0:
         raise PluginError("--time-scale must be positive")
-    if not 0 <= o["port"] <= 65535:
-        raise PluginError("--port must be between 0 and 65535")
+    for key in ("port", "admin_port", "host_agent_port"):
+        if not 0 <= o.get(key, 0) <= 65535:
+            raise PluginError(f"--{key.replace('_', '-')} must be between 0 and 65535")
     config = SimConfig(host=o["host"], port=o["port"], stores=o["stores"], regions=o["regions"],
                        replicas=o["replicas"], time_scale=o["time_scale"], seed=o["seed"],
-                       status_base_port=o["status_base_port"])
+                       status_base_port=o["status_base_port"], admin_port=o.get("admin_port", 0),
+                       host_agent_port=o.get("host_agent_port", 0))
     try:
         return run_until_signal(config, log_level=o["log_level"])
     except OSError as e:
