@@ -39,6 +39,13 @@ PLUGIN = SubjectPlugin(
             Flag("--time-scale", "time_scale", "simulated seconds per wall second (default: 1.0)", type=float,
                  default=1.0),
             Flag("--seed", "seed", "random seed; same seed, same cluster (default: 0)", type=int, default=0),
+            Flag("--store-hosts", "store_hosts", "comma-separated addresses, one per store, for each store's "
+                 "status listener (default: --host)", metavar="A,B,..."),
+            Flag("--admin-host", "admin_host", "address of the admin API (default: --host)", metavar="ADDR"),
+            Flag("--host-agent-host", "host_agent_host", "address of the host agent (default: --host)",
+                 metavar="ADDR"),
+            Flag("--max-store-down-time", "max_store_down_time", "PD's max-store-down-time, a Go duration "
+                 "(default: 30m0s)", default="30m0s"),
             Flag("--admin-port", "admin_port", "port of the admin API (faults, workload), 0 picks a free one "
                  "(default: 0)", type=int, default=0),
             Flag("--host-agent-port", "host_agent_port", "port of the host agent (restart, stop), 0 picks a free "
