@@ -152,6 +152,14 @@ def score(record: TrialRecord) -> dict[str, Any]:
             "reason": reason, "metrics": metrics}
 
 
+def _claim_contradicted(r: Round, entity: str) -> bool:
+    """The oracle's next round still fails a check on the resolved ticket's entity (for a
+    cluster-wide ticket: any health check)."""
+    if entity in ("cluster", "pd") or ":" not in entity:
+        return not r.health_ok
+    return any(f.endswith(f"({entity})") for f in r.failing)
+
+
 def _availability(buckets: list[dict[str, Any]], t0: int, until: int) -> dict[str, Any]:
     window = [b for b in buckets if t0 - NS < b["t_bucket_ns"] <= until]
     planned = sum(b["planned"] for b in window)
@@ -180,7 +188,7 @@ def _operator_metrics(record: TrialRecord, t0: int | None, end_ns: int, pre_ns: 
     for t in tickets:
         if t.get("resolved_by") == "agent" and t.get("resolved_ns") is not None:
             later = [r for r in rounds if r.t_ns >= t["resolved_ns"]]
-            if later and not later[0].health_ok:
+            if later and _claim_contradicted(later[0], t["entity"]):
                 false_claims += 1
     quiesce = _event(record, "quiesce")
     return {
