@@ -34,6 +34,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -57,6 +58,7 @@ DEFAULT_BASE_PORT = 17100
 PROXY_OFFSET = 100
 MAX_NODES = addresses.MAX_NODES
 CGROUP_PARENT = "operator-tui"
+IDENT = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 DEFAULT_SAVE_S = 1
 REDIS_DIR = "redis"
 STATE_VERSION = 1
@@ -278,12 +280,13 @@ class RateLimiterLab:
         block: str | None = None,
         redis_disk_mb: int | None = None,
         redis_save_s: int = DEFAULT_SAVE_S,
+        ident: str | None = None,
     ) -> LabState:
         """Start everything and return once every node answers /health with 200.
 
         `block` ("127.B.C" or "127.B.C.0/24") gives every part an address of its own (see
         `addresses`); `redis_disk_mb` puts Redis's data on a tmpfs of that size, saved every
-        `redis_save_s` seconds."""
+        `redis_save_s` seconds. `ident` names the lab's cgroup (default: from the run folder)."""
         redis_port = DEFAULT_REDIS_PORT if redis_port is None else redis_port
         base_port = DEFAULT_BASE_PORT if base_port is None else base_port
         ports = plan_ports(nodes, redis_port, base_port)
@@ -335,7 +338,7 @@ class RateLimiterLab:
                 block=plan.block,
                 redis_host=plan.redis,
                 proxy_host=plan.proxy,
-                cgroup=self.cgroup_path() if netfault.cgroup_available() else None,
+                cgroup=self.cgroup_path(ident) if netfault.cgroup_available() else None,
                 redis_disk=RedisDisk(path=str(self.run_dir / REDIS_DIR), size_mb=redis_disk_mb, save_s=redis_save_s)
                 if redis_disk_mb is not None
                 else None,
@@ -370,9 +373,11 @@ class RateLimiterLab:
                 raise LabError(why) from e
             return state
 
-    def cgroup_path(self) -> str:
-        """The lab's cgroup (relative to the v2 root): unique per run folder, stable across restarts."""
-        return f"{CGROUP_PARENT}/rl-{hashlib.sha1(str(self.run_dir).encode()).hexdigest()[:10]}"
+    def cgroup_path(self, ident: str | None = None) -> str:
+        """The lab's cgroup (relative to the v2 root): `ident`, or unique per run folder."""
+        if ident is not None and not IDENT.match(ident):
+            raise LabError(f"bad lab ident {ident!r}: letters, digits, - and _, at most 32")
+        return f"{CGROUP_PARENT}/rl-{ident or hashlib.sha1(str(self.run_dir).encode()).hexdigest()[:10]}"
 
     def _spawn(self, state: LabState, name: str, argv: list[str], log: str, **kwargs) -> ProcessRecord:
         cgroup = None
@@ -432,7 +437,7 @@ class RateLimiterLab:
         for spec in state.nodes:
             argv += ["--link", f"{spec.id}={spec.link_host}:{spec.link_port}"]
         rec = self._spawn(
-            state, PROXY_PROCESS, argv, "proxy.log", env=_child_env(), port=state.proxy_control_port,
+            state, PROXY_PROCESS, argv, "proxy.log", env=child_env(), port=state.proxy_control_port,
             host=state.proxy_host,
         )  # fmt: skip
         self._record(state, rec)
@@ -458,7 +463,7 @@ class RateLimiterLab:
             for spec in state.nodes:
                 argv += ["--seed-url", spec.url]
             rec = self._spawn(
-                state, LOADGEN_PROCESS, argv + load_args, "loadgen.log", env=_child_env(), host=state.plan.loadgen
+                state, LOADGEN_PROCESS, argv + load_args, "loadgen.log", env=child_env(), host=state.plan.loadgen
             )
             self._record(state, rec)
             time.sleep(0.3)
@@ -510,7 +515,7 @@ class RateLimiterLab:
             "--redis-timeout-ms", str(o.redis_timeout_ms),
         ]  # fmt: skip
         return self._spawn(
-            state, spec.id, argv, f"{spec.id}.log", env=_child_env(), port=spec.port, host=spec.host
+            state, spec.id, argv, f"{spec.id}.log", env=child_env(), port=spec.port, host=spec.host
         )
 
     def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
@@ -798,7 +803,7 @@ def _remove_cgroup(path: str, timeout_s: float = STOP_GRACE_S) -> bool:
     return True
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """Children find this checkout's packages even when it is not installed in their Python."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)

@@ -9,6 +9,7 @@ PLUGIN = SubjectPlugin(
     build="subjects.ratelimiter.settings:build",
     chaos="subjects.ratelimiter.chaos",
     lab="subjects.ratelimiter.lab_command:LAB",
+    evaluation="subjects.ratelimiter.evaluation:ADAPTER",
     lab_flags=(
         Flag("--nodes", "nodes", "ratelimiter: number of nodes (default: 3)", type=int),
         Flag("--redis-port", "redis_port", "ratelimiter: redis-server port", type=int),

@@ -50,7 +50,8 @@ def _stat_starttime(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _status_state(pid: int) -> str | None:
+def status_letter(pid: int) -> str | None:
+    """The one-letter state in /proc/PID/status (R, S, D, T, t, Z, ...), None without such a process."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("State:"):
@@ -71,7 +72,7 @@ def process_state(rec: ProcessRecord) -> str:
     reap(rec.pid)
     if _stat_starttime(rec.pid) != rec.starttime:
         return STOPPED
-    state = _status_state(rec.pid)
+    state = status_letter(rec.pid)
     if state is None or state in ("X", "x"):
         return STOPPED
     if state == "Z":
