@@ -44,15 +44,16 @@ def free_base(nodes: int) -> int:
     raise RuntimeError("no free port range found")
 
 
-def free_block_lab(nodes: int) -> tuple[str, int]:
-    """An address block ("127.B.0", B drawn from 150..250) and a base port whose lab endpoints are all
-    free there; the lab's Redis takes the base port itself."""
+def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None = None) -> tuple[str, int]:
+    """An address block ("127.B.0", B drawn from `octets`) and a base port (`base`, or drawn) whose
+    lab endpoints are all free there; the lab's Redis takes the base port itself."""
     from subjects.ratelimiter.addresses import AddressPlan
 
     rng = random.Random()
+    wanted_base = base
     for _ in range(500):
-        block = f"127.{rng.randrange(150, 251)}.0"
-        base = rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - PROXY_OFFSET - nodes - 1)
+        block = f"127.{rng.choice(octets)}.0"
+        base = wanted_base or rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - PROXY_OFFSET - nodes - 1)
         plan = AddressPlan(block)
         wanted = [(plan.redis, base), (plan.proxy, base + PROXY_OFFSET)]
         wanted += [(plan.node(i), base + i) for i in range(1, nodes + 1)]
