@@ -98,7 +98,7 @@ class RateLimiterEvaluation:
                 description=k.description,
                 target_kind=targets[k.target],
                 params={name: f.default for name, f in k.params.model_fields.items()},
-                self_heals=k.name == "redis_pause",  # CLIENT PAUSE ends by itself (its duration_ms)
+                self_heals=k.self_heals,
             )
             for k in faults.KINDS.values()
         }
