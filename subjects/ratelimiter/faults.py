@@ -265,7 +265,7 @@ class Kind:
     run: Callable[..., tuple[list, list, datetime | None]]
 
 
-KINDS: dict[str, Kind] = {
+_KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
         Kind(
@@ -342,6 +342,11 @@ KINDS: dict[str, Kind] = {
         ),
     )
 }
+
+
+ORDER = ("node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency",
+         "node_stop", "node_restart", "partition", "disk_full")
+KINDS: dict[str, Kind] = {name: _KINDS[name] for name in ORDER}
 
 
 def describe_kinds() -> list[dict]:
