@@ -44,7 +44,7 @@ answers() {
 
 unmount_all() {  # every mount below the folder, deepest first (overlays, shm, the netns nsfs)
   local m
-  findmnt -rn -o TARGET | grep -E "^${DIR}(/|$)" | sort -r | while read -r m; do
+  { findmnt -rn -o TARGET | grep -E "^${DIR}(/|$)" || true; } | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
 }
