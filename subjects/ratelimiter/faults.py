@@ -17,6 +17,9 @@ Undo steps (executed in order by `revert`):
 - ``{"op": "link", "link", "mode", "delay_ms"}``          set a proxy link back
 - ``{"op": "redis_unpause", "until": iso}``                ``CLIENT UNPAUSE``, unless the pause
   already ended by itself
+- ``{"op": "unpause", "process", "container"}``            unfreeze a paused container (Docker lab)
+- ``{"op": "chain", "chain"}``                             delete a partition's iptables chain, check it gone
+- ``{"op": "unfill", "process", "file"}``                  remove a disk filler, save again (Docker lab)
 
 The report of `revert` is ``{"id", "kind", "target", "reverted_at", "undone": [text],
 "nothing_to_do": [text], "failed": [{"step", "reason"}], "ok": bool}``. Reverting twice, after the
