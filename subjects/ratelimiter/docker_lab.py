@@ -24,8 +24,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from containers import engine, images
 from containers import nodes as ctr
 from containers.nodes import ContainerRecord
@@ -45,6 +43,7 @@ from subjects.ratelimiter.lab import (
     NodeSpec,
     RateLimiterLab,
     plan_ports,
+    wait_answering,
 )
 
 ADDRESS_PREFIX = "127.18.0."
@@ -227,19 +226,8 @@ class DockerRateLimiterLab(RateLimiterLab):
             raise LabError(f"container {rec.name} exited: {tail}")
 
     def _wait_http(self, client: Any, rec: ContainerRecord, url: str, deadline: float | None = None) -> None:
-        deadline = deadline or time.monotonic() + START_TIMEOUT_S
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            self._must_run(client, rec)
-            try:
-                r = httpx.get(url, timeout=2.0)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}"
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-            time.sleep(0.1)
-        raise LabError(f"{rec.name} not answering {url} within {START_TIMEOUT_S:.0f}s ({last})")
+        wait_answering(url, deadline or time.monotonic() + START_TIMEOUT_S, lambda: self._must_run(client, rec),
+                       rec.name)
 
     # -- down ----------------------------------------------------------------------------------
 

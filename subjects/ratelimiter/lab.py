@@ -27,7 +27,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -421,19 +421,12 @@ class RateLimiterLab:
 
     def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
         rec = state.processes[spec.id]
-        last = "no answer yet"
-        while time.monotonic() < deadline:
+
+        def alive() -> None:
             if not processes.is_live(rec):
                 raise LabError(f"node {spec.id} exited: {processes.log_tail(rec.log)}")
-            try:
-                r = httpx.get(f"{spec.url}/health", timeout=2.0)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-            time.sleep(0.1)
-        raise LabError(f"node {spec.id} not healthy within {START_TIMEOUT_S:.0f}s ({last})")
+
+        wait_answering(f"{spec.url}/health", deadline, alive, f"node {spec.id}")
 
     # -- down ----------------------------------------------------------------------------------
 
@@ -698,6 +691,22 @@ class RateLimiterLab:
         if r.status_code != 200:
             raise LabError(r.json().get("error", r.text))
         return r.json()
+
+
+def wait_answering(url: str, deadline: float, alive: Callable[[], None], what: str) -> None:
+    """Poll `url` until it answers 200; `alive()` raises LabError once what should answer has died."""
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            r = httpx.get(url, timeout=2.0)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}: {r.text[:200]}"
+        except httpx.HTTPError as e:
+            last = f"{type(e).__name__}: {e}"
+        time.sleep(0.1)
+    raise LabError(f"{what} not answering {url} within {START_TIMEOUT_S:.0f}s ({last})")
 
 
 def open_lab(run_dir: str | Path) -> RateLimiterLab:

@@ -17,6 +17,7 @@ import pytest
 from containers import engine, images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ratelimiter"))  # rl_support, rl_subject_support
+from docker_support import assert_lab_gone
 
 
 @pytest.fixture(scope="session")
@@ -49,21 +50,6 @@ def docker_client(docker_engine: str) -> Iterator[Any]:
         yield client
     finally:
         client.close()
-
-
-def lab_chains() -> list[str]:
-    """iptables chains of rate limiter faults (named OPRL...) that exist right now."""
-    import subprocess
-
-    out = subprocess.run(["iptables", "-w", "5", "-S"], capture_output=True, text=True, check=True).stdout
-    return sorted({line.split()[1] for line in out.splitlines() if line.startswith("-N OPRL")})
-
-
-def assert_lab_gone(client: Any, run_dir: Path) -> None:
-    from containers import nodes
-
-    left = [c.name for c in nodes.of_lab(client, run_dir)]
-    assert not left, f"containers of {run_dir} left: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_lab_gone
+from docker_support import assert_lab_gone
 from rl_support import free_lab_ports
 
 from containers import engine, images

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from conftest import lab_chains
+from docker_support import lab_chains
 from rl_subject_support import clear, firing, observe_until, subject_for
 from rl_support import healthy, wait_until
 
