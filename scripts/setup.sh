@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # redis-server: the rate limiter subject; prometheus: the TiKV Prometheus path; bubblewrap: the
-# agent's shell sandbox; iptables/iproute2: network faults; sqlite3: inspecting the store; tmux: console tests.
-DEBS=(redis-server redis-tools prometheus bubblewrap iptables iproute2 sqlite3 tmux procps)
+# agent's shell sandbox; iptables/iproute2: network faults; sqlite3: inspecting the store; tmux: console tests;
+# etcd-server/etcd-client: the etcd subject's lab (etcdctl checks backups); strace: its slow-disk fault.
+DEBS=(redis-server redis-tools prometheus bubblewrap iptables iproute2 sqlite3 tmux procps etcd-server etcd-client strace)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

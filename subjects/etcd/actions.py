@@ -194,7 +194,17 @@ class Catalogue:
         if mine is None or theirs is None or not mine.get("leader"):
             return None
         lag = as_int(theirs.get("raftIndex")) - as_int(mine.get("raftAppliedIndex"))
-        return f"{name} follows {leader}, {max(lag, 0)} entries behind" if lag <= CAUGHT_UP_ENTRIES else None
+        return f"follows {leader}, {max(lag, 0)} entries behind" if lag <= CAUGHT_UP_ENTRIES else None
+
+    async def rejoined(self, name: str) -> str | None:
+        """Caught up with the leader; or, while no member has a leader (quorum lost), running and
+        waiting for its peers: members serve only once a quorum of them runs."""
+        try:
+            return await self.caught_up(name)
+        except ActionFailed:
+            if self.lab is None or await asyncio.to_thread(self.lab.process_state, name) != "alive":
+                raise
+            return f"{name} runs and waits for a quorum of its peers (no leader yet)"
 
     async def reconfigure(self, ctx: ActionContext, what: str, call: Callable[[str], Awaitable[dict[str, Any]]]
                           ) -> dict[str, Any]:
@@ -297,9 +307,9 @@ class Catalogue:
                 result = await asyncio.to_thread(self.lab.start_member, p.member)
             except LabError as e:
                 raise ActionFailed(f"start {p.member}: {e}") from e
-            line = await _until(ctx, lambda: self.caught_up(p.member), 30.0, f"{p.member} caught up")
-            return ActionOutcome(detail=f"{p.member} {result} and {line.split(', ', 1)[1]} "
-                                        f"({time.monotonic() - t0:.2f} s)", data={"result": result})
+            line = await _until(ctx, lambda: self.rejoined(p.member), 30.0, f"{p.member} caught up")
+            return ActionOutcome(detail=f"{p.member} {result}; {line} ({time.monotonic() - t0:.2f} s)",
+                                 data={"result": result})
 
         async def reconcile(obs: Observation, p: RestartParams) -> Reconciliation:
             n = node_of(obs, p.member)
@@ -327,7 +337,7 @@ class Catalogue:
             if outcome != "resumed":
                 raise ActionFailed(f"SIGCONT {p.member}: {outcome}")
             line = await _until(ctx, lambda: self.caught_up(p.member), CONFIRM_S, f"{p.member} caught up")
-            return ActionOutcome(detail=f"{p.member} resumed (SIGCONT); {line.split(', ', 1)[1]} "
+            return ActionOutcome(detail=f"{p.member} resumed (SIGCONT); {line} "
                                         f"({time.monotonic() - t0:.2f} s)")
 
         return ActionDef(
@@ -664,7 +674,7 @@ class Catalogue:
             raise ActionFailed(f"added {spec.name} ({hex_id(new_id)}) but could not start it: {e}") from e
         line = await _until(ctx, lambda: self.caught_up(spec.name), 30.0, f"{spec.name} caught up")
         return {"detail": f"added {spec.name} ({hex_id(new_id)}) as {'learner' if p.learner else 'voter'} and "
-                          f"started it; {line.split(', ', 1)[1]}", "data": {"member": spec.name, "id": hex_id(new_id)}}
+                          f"started it; it {line}", "data": {"member": spec.name, "id": hex_id(new_id)}}
 
     def promote_learner(self) -> ActionDef:
         async def precheck(obs: Observation, p: MemberParams) -> list[str]:

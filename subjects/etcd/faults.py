@@ -16,6 +16,7 @@ Undo steps (run in order by `revert`; each is a no-op when already undone):
 - ``{"op": "remove_file", "member", "path"}``                delete the filler that fills the disk
 - ``{"op": "stop_tracer", "name", "pid", "starttime", "member"}``  SIGINT strace (it detaches), then
   check the member runs on, not left stopped
+- ``{"op": "delete_prefix", "prefix"}``                      delete the keys a fault wrote
 - ``{"op": "quota_recover", "prefix"}``                      delete the filler key, and if the
   space is still short: compact, defragment each member, disarm the alarms
 
@@ -47,6 +48,8 @@ from subjects.ratelimiter.processes import ProcessRecord
 
 QUOTA_VALUE_BYTES = 512 * 1024
 QUOTA_MAX_PUTS = 200
+DISK_FULL_PUTS = 16
+DISK_FULL_VALUE_BYTES = 1024 * 1024
 EFFECT_TIMEOUT_S = 10.0
 
 
@@ -163,7 +166,9 @@ def _pause(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[list,
 
 
 def _partition(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[list, dict, list]:
-    _must_run(lab, spec)
+    paused = lab.process_state(spec.name) == processes.PAUSED  # the network is cut all the same
+    if not paused:
+        _must_run(lab, spec)
     others = [m for m in lab.state.members if m.name != spec.name]
     if spec.cgroup is None or any(m.cgroup is None for m in others):
         raise FaultError("partitions need each member in its own cgroup (v2), and this lab runs without them")
@@ -182,8 +187,8 @@ def _partition(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[l
         chain.delete()
         lab.forget_chain(chain.name)
         raise FaultError(f"partition {spec.name}: {e}") from e
-    # Effect: the isolated member loses its leader (about one election timeout).
-    isolated = _wait(lambda: _no_leader(spec))
+    # Effect: the isolated member loses its leader (about one election timeout); a stopped one cannot say.
+    isolated = None if paused else _wait(lambda: _no_leader(spec))
     effect = {"chain": chain.name, "rules": len(chain.rules()), "member_lost_leader": isolated}
     return [f"iptables chain {chain.name}: " + ", ".join(done)], effect, [{"op": "chain", "chain": chain.name}]
 
@@ -209,13 +214,21 @@ def _disk_full(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[l
     finally:
         os.close(fd)
     free = lab.free_bytes(spec.name)
-    # Effect: the member's next backend commit fails and it exits (writes keep coming from the load
-    # generator; one more here makes sure of it).
-    url = next(m.client_url for m in lab.state.members if m.name != spec.name) if len(lab.state.members) > 1 \
-        else spec.client_url
-    with contextlib.suppress(EtcdError):
-        call_sync(url, "/v3/kv/put", {"key": b64("/chaos/disk_full"), "value": b64("x")}, timeout=2.0)
-    exited = _wait(lambda: not processes.is_live(lab.process(spec.name)), 15.0)  # type: ignore[arg-type]
+    # Effect: the member exits once a write needs a page its disk no longer has. Small writes may fit
+    # in pages its database file already holds, so write bigger values (through another member)
+    # until it does; they are deleted again on revert.
+    prefix = f"/chaos/disk_full/{fid}"
+    undo.append({"op": "delete_prefix", "prefix": prefix})
+    others = [m.client_url for m in lab.state.members if m.name != spec.name] or [spec.client_url]
+    rec = lab.process(spec.name)
+    assert rec is not None
+    for i in range(DISK_FULL_PUTS):
+        if not processes.is_live(rec):
+            break
+        with contextlib.suppress(EtcdError):
+            call_sync(others[i % len(others)], "/v3/kv/put",
+                      {"key": b64(f"{prefix}/{i}"), "value": b64(os.urandom(DISK_FULL_VALUE_BYTES))}, timeout=5.0)
+    exited = _wait(lambda: not processes.is_live(rec), 5.0)
     effect = {"filler": str(filler), "filler_bytes": size, "free_bytes": free, "member_exited": exited}
     return [f"filled {spec.name}'s disk: {filler} ({size / 1048576:.0f} MiB), {free} bytes left"], effect, undo
 
@@ -373,6 +386,23 @@ def _stop_tracer(lab: EtcdLab, step: dict) -> tuple[str, str]:
     return "undone", f"strace (pid {step['pid']}) detached from {member}"
 
 
+def _delete_prefix(lab: EtcdLab, step: dict) -> tuple[str, str]:
+    url = next((m.client_url for m in lab.state.members if running(lab, m.name)), None)
+    if url is None:
+        raise FaultError(f"no member runs: cannot delete {step['prefix']}")
+    deleted = asyncio.run(_delete(url, step["prefix"]))
+    return ("undone", f"deleted {deleted} key(s) under {step['prefix']}") if deleted else \
+        ("nothing", f"no key left under {step['prefix']}")
+
+
+async def _delete(url: str, prefix: str) -> int:
+    client = EtcdClient(timeout=10.0)
+    try:
+        return await client.delete_prefix(url, prefix)
+    finally:
+        await client.aclose()
+
+
 def _quota_recover(lab: EtcdLab, step: dict) -> tuple[str, str]:
     return asyncio.run(_quota_recover_async(lab, step["prefix"]))
 
@@ -406,7 +436,7 @@ async def _quota_recover_async(lab: EtcdLab, prefix: str) -> tuple[str, str]:
 
 STEPS: dict[str, Callable[[EtcdLab, dict], tuple[str, str]]] = {
     "start_member": _start, "signal": _signal, "chain": _chain, "remove_file": _remove_file,
-    "stop_tracer": _stop_tracer, "quota_recover": _quota_recover,
+    "stop_tracer": _stop_tracer, "quota_recover": _quota_recover, "delete_prefix": _delete_prefix,
 }
 
 

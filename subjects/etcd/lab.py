@@ -633,18 +633,23 @@ class EtcdLab:
         return "started"
 
     def _wait_answering(self, spec: MemberSpec, rec: ProcessRecord) -> None:
+        """Until the member listens on its client port (and still runs a moment later). It serves
+        requests only once it has joined a quorum, which a member restarted alone after a quorum
+        loss has not: its peers may still be starting."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        last = "no answer yet"
+        address = (spec.address, int(spec.client_url.rsplit(":", 1)[1]))
         while time.monotonic() < deadline:
             if not processes.is_live(rec):
                 raise LabError(f"member {spec.name} exited: {processes.log_tail(rec.log, 2)}")
-            try:
-                call_sync(spec.client_url, "/v3/maintenance/status", timeout=1.0)
-                return
-            except EtcdError as e:
-                last = e.message
+            with contextlib.suppress(OSError), socket.create_connection(address, timeout=0.5):
+                break
             time.sleep(0.05)
-        raise LabError(f"member {spec.name} did not answer within {START_TIMEOUT_S:.0f}s ({last})")
+        else:
+            raise LabError(f"member {spec.name} did not listen on {spec.client_url} within {START_TIMEOUT_S:.0f}s")
+        with contextlib.suppress(EtcdError):
+            call_sync(spec.client_url, "/v3/maintenance/status", timeout=1.0)
+        if not processes.is_live(rec):
+            raise LabError(f"member {spec.name} exited: {processes.log_tail(rec.log, 2)}")
 
     def _member_rec(self, name: str) -> ProcessRecord:
         state = self.state

@@ -285,6 +285,7 @@ class EtcdObserver:
                               role="none", labels={"process": lab_procs.get(r.lab_name, "unknown"),
                                                    "client_url": r.url}))
 
+        nodes.sort(key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n.id)])
         voters = [n for n in nodes if n.labels.get("learner") != "true" and n.state != NodeState.removed
                   and n.labels.get("started") != "false"]
         quorum = len(voters) // 2 + 1

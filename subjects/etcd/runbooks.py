@@ -214,6 +214,18 @@ def catching_up(ctx: RunbookContext) -> Finding:
                     f"snapshot apply in progress: {applying}; down in the last 20 observations: {recently_down}")
 
 
+@signal("leaderless_for_a_while", "the member has had no leader for longer than an election takes", weight=2.0)
+def leaderless_for_a_while(ctx: RunbookContext) -> Finding:
+    n = target_node(ctx)
+    name = target_name(ctx)
+    if n is None or not answering(n) or n.metrics.get("has_leader") != 0.0:
+        return _finding("leaderless_for_a_while", n, False if n else None, "it has a leader" if n else "")
+    recent = [past.node(name or "", "member") for past in ctx.history[-3:]]
+    without = [p for p in recent if p is not None and answering(p) and p.metrics.get("has_leader") == 0.0]
+    return _finding("leaderless_for_a_while", n, len(recent) >= 2 and len(without) == len(recent),
+                    f"without a leader in {len(without)} of the last {len(recent)} observations (and now)")
+
+
 @signal("election_just_happened", "leadership changed in the last few seconds", weight=2.0)
 def election_just_happened(ctx: RunbookContext) -> Finding:
     changes = recent_leader_changes(ctx.observation, 10.0, include_requested=True)
@@ -584,18 +596,19 @@ def build_runbooks(t: Thresholds) -> dict[str, Runbook]:
         "partition", "The member is cut off from its peers (network partition)",
         "It runs and answers clients, but its raft transport has no active peer, so it has no leader. With "
         "--pre-vote it rejoins without disturbing the majority once the network heals.",
-        supports=(cut_off, process_running), contradicts=(peers_connected,), remedy=escalate,
+        supports=(cut_off, leaderless_for_a_while, process_running), contradicts=(slow,), remedy=escalate,
         remedy_text="a human restores the network between the member and its peers; if it stays cut off, "
                     "replace_member elsewhere", prior=0.5)
     lagging = Cause(
         "slow_member", "The member is too slow to keep up with its leader",
         "Its disk is slow, so it misses heartbeats and drops out of the leader's view now and then.",
-        supports=(slow, peers_connected), contradicts=(cut_off,), remedy=escalate,
+        supports=(slow,), contradicts=(cut_off,), remedy=escalate,
         remedy_text="a human fixes or replaces the member's disk", prior=0.3)
     election = Cause(
         "election", "An election is in progress",
         "Leadership just changed; members converge within a few heartbeats.", supports=(election_just_happened,),
-        contradicts=(cut_off,), remedy=remedy_wait_election, remedy_text="wait a few seconds", prior=0.3)
+        contradicts=(cut_off, leaderless_for_a_while), remedy=remedy_wait_election, remedy_text="wait a few seconds",
+        prior=0.3)
 
     majority_dead = Cause(
         "majority_crashed", "Voting members crashed: too few are left for a quorum",

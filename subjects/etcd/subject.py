@@ -26,6 +26,7 @@ class EtcdOptions(BaseModel):
     lab_dir: str | None = Field(None, description="a lab's run folder (state.json): members and their processes")
     probe_timeout: float = Field(1.0, gt=0, le=30)
     latency_window_s: float = Field(30.0, gt=0, le=3600)
+    latency_min_samples: int = Field(5, ge=1)  # fewer fsyncs/commits in the window than this: no p99
     profile: Literal["auto", "lab", "production"] = "auto"
     expected_members: list[str] | None = None
     thresholds: dict[str, Any] = Field(default_factory=dict)
@@ -41,6 +42,7 @@ class EtcdSubject:
         self.thresholds = Thresholds.model_validate({**options.thresholds, "profile": profile})
         self.observer = EtcdObserver(endpoints=options.endpoints, lab=lab, probe_timeout=options.probe_timeout,
                                      latency_window_s=options.latency_window_s,
+                                     latency_min_samples=options.latency_min_samples,
                                      leader_window_s=self.thresholds.leader_window(),
                                      expected_members=options.expected_members)
         where = f"lab {lab.run_dir}" if lab is not None else ", ".join(options.endpoints)
