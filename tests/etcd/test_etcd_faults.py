@@ -5,7 +5,6 @@ One lab under load serves the module; every test leaves it healthy (checked befo
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -225,7 +224,10 @@ async def test_disk_full_makes_the_member_exit_and_revert_frees_and_starts_it(la
 
 
 async def test_slow_disk_shows_in_fsync_and_commit_latency_and_apply_lag(lab) -> None:
-    s = await subject_for(lab, {"latency_window_s": 6.0, "latency_min_samples": 3}, apply_lag_entries=3)
+    # strace stops the member at every system call it makes, not only fsyncs (a member attached with -p
+    # cannot use seccomp filters), so on a busy machine its answers take longer than the usual 1 s probe.
+    s = await subject_for(lab, {"latency_window_s": 6.0, "latency_min_samples": 3, "probe_timeout": 4.0},
+                          apply_lag_entries=3)
     try:
         await healthy(s)
         follower = next(n.id for n in (await s.observe()).nodes if n.role == "follower")
