@@ -94,10 +94,11 @@ def recent_leader_changes(obs: Observation, window_s: float, include_requested: 
 
 
 def was_leader(history: History, name: str) -> bool:
-    """Whether the member was the agreed leader in the latest observation that had one."""
+    """Whether the member led when it last answered."""
     for past in reversed(history):
-        if past.details.get("leader"):
-            return past.details["leader"] == name
+        n = past.node(name, "member")
+        if n is not None and answering(n):
+            return n.role == "leader"
     return False
 
 
