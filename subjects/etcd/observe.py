@@ -458,8 +458,9 @@ class EtcdObserver:
         elif process in ("stopped", "zombie"):
             detail += " (its process is not running)"
         role = "learner" if m.get("isLearner") else "member"
+        # down_for_s is set by the caller; it comes first so the console's tile shows it.
         return Node(id=name, kind="member", name=name, address=url, state=NodeState.down, state_detail=detail,
-                    role=role, labels=labels, metrics={"probe_ok": 0.0})
+                    role=role, labels=labels, metrics={"down_for_s": 0.0, "probe_ok": 0.0})
 
     # -- series ------------------------------------------------------------------------------------
 
