@@ -231,6 +231,10 @@ class EtcdObserver:
         return Observation(subject="etcd", reachable=False, error=error, nodes=nodes, details=details)
 
     async def _observe(self, t0: float) -> Observation:
+        # Members this process started (restart_member) are its children: collect the dead ones, also
+        # after `lab down` removed the state that names them, so none lingers as a zombie.
+        for pid in self._children:
+            processes.reap(pid)
         targets = self._targets()
         if not targets:
             return self._unreachable("no etcd member to ask: no endpoints configured and no lab up",
@@ -341,10 +345,6 @@ class EtcdObserver:
     def _lab_processes(self) -> dict[str, str]:
         if self.lab is None:
             return {}
-        # Members this process started (restart_member) are its children: collect the dead ones, also
-        # after `lab down` removed the state that names them, so none lingers as a zombie.
-        for pid in self._children:
-            processes.reap(pid)
         try:
             state = self.lab.state
             self._children = {rec.pid for rec in state.processes.values()}

@@ -409,7 +409,9 @@ def remedy_restart_all(ctx: RunbookContext) -> list[ActionRequest]:
                 and not tried(ctx, "restart_member", n.id):
             steps.append(ActionRequest(name="restart_member", params={"member": n.id},
                                        reason=f"{n.id}'s process is gone: start it on its data dir"))
-    return steps or remedy_settle(ctx)
+    if steps or not ctx.observation.reachable:
+        return steps  # nothing answers and nothing here can start it: a human's
+    return remedy_settle(ctx)
 
 
 def remedy_resume_all(ctx: RunbookContext) -> list[ActionRequest]:
