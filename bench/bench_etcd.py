@@ -28,16 +28,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "etcd"))
 
-from etcd_support import healthy, inject, leader, make_lab, revert, subject_for, teardown_lab, until
+from etcd_support import (
+    healthy,
+    inject,
+    leader,
+    make_lab,
+    revert,
+    seconds_since,
+    subject_for,
+    teardown_lab,
+    until,
+)
 
 from bench.common import summary, table
 from operator_tui.config import AgentSettings
 from operator_tui.store import Store
 from tests.operator_harness import run_operator
-
-
-def since(record, when: datetime) -> float:
-    return (when - datetime.fromisoformat(record.undo["lab_record"]["injected_at"])).total_seconds()
 
 
 async def leader_kill(lab, store) -> dict[str, float]:
@@ -56,8 +62,8 @@ async def leader_kill(lab, store) -> dict[str, float]:
             finally:
                 await revert(lab, record)
         assert resolved.resolution["by"] == "agent", resolved.resolution
-        return {"election_s": since(record, elected), "ticket_s": since(record, opened.opened_at),
-                "resolved_s": since(record, resolved.resolved_at)}
+        return {"election_s": seconds_since(record, elected), "ticket_s": seconds_since(record, opened.opened_at),
+                "resolved_s": seconds_since(record, resolved.resolved_at)}
     finally:
         await subject.aclose()
         await watcher.aclose()
@@ -77,7 +83,7 @@ async def nospace(lab, store) -> dict[str, float]:
                 await revert(lab, record)
             steps = list(reversed(await store.list_actions(ticket_id=resolved.id)))
         assert resolved.resolution["by"] == "agent" and all(a.state == "succeeded" for a in steps)
-        return {"ticket_s": since(record, opened.opened_at), "resolved_s": since(record, resolved.resolved_at),
+        return {"ticket_s": seconds_since(record, opened.opened_at), "resolved_s": seconds_since(record, resolved.resolved_at),
                 "actions": float(len(steps))}
     finally:
         await subject.aclose()

@@ -82,41 +82,35 @@ def settle(ctx: RunbookContext, seconds: float, why: str) -> list[ActionRequest]
 
 # -- signals: one member ------------------------------------------------------------------------
 
-@signal("refused", "nothing listens on the member's client port: its process is gone", weight=2.0)
-def refused(ctx: RunbookContext) -> Finding:
-    n = target_node(ctx)
-    kind = n.labels.get("error_kind") if n else None
-    return _finding("refused", n, kind == "refused" if n and not answering(n) else False,
-                    n.state_detail if n else "")
+def error_signal(name: str, kind: str, description: str) -> Signal:
+    """The member does not answer, and the call failed this way (refused | timeout)."""
+    @signal(name, description, weight=2.0)
+    def probe(ctx: RunbookContext) -> Finding:
+        n = target_node(ctx)
+        seen = n.labels.get("error_kind") if n else None
+        return _finding(name, n, seen == kind if n and not answering(n) else False, n.state_detail if n else "")
+    return probe
 
 
-@signal("timed_out", "the member accepts connections but does not answer (stopped, hung or cut off)", weight=2.0)
-def timed_out(ctx: RunbookContext) -> Finding:
-    n = target_node(ctx)
-    kind = n.labels.get("error_kind") if n else None
-    return _finding("timed_out", n, kind == "timeout" if n and not answering(n) else False,
-                    n.state_detail if n else "")
+def process_signal(name: str, states: tuple[str, ...], description: str, weight: float) -> Signal:
+    """The lab shows the member's process in one of `states` (no lab: cannot tell)."""
+    @signal(name, description, weight=weight)
+    def probe(ctx: RunbookContext) -> Finding:
+        n = target_node(ctx)
+        p = process(n)
+        return _finding(name, n, None if p == "unknown" else p in states, f"process {p}", p)
+    return probe
 
 
-@signal("process_exited", "the lab shows the member's process has exited", weight=2.0)
-def process_exited(ctx: RunbookContext) -> Finding:
-    n = target_node(ctx)
-    p = process(n)
-    return _finding("process_exited", n, None if p == "unknown" else p in ("stopped", "zombie"), f"process {p}", p)
-
-
-@signal("process_paused", "the member's process is stopped by a signal (State T)", weight=3.0)
-def process_paused(ctx: RunbookContext) -> Finding:
-    n = target_node(ctx)
-    p = process(n)
-    return _finding("process_paused", n, None if p == "unknown" else p == "paused", f"process {p}", p)
-
-
-@signal("process_running", "the member's process runs (it is not dead and not stopped)", weight=1.5)
-def process_running(ctx: RunbookContext) -> Finding:
-    n = target_node(ctx)
-    p = process(n)
-    return _finding("process_running", n, None if p == "unknown" else p == "alive", f"process {p}", p)
+refused = error_signal("refused", "refused", "nothing listens on the member's client port: its process is gone")
+timed_out = error_signal("timed_out", "timeout", "the member accepts connections but does not answer (stopped, hung "
+                                                 "or cut off)")
+process_exited = process_signal("process_exited", ("stopped", "zombie"), "the lab shows the member's process has "
+                                "exited", 2.0)
+process_paused = process_signal("process_paused", ("paused",), "the member's process is stopped by a signal "
+                                "(State T)", 3.0)
+process_running = process_signal("process_running", ("alive",), "the member's process runs (it is not dead and not "
+                                 "stopped)", 1.5)
 
 
 @signal("disk_full", "the file system holding the member's data has (almost) no space left", weight=3.0)
@@ -322,22 +316,19 @@ def unhealthy_voters(ctx: RunbookContext) -> Finding:
     return Finding(signal="unhealthy_voters", present=bool(bad), reading=f"unhealthy voters: {bad or 'none'}")
 
 
-@signal("unstarted_member", "a member was added but never started", weight=3.0)
-def unstarted_member(ctx: RunbookContext) -> Finding:
-    ids = ctx.violation.evidence.get("unstarted") or []
-    return Finding(signal="unstarted_member", present=bool(ids), reading=f"unstarted: {ids or 'none'}")
+def evidence_signal(name: str, key: str, description: str) -> Signal:
+    """Present when the violation's evidence lists something under `key`."""
+    @signal(name, description, weight=3.0)
+    def probe(ctx: RunbookContext) -> Finding:
+        found = ctx.violation.evidence.get(key) or []
+        return Finding(signal=name, present=bool(found), reading=f"{key}: {found or 'none'}")
+    return probe
 
 
-@signal("expected_missing", "a member the lab or configuration expects is not in the cluster", weight=3.0)
-def expected_missing(ctx: RunbookContext) -> Finding:
-    missing = ctx.violation.evidence.get("missing") or []
-    return Finding(signal="expected_missing", present=bool(missing), reading=f"missing: {missing or 'none'}")
-
-
-@signal("unexpected_member", "the cluster has a member nobody expects", weight=3.0)
-def unexpected_member(ctx: RunbookContext) -> Finding:
-    extra = ctx.violation.evidence.get("extra") or []
-    return Finding(signal="unexpected_member", present=bool(extra), reading=f"unexpected: {extra or 'none'}")
+unstarted_member = evidence_signal("unstarted_member", "unstarted", "a member was added but never started")
+expected_missing = evidence_signal("expected_missing", "missing", "a member the lab or configuration expects is not "
+                                   "in the cluster")
+unexpected_member = evidence_signal("unexpected_member", "extra", "the cluster has a member nobody expects")
 
 
 @signal("views_differ", "members list different members (a change still spreading, or a split)", weight=2.0)

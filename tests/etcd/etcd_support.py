@@ -8,9 +8,12 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from subjects import netfault
 from subjects.base import FaultRecord, Observation, Violation
@@ -37,6 +40,18 @@ def make_lab(tmp: Path, members: int = 3, load: bool = False, load_rate: float =
     lab = EtcdLab(tmp)
     block, client, peer = free_block()
     lab.up(members=members, block=block, client_port=client, peer_port=peer, load=load, load_rate=load_rate)
+    return lab
+
+
+def module_lab(name: str, load: bool = False) -> Any:
+    """A module-scoped `lab` fixture: one lab per test module, torn down (and proven gone) after it."""
+    @pytest.fixture(scope="module")
+    def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdLab]:
+        lab = make_lab(tmp_path_factory.mktemp(name), load=load)
+        try:
+            yield lab
+        finally:
+            teardown_lab(lab)
     return lab
 
 
@@ -87,6 +102,11 @@ async def inject(lab: EtcdLab, kind: str, target: str | None = None, **params: A
 
 async def revert(lab: EtcdLab, record: FaultRecord) -> str:
     return await chaos.revert({"lab_dir": str(lab.run_dir)}, record)
+
+
+def seconds_since(record: FaultRecord, when: datetime) -> float:
+    """From the fault's injection (as its record says) to `when`."""
+    return (when - datetime.fromisoformat(record.undo["lab_record"]["injected_at"])).total_seconds()
 
 
 def violations(subject: EtcdSubject, obs: Observation, invariant: str, history: list[Observation] | None = None

@@ -7,7 +7,7 @@ import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,39 +18,18 @@ from etcd_support import (
     healthy,
     inject,
     leader,
-    make_lab,
+    module_lab,
     revert,
-    subject_for,
-    teardown_lab,
     until,
 )
 
 from subjects.base import ActionContext, ActionOutcome
 from subjects.etcd.client import EtcdClient, EtcdError
-from subjects.etcd.lab import EtcdLab
 from subjects.etcd.subject import EtcdSubject, build
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Iterator[EtcdLab]:
-    lab = make_lab(tmp_path_factory.mktemp("etcd-actions"))
-    try:
-        yield lab
-    finally:
-        teardown_lab(lab)
-
-
-@pytest.fixture
-async def subject(lab: EtcdLab) -> AsyncIterator[EtcdSubject]:
-    s = await subject_for(lab)
-    try:
-        await healthy(s)
-        yield s
-        await healthy(s)
-    finally:
-        await s.aclose()
+lab = module_lab("etcd-actions")
 
 
 @pytest.fixture

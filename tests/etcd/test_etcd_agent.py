@@ -4,40 +4,16 @@ verification -> resolved (or escalated with its reasons where no action can fix 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
-
 import pytest
-from etcd_support import healthy, inject, leader, make_lab, revert, subject_for, teardown_lab, until
+from etcd_support import inject, leader, module_lab, revert, seconds_since, until
 
 from operator_tui.store import Store
-from subjects.base import FaultRecord
 from subjects.etcd.client import EtcdClient
-from subjects.etcd.lab import EtcdLab
-from subjects.etcd.subject import EtcdSubject
 from tests.operator_harness import run_operator
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Iterator[EtcdLab]:
-    lab = make_lab(tmp_path_factory.mktemp("etcd-agent"), load=True)
-    try:
-        yield lab
-    finally:
-        teardown_lab(lab)
-
-
-@pytest.fixture
-async def subject(lab: EtcdLab) -> AsyncIterator[EtcdSubject]:
-    s = await subject_for(lab)  # the lab profile: the graces an SRE would use on this lab
-    try:
-        await healthy(s)
-        yield s
-        await healthy(s)
-    finally:
-        await s.aclose()
+lab = module_lab("etcd-agent", load=True)
 
 
 async def actions_of(store: Store, ticket_id: int) -> list[tuple[str, dict, str]]:
@@ -46,11 +22,6 @@ async def actions_of(store: Store, ticket_id: int) -> list[tuple[str, dict, str]
 
 async def tickets(store: Store) -> list[tuple[str, str, str]]:
     return [(t.invariant, t.entity, t.status) for t in await store.list_tickets()]
-
-
-def seconds_since(record: FaultRecord, when: datetime) -> float:
-    injected = datetime.fromisoformat(record.undo["lab_record"]["injected_at"])
-    return (when - injected).total_seconds()
 
 
 async def chosen_cause(store: Store, ticket_id: int) -> str:

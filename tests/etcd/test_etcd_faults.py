@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,41 +16,19 @@ from etcd_support import (
     healthy,
     inject,
     leader,
-    make_lab,
+    module_lab,
     revert,
     subject_for,
-    teardown_lab,
     until,
     violations,
 )
 
 from subjects.etcd.client import EtcdClient
-from subjects.etcd.lab import EtcdLab
-from subjects.etcd.subject import EtcdSubject
 from subjects.ratelimiter import processes
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Iterator[EtcdLab]:
-    lab = make_lab(tmp_path_factory.mktemp("etcd-faults"), load=True)
-    try:
-        yield lab
-    finally:
-        teardown_lab(lab)
-
-
-@pytest.fixture
-async def subject(lab: EtcdLab) -> AsyncIterator[EtcdSubject]:
-    s = await subject_for(lab)
-    try:
-        await healthy(s)
-        yield s
-        await healthy(s)
-        assert not lab.state.chains and set(lab.state.processes) == {"m1", "m2", "m3", "loadgen"}
-    finally:
-        await s.aclose()
+lab = module_lab("etcd-faults", load=True)
 
 
 def chains() -> list[str]:
