@@ -75,3 +75,22 @@ def test_the_console_tile_marks_the_leader() -> None:
     text = [" ".join(str(part[0]) if isinstance(part, tuple) else str(part) for part in line) for line in view.lines]
     assert view.title == "m2" and "leader" in text[0]
     assert any("raft_term 4" in t for t in text) and any("db_size 1.6M" in t for t in text)
+
+
+async def test_graces_follow_the_profile_and_the_settings_section(monkeypatch, tmp_path) -> None:
+    from operator_tui.config import load_settings
+    from subjects.etcd.settings import build
+
+    monkeypatch.setenv("OPERATOR_TUI_ETCD__GRACES", '{"member_reachable": 7}')
+    monkeypatch.setenv("OPERATOR_TUI_ETCD__ENDPOINTS", '["http://127.0.0.1:9"]')
+    settings = load_settings(subject="etcd")
+    from subjects.plugin import SubjectContext
+
+    subject = await build(settings.section(), SubjectContext(tmp_path / "no-lab"))
+    try:
+        graces = {i.name: i.grace_s for i in subject.invariants()}
+        assert subject.thresholds.profile == "production"  # endpoints, no lab: the reference's graces
+        assert graces["member_reachable"] == 7 and graces["quorum_available"] == 10 and graces["no_alarms"] == 0
+        assert subject.observer.endpoints == ["http://127.0.0.1:9"]
+    finally:
+        await subject.aclose()
