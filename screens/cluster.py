@@ -34,6 +34,13 @@ def active_cells(t: Ticket) -> tuple:
             t.invariant, t.entity, fmt.clock(t.opened_at), fmt.clip(t.summary, 100))
 
 
+def kind_count(kind: str, count: int) -> str:
+    """'5 stores', '1 PD', '3 nodes', '1 redis'."""
+    if kind == "pd":
+        return f"{count} PD"
+    return f"{count} {kind}" + ("s" if count != 1 and kind not in ("redis",) else "")
+
+
 class ClusterScreen(ConsoleScreen):
     MODE = "cluster"
 
@@ -68,10 +75,11 @@ class ClusterScreen(ConsoleScreen):
                 grid.set_empty_text(state.phase_detail or "starting…")
             grid.apply(state.tile_views())
             if obs is not None:
-                stores = sum(1 for n in obs.nodes if n.kind == "store")
-                others = len(obs.nodes) - stores
+                kinds: dict[str, int] = {}
+                for n in obs.nodes:
+                    kinds[n.kind] = kinds.get(n.kind, 0) + 1
                 down = sum(1 for n in obs.nodes if n.state == "down")
-                title = f"Nodes · {stores} stores" + (f" · {others} PD" if others else "")
+                title = "Nodes · " + " · ".join(kind_count(kind, count) for kind, count in kinds.items())
                 if down:
                     title += f" · [b $error]{down} down[/]"
                 grid.border_title = title
