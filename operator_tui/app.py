@@ -182,7 +182,7 @@ class OperatorApp(App[int]):
         resume_gc()
         self.first_frame_ms = (time.perf_counter() - self.created) * 1000
         log.info("console: first frame %.0f ms after the app was built", self.first_frame_ms)
-        if self.demo is not None:  # its chapters say when the lab (and with it the runtime) starts
+        if self.demo is not None and self.open_store:  # its chapters say when the lab (and the runtime) start
             self._start_demo()
         elif self.live:  # after the first frame: the runtime's imports and the simulator take a while
             self.run_worker(self._start_live, name="startup", group="startup", exit_on_error=False)
@@ -293,6 +293,8 @@ class OperatorApp(App[int]):
                 if self.runtime is not None:
                     await self.runtime.close(status)
                 elif self.store is not None:
+                    if self.demo is not None and self.state.run_id is not None:  # a demo run without a subject
+                        await self.store.end_run(self.state.run_id, status)
                     await self.store.close()
             finally:
                 if self.demo_lab is not None:
@@ -861,8 +863,8 @@ class OperatorApp(App[int]):
 
     def demo_finish(self, exit_code: int) -> None:
         async def finish() -> None:
-            await self.shutdown("completed")
-            self.exit(exit_code)
+            await self.shutdown("completed" if exit_code == 0 else "failed")
+            self.exit(exit_code, return_code=exit_code)
 
         self.run_worker(finish, group="quit", exit_on_error=False)
 

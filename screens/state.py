@@ -194,7 +194,9 @@ class ConsoleState:
             hint = "the demo is over · q quits"
         elif p.autoplay and p.next_in is not None:
             hint = (f"autoplay · the demo ends in {p.next_in} s" if p.index + 1 == p.total
-                    else f"autoplay · next chapter in {p.next_in} s · q quits")
+                    else f"autoplay · next in {p.next_in} s · q quits")
+        elif p.next_in is not None and p.index + 1 < p.total:
+            hint = f"next in {p.next_in} s · space now · ← back"
         elif p.autoplay:
             hint = "autoplay · q quits"
         elif p.index + 1 == p.total:

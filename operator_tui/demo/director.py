@@ -4,8 +4,8 @@ Each chapter, the first time it is shown, starts what it names (the lab, the loa
 and injects its fault, then waits for its event in the store. Going back shows an earlier chapter
 again without undoing or repeating anything; going forward past a countdown injects the fault at
 once; going forward past a wait leaves it (it is checked again if the chapter is shown again).
-With autoplay a finished chapter stays `dwell_s / speed` seconds, then the next one comes; after
-the last one the demo ends.
+A chapter whose event happens moves on by itself `dwell_s / speed` seconds later; with autoplay
+every finished chapter does, and after the last one the demo ends.
 
 The director never touches the screen: it tells its host (the console) what to show through
 `publish(Progress)`, and asks it to start things, inject faults and take screenshots.
@@ -76,6 +76,7 @@ class ChapterRun:
     wait_started: float | None = None
     done_at: float | None = None
     happened: Happened | None = None
+    moves_on: bool = False  # its event just happened: it moves on by itself (shown again later, it stays)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class Director:
 
     async def _move(self, delta: int) -> None:
         here, run = self.script.chapters[self.index], self.runs[self.index]
+        run.moves_on = False
         if delta < 0:
             if self.index > 0:
                 if run.phase == "countdown":  # it counts down again, in full, when shown again
@@ -180,7 +182,7 @@ class Director:
 
     def _autoplay(self) -> None:
         run = self.runs[self.index]
-        if not self.autoplay or run.phase not in FINISHED or run.done_at is None or self._moves:
+        if not (self.autoplay or run.moves_on) or run.phase not in FINISHED or run.done_at is None or self._moves:
             return
         if self.clock() - run.done_at >= self.script.chapters[self.index].dwell_s / self.speed:
             self._moves.append(1)
@@ -253,6 +255,7 @@ class Director:
                 self.ticket_id = happened.ticket_id
             run.happened = happened
             self._finish_chapter(run, "done" if happened.ok else "missed")
+            run.moves_on = True  # "advances when it happens": after its dwell, as with autoplay
         elif self.clock() - run.wait_started >= chapter.wait.timeout_s:
             self._finish_chapter(run, "missed", problem=chapter.wait.on_timeout)
 
@@ -269,7 +272,7 @@ class Director:
             countdown = max(0, int(run.countdown_until - now + 0.999))
         waited = int(now - run.wait_started) if run.phase == "waiting" and run.wait_started is not None else 0
         next_in = None
-        if self.autoplay and run.phase in FINISHED and run.done_at is not None and not self.finished:
+        if (self.autoplay or run.moves_on) and run.phase in FINISHED and run.done_at is not None and not self.finished:
             next_in = max(0, int(run.done_at + chapter.dwell_s / self.speed - now + 0.999))
         wait = chapter.wait
         return Progress(
