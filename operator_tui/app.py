@@ -122,6 +122,8 @@ class OperatorApp(App[int]):
         Binding("ctrl+p", "command_palette", "Commands", show=False, priority=True, id="palette"),
         Binding("question_mark", "command_palette", "Commands", show=False, id="palette-help"),
         Binding("q", "quit", "Quit", id="quit"),
+        # In a demo ctrl+c quits from anywhere, the approval dialog included (a presenter's reflex).
+        Binding("ctrl+c", "demo_quit", "Quit", show=False, priority=True, id="demo-quit"),
     ]
 
     def __init__(self, settings: CoreSettings, *, live: bool = True, open_store: bool = True,
@@ -310,16 +312,12 @@ class OperatorApp(App[int]):
         await self.shutdown()
         self.exit(0)
 
-    async def action_help_quit(self) -> None:
-        """ctrl+c: in a demo it quits (a presenter's reflex), cleanly; the console only says how to quit."""
-        if self.demo is not None:
-            await self.action_quit()
-        else:
-            super().action_help_quit()
+    async def action_demo_quit(self) -> None:
+        await self.action_quit()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "show" and parameters == ("demo",):
-            return self.demo is not None
+        if action == "demo_quit" or (action == "show" and parameters == ("demo",)):
+            return self.demo is not None  # outside a demo ctrl+c keeps Textual's meaning (copy, or how to quit)
         return True
 
     # -- workers --------------------------------------------------------------------------------
@@ -773,7 +771,10 @@ class OperatorApp(App[int]):
             self.state.add_feed("demo", f"chapter {p.index + 1} of {p.total}: {p.chapter.title}")
             self._redraw("feed")
             self._sync_approval()  # a dialog held back until the remediation chapter opens now
-        self._redraw("demo")
+        # The narration stays current even under the approval dialog (it says what the dialog is for).
+        for screen in self.screen_stack:
+            if isinstance(screen, DemoScreen):
+                screen.render_state("demo")
 
     async def demo_start_lab(self) -> None:
         if not self.live:  # a console fed by tests: a demo run in its store, no subject
@@ -813,7 +814,9 @@ class OperatorApp(App[int]):
                             "approval": await set_approval(self.store, self.demo.approval, "demo", run_id)}
 
     async def _demo_wind_down(self) -> None:
-        """Revert the faults of this run (while the lab still runs), put the store's policy back."""
+        """Cancel what the demo's agent left pending, revert the faults of this run (while the lab
+        still runs), put the store's policy back."""
+        from operator_tui.actions.decisions import cancel_pending
         from operator_tui.chaos import revert_faults
         from operator_tui.policy import DEFAULT_APPROVAL, DEFAULT_MODE, set_approval, set_mode
 
@@ -821,6 +824,9 @@ class OperatorApp(App[int]):
             return
         store, run_id = self.runtime.store, self.runtime.run_id
         try:
+            left = await cancel_pending(store, "demo", "the demo ended", run_id=run_id)
+            if left:
+                log.info("demo: cancelled pending action(s) %s", left)
             rows = [r for r in await store.list_faults(active_only=True) if r.run_id == run_id]
             for row, ok, detail in await revert_faults(store, rows, lambda _subject: self._chaos_options(), "demo"):
                 log.info("demo: fault #%d %s: %s", row.id, "reverted" if ok else "NOT reverted", detail)

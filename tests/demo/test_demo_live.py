@@ -106,8 +106,9 @@ class TerminalDemo:
     def __init__(self, tmp: Path, *args: str) -> None:
         self.db, self.lab_dir, self.rc = tmp / "demo.db", tmp / "labs", tmp / "rc"
         self.server = f"opdemo-{uuid.uuid4().hex[:8]}"
-        command = " ".join([sys.executable, "-m", "operator_tui", "demo", *args, "--db", str(self.db),
-                            "--lab-dir", str(self.lab_dir)])
+        # The shell may export the pane's size before tmux settles it; Textual would believe it over the terminal.
+        command = " ".join(["env", "-u", "COLUMNS", "-u", "LINES", sys.executable, "-m", "operator_tui", "demo", *args,
+                            "--db", str(self.db), "--lab-dir", str(self.lab_dir)])
         self.tmux("new-session", "-d", "-x", "160", "-y", "48", f"cd {ROOT} && {command}; echo $? > {self.rc}")
         shell = int(self.tmux("list-panes", "-F", "#{pane_pid}").strip())
         self.pid = wait_for(lambda: _child(shell), 10, "the demo process")
@@ -158,13 +159,18 @@ def terminal(tmp_path: Path) -> Iterator[Callable[..., TerminalDemo]]:
 
 
 def test_ctrl_c_in_the_terminal_reverts_the_fault_and_stops_the_simulator(terminal) -> None:
-    demo = terminal("tikv", "--autoplay", "--speed", "4")
+    """With --approval all the remediation chapter shows the dialog; ctrl+c there ends it all."""
+    demo = terminal("tikv", "--autoplay", "--speed", "4", "--approval", "all")
     fault_id, run_id = wait_for(demo.active_fault, 60, "the fault")
     [(config,)] = rows(demo.db, f"SELECT config FROM runs WHERE id = {run_id}")
     ports = sim_ports(json.loads(config)["embedded"])
-    assert "Operator on TiKV" in demo.screen()
+    [(action_id,)] = wait_for(lambda: rows(demo.db, "SELECT id FROM actions WHERE state = 'awaiting_approval'"), 60,
+                              "an action awaiting approval")
+    screen = wait_for(lambda: "Approval needed" in demo.screen() and demo.screen(), 60, "the approval dialog")
+    assert "restart_node" in screen and "Remediation" in screen, screen
     demo.tmux("send-keys", "C-c")
     assert demo.exit_status(30) == 0
+    assert rows(demo.db, f"SELECT state FROM actions WHERE id = {action_id}") == [("cancelled",)]
     wait_for(lambda: not Path(f"/proc/{demo.pid}").exists(), 10, "the demo process gone")
     assert [p for p in ports if not port_closed(p)] == []
     assert rows(demo.db, f"SELECT status FROM faults WHERE id = {fault_id}") == [("reverted",)]
