@@ -84,26 +84,33 @@ def _step(span: float, track: int) -> float:
 
 
 class _Row:
-    """One line of the chart: characters and their styles."""
+    """One line of the chart: characters, their styles and their backgrounds (shaded windows)."""
 
     def __init__(self, width: int) -> None:
         self.chars = [" "] * width
-        self.styles: list[list[str]] = [[] for _ in range(width)]
+        self.fg = [""] * width
+        self.bg = [""] * width
 
     def put(self, x: int, char: str, style: str = "") -> None:
         if 0 <= x < len(self.chars):
             self.chars[x] = char
-            if style:
-                self.styles[x] = [s for s in self.styles[x] if s.startswith("on ")] + [style]
+            self.fg[x] = style or self.fg[x]
 
-    def shade(self, x: int, style: str) -> None:
+    def shade(self, x: int, background: str) -> None:
         if 0 <= x < len(self.chars):
-            self.styles[x] = [style, *(s for s in self.styles[x] if not s.startswith("on "))]
+            self.bg[x] = background
 
     def content(self) -> Content:
         parts: list[str | tuple[str, str]] = []
-        for char, styles in zip(self.chars, self.styles, strict=True):
-            parts.append((char, " ".join(styles)) if styles else char)
+        run, run_style = "", ""
+        for char, fg, bg in zip(self.chars, self.fg, self.bg, strict=True):  # one span per run of a style
+            style = f"{fg} {bg}".strip()  # the background last: "bold $warning on $error 25%"
+            if style != run_style and run:
+                parts.append((run, run_style) if run_style else run)
+                run = ""
+            run, run_style = run + char, style
+        if run:
+            parts.append((run, run_style) if run_style else run)
         return Content.assemble(*parts)
 
 
@@ -166,12 +173,9 @@ def render_timeline(events: Sequence[TimelineEvent], windows: Sequence[ShadedWin
                 labels.put(col + i, ch, "dim")
             free_from = col + len(text) + 2
         k += 1
-    pad = " " * (label_w + 1)
-    lines.append(Content.assemble(pad, axis.content()))
-    right = f"{_clock(t1)} UTC"
-    lines.append(Content.assemble(Content.styled(_clock(t0).ljust(label_w + 1), "dim"), labels.content()))
-    if len(right) < track:
-        lines.append(Content.styled(right.rjust(label_w + 1 + track), "dim"))
+    lines.append(Content.assemble(" " * (label_w + 1), axis.content()))
+    lines.append(Content.assemble(" " * (label_w + 1), labels.content()))
+    lines.append(Content.styled(f"{_clock(t0)} → {_clock(t1)} UTC ({offset(span)[1:]})", "dim"))
     for w in windows:
         end = f"{_clock(w.end)} ({offset((w.end - w.start).total_seconds())[1:]})" if w.end else "not reverted yet"
         lines.append(Content.assemble((" ░ ", WINDOW_STYLE.get(w.tone, WINDOW_STYLE[""])),

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from operator_tui.store.db import Database
 from operator_tui.store.faults import fault_from_row
-from operator_tui.store.models import ActionRecord, FaultRow
+from operator_tui.store.models import ActionRecord, ActionTransition, FaultRow
 from subjects.base import Ticket
 
 # Same instant: the cause before the effect (a fault before the ticket it opens, a transition
@@ -65,12 +65,16 @@ class IncidentRepo:
             summary = str(d.get("summary") or d.get("reason") or d.get("outcome") or "")
             events.append(IncidentEvent(at=e.at, source="ticket", kind=e.kind, ref=f"ticket:{ticket_id}",
                                         actor=e.actor, summary=summary, detail=d))
-        actions = list(reversed(await self.list_actions(ticket_id=ticket_id)))
-        for a in actions:
-            for t in await self.action_transitions(a.id):
-                events.append(IncidentEvent(at=t.at, source="action", kind=t.to_state, ref=f"action:{a.id}",
-                                            actor=t.actor, summary=t.reason, risk=a.risk,
-                                            detail={"name": a.name, "params": a.params, "from": t.from_state}))
+        actions = list(reversed(await self.list_actions(ticket_id=ticket_id, limit=100_000)))
+        by_id = {a.id: a for a in actions}
+        rows = await self.db.fetchall(
+            "SELECT t.* FROM action_transitions t JOIN actions a ON a.id = t.action_id WHERE a.ticket_id = ?"
+            " ORDER BY t.id", (ticket_id,))
+        for t in (ActionTransition.model_validate(dict(r)) for r in rows):
+            a = by_id[t.action_id]
+            events.append(IncidentEvent(at=t.at, source="action", kind=t.to_state, ref=f"action:{a.id}",
+                                        actor=t.actor, summary=t.reason, risk=a.risk,
+                                        detail={"name": a.name, "params": a.params, "from": t.from_state}))
         for s in await self.sessions_for_ticket(ticket_id):
             v = s.verification
             if not v:
