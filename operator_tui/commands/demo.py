@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     app = make_app(settings, demo=options)
     code = run_app(settings, app)
     director = app.director
-    if director is not None and director.missed:
+    if code == 1 and director is not None and director.missed:
         print(f"operator-tui demo: chapters that did not go as planned: {', '.join(director.missed)}",
               file=sys.stderr)
     return code
