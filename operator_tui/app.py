@@ -796,6 +796,8 @@ class OperatorApp(App[int]):
             raise
         await self._start_live()
         if self.runtime is None:
+            if self._stopping:
+                return  # quit while the lab started: shutdown brings it down
             raise UserError("the console did not start (see the message on exit)")
         await self._demo_policy()
 

@@ -47,4 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if code == 1 and director is not None and director.missed:
         print(f"operator-tui demo: chapters that did not go as planned: {', '.join(director.missed)}",
               file=sys.stderr)
+    lab = app.demo_lab
+    if lab is not None and lab.problem:
+        print(f"operator-tui demo: the lab did not stop cleanly: {lab.problem}", file=sys.stderr)
+        return code or 1
     return code

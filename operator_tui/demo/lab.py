@@ -25,23 +25,23 @@ class DemoLab:
         plugin = registry.plugin(subject)
         self.lab = load(plugin.lab) if plugin.embedded is None and plugin.lab is not None else None
         self.up = False
+        self.problem = ""  # why `stop` could not bring it down cleanly
 
     async def start(self) -> list[str]:
         """Bring the lab up (nothing to do for an embedded cluster: the runtime starts that)."""
         if self.lab is None:
             return []
-        try:
-            already = (await asyncio.to_thread(self.lab.status, self.folder)).data.get("up")
-        except PluginError:
-            already = False  # no lab there yet
-        if already:
+        if await self._still_up():
             raise UserError(f"a {self.subject} lab is already up in {self.folder} (another demo, or one that was "
                             f"killed): stop it with `operator-tui lab down {self.subject} --lab-dir {self.lab_dir}`")
+        # Up from here on: a demo stopped while the lab starts brings down what started (the lab's
+        # lock makes that `down` wait for the `up` still running in its thread).
+        self.up = True
         try:
             report = await asyncio.to_thread(self.lab.up, self.folder, {**self.options, "free_ports": True})
         except PluginError as e:
+            self.up = False  # a failed `up` leaves nothing behind
             raise UserError(f"cannot start the demo's {self.subject} lab: {e}") from e
-        self.up = True
         log.info("demo lab up in %s", self.folder)
         return report.lines
 
@@ -59,6 +59,19 @@ class DemoLab:
         if not self.up or self.lab is None:
             return []
         self.up = False
-        report = await asyncio.to_thread(self.lab.down, self.folder)
+        try:
+            report = await asyncio.to_thread(self.lab.down, self.folder)
+        except PluginError as e:
+            if not await self._still_up():
+                return []  # its start failed (while the demo was stopping) and left nothing
+            log.warning("demo lab down: %s", e)
+            self.problem = str(e)  # something survived: said after the console closes
+            return [self.problem]
         log.info("demo lab down: %s", "; ".join(report.lines))
         return report.lines
+
+    async def _still_up(self) -> bool:
+        try:
+            return bool((await asyncio.to_thread(self.lab.status, self.folder)).data.get("up"))
+        except PluginError:
+            return False  # no lab there
