@@ -866,11 +866,26 @@ class OperatorApp(App[int]):
     async def demo_screenshot(self, name: str) -> None:
         if self.demo.screenshots is not None:
             await asyncio.sleep(0.1)  # let the latest progress reach the screen first
+            await self._timeline_drawn()
             path = self.save_screenshot(filename=f"{name}.svg", path=str(self.demo.screenshots))
             log.info("demo: screenshot %s", path)
 
+    async def _timeline_drawn(self, timeout: float = 5.0) -> None:
+        """On a chapter that shows the incident's timeline, wait (a little) until it is drawn: a
+        screenshot or the end of an autoplay should show it, however busy the machine is."""
+        p = self.state.demo
+        if p is None or p.chapter.show != "timeline" or p.ticket_id is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screens = [s for s in self.screen_stack if isinstance(s, DemoScreen)]
+            if not screens or screens[0].shown_incident == p.ticket_id:
+                return
+            await asyncio.sleep(0.05)
+
     def demo_finish(self, exit_code: int) -> None:
         async def finish() -> None:
+            await self._timeline_drawn()
             await self.shutdown("completed" if exit_code == 0 else "failed")
             self.exit(exit_code, return_code=exit_code)
 

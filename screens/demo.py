@@ -27,7 +27,7 @@ class DemoScreen(ClusterScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.timeline_ticket: int | None = None
+        self.shown_incident: int | None = None  # the ticket whose timeline is drawn
         self._incident_version: tuple[object, ...] | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -94,3 +94,4 @@ class DemoScreen(ClusterScreen):
         events, windows, lanes = timeline_data(message.incident)
         now = None if t.resolved_at is not None else self.host.state.clock()
         self.query_one(IncidentTimeline).show(events, windows, lanes, now)
+        self.shown_incident = t.id
