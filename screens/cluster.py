@@ -34,13 +34,6 @@ def active_cells(t: Ticket) -> tuple:
             t.invariant, t.entity, fmt.clock(t.opened_at), fmt.clip(t.summary, 100))
 
 
-def kind_count(kind: str, count: int) -> str:
-    """'5 stores', '1 PD', '3 nodes', '1 redis'."""
-    if kind == "pd":
-        return f"{count} PD"
-    return f"{count} {kind}" + ("s" if count != 1 and kind not in ("redis",) else "")
-
-
 class ClusterScreen(ConsoleScreen):
     MODE = "cluster"
 
@@ -75,11 +68,8 @@ class ClusterScreen(ConsoleScreen):
                 grid.set_empty_text(state.phase_detail or "starting…")
             grid.apply(state.tile_views())
             if obs is not None:
-                kinds: dict[str, int] = {}
-                for n in obs.nodes:
-                    kinds[n.kind] = kinds.get(n.kind, 0) + 1
                 down = sum(1 for n in obs.nodes if n.state == "down")
-                title = "Nodes · " + " · ".join(kind_count(kind, count) for kind, count in kinds.items())
+                title = " · ".join(["Nodes", *node_counts(obs.nodes)])
                 if down:
                     title += f" · [b $error]{down} down[/]"
                 grid.border_title = title
@@ -114,3 +104,18 @@ class ClusterScreen(ConsoleScreen):
 
     def action_focus_log(self) -> None:
         self.query_one(AgentLog).focus()
+
+
+def node_counts(nodes: list) -> list[str]:
+    """"5 stores", "3 PD", "3 members": one count per kind of node, in the order the subject lists them
+    (short kinds are acronyms: no plural)."""
+    counts: dict[str, int] = {}
+    for n in nodes:
+        counts[n.kind] = counts.get(n.kind, 0) + 1
+    out = []
+    for kind, count in counts.items():
+        if len(kind) <= 2:
+            out.append(f"{count} {kind.upper()}")
+        else:
+            out.append(f"{count} {kind}" + ("s" if count != 1 and not kind.endswith("s") else ""))
+    return out
