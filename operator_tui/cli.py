@@ -7,9 +7,11 @@ so `operator-tui --help` never pays for Textual, aiosqlite, httpx or anthropic.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from operator_tui import __version__
@@ -43,7 +45,7 @@ def _add_flag(group: argparse._ArgumentGroup, flag: Any, dest: str, **extra: Any
     if flag.store_true:
         kwargs["action"] = "store_true"
     else:
-        kwargs["metavar"] = flag.metavar
+        kwargs["metavar"] = flag.metavar or flag.key.split(".")[-1].upper()
         if flag.type is not None:
             kwargs["type"] = flag.type
         if flag.choices is not None:
@@ -87,6 +89,13 @@ def flag_dest(subject: str, flag: Any) -> str:
     """Where argparse keeps a subject's flag (the same rule as operator_tui.config.flag_dest,
     repeated here so that parsing never imports pydantic)."""
     return f"{subject}__{flag.key.replace('.', '__')}"
+
+
+def demo_names() -> list[str]:
+    """The subjects with a demo: a chapter file in scenarios/demos (listed, not parsed: --help stays fast)."""
+    import scenarios
+
+    return sorted(p.stem for p in (Path(scenarios.__file__).parent / "demos").glob("*.yaml"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  operator-tui demo tikv --approval all        approve the agent's action yourself (y)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("demo_subject", choices=[p.name for p in registry.plugins()], metavar="SUBJECT",
-                      help="which demo: " + ", ".join(p.name for p in registry.plugins()))
+    demos = demo_names()
+    demo.add_argument("demo_subject", choices=demos, metavar="SUBJECT", help="which demo: " + ", ".join(demos))
     demo.add_argument("--autoplay", action="store_true",
                       help="advance by itself when a chapter is done (the approval dialog still waits for you)")
     demo.add_argument("--approval", dest="demo_approval", choices=["off", "all"], default="off",
@@ -257,13 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="up|down|status", required=True)
     lab_up = lab_sub.add_parser("up", help="start a local cluster in the background")
     lab_up.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")
-    added: set[str] = set()
+    users: dict[str, list[str]] = {}
+    first: dict[str, Any] = {}
     for plugin in registry.plugins():
         for flag in plugin.lab_flags:
-            if flag.option in added:
-                continue
-            added.add(flag.option)
-            _add_flag(lab_up, flag, f"lab__{flag.key}", default=None if not flag.store_true else False)
+            users.setdefault(flag.option, []).append(plugin.name)
+            first.setdefault(flag.option, flag)
+    for option, flag in first.items():
+        # A flag several labs share says so: "ratelimiter, etcd: do not start the load generator".
+        text = flag.help.split(": ", 1)[1] if flag.help.split(": ", 1)[0] in users[option] else flag.help
+        flag = dataclasses.replace(flag, help=f"{', '.join(users[option])}: {text}")
+        _add_flag(lab_up, flag, f"lab__{flag.key}", default=None if not flag.store_true else False)
     for name, text in (("down", "stop a local cluster and remove what it left"), ("status", "show a local cluster")):
         p = lab_sub.add_parser(name, help=text)
         p.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")

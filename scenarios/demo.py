@@ -105,10 +105,6 @@ def builtin(name: str) -> Path:
     return DEMOS_DIR / f"{name}.yaml"
 
 
-def builtin_names() -> list[str]:
-    return sorted(p.stem for p in DEMOS_DIR.glob("*.yaml"))
-
-
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """The line (1-based) of the deepest YAML node on the path `loc`."""
     node, line = root, (root.start_mark.line + 1 if root is not None else None)

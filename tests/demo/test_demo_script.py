@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from operator_tui.cli import main
-from scenarios.demo import ScriptError, builtin, builtin_names, load_script, parse_script
+from operator_tui.cli import demo_names, main
+from scenarios.demo import ScriptError, builtin, load_script, parse_script
 
 GOOD_HEAD = """title: T
 subject: tikv
@@ -21,7 +21,7 @@ chapters:
 
 
 def test_builtin_demos_tell_the_whole_loop() -> None:
-    assert builtin_names() == ["ratelimiter", "tikv"]
+    assert demo_names() == ["ratelimiter", "tikv"]
     tikv, rl = load_script(builtin("tikv")), load_script(builtin("ratelimiter"))
     assert [c.id for c in tikv.chapters] == ["welcome", "healthy", "load", "store-kill", "detection", "diagnosis",
                                             "remediation", "verification", "what-happened"]
