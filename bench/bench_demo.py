@@ -145,14 +145,16 @@ def main() -> int:
     if args.json:
         print(json.dumps({"demos": demos, "timeline": timeline}, indent=2))
         return 0
-    print("demo --autoplay (headless, fresh store and lab); seconds after the fault was injected:")
-    print(table(["subject", "speed", "exit", "whole run s", "ticket", "detected", "diagnosed", "acted", "resolved"],
-                [[d["subject"], d["speed"], d["exit"], d["wall_s"], d["ticket_status"], d["detect_s"], d["diagnose_s"],
-                  d["act_s"], d["resolve_s"]] for d in demos]))
-    for d in demos:
-        if d["stderr"]:
-            print(f"  {d['subject']}: {d['stderr'][0]}")
-    print("\nincident timeline (median ms):")
+    if demos:
+        print("demo --autoplay (headless, fresh store and lab); seconds after the fault was injected:")
+        print(table(["subject", "speed", "exit", "whole run s", "ticket", "detected", "diagnosed", "acted", "resolved"],
+                    [[d["subject"], d["speed"], d["exit"], d["wall_s"], d["ticket_status"], d["detect_s"],
+                      d["diagnose_s"], d["act_s"], d["resolve_s"]] for d in demos]))
+        for d in demos:
+            if d["stderr"]:
+                print(f"  {d['subject']}: {d['stderr'][0]}")
+        print()
+    print("incident timeline (median ms):")
     print(table(["actions", "events", "store.incident()", "draw at 100 cols", "draw at 160 cols"],
                 [[t["actions"], t["events"], t["incident_ms"], t["draw_100_ms"], t["draw_160_ms"]] for t in timeline]))
     return 0
