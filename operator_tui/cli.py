@@ -61,6 +61,8 @@ def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = Tru
     g.add_argument("--config", metavar="FILE", help="TOML config file", **d)
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="log verbosity (default: info)", **d)
+    g.add_argument("--audit-key-file", metavar="FILE", help="sign (and verify) audit events with the secret in "
+                   "FILE, kept outside the store's folder", **d)
     if subject:
         g = p.add_argument_group("subject")
         g.add_argument("--subject", choices=registry.names(),

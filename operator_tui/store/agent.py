@@ -97,21 +97,8 @@ class AgentRepo:
         return [AgentStep.model_validate({**dict(r), "content": loads(r["content"])}) for r in reversed(rows)]
 
     async def orphaned_sessions(self) -> list[AgentSession]:
-        """Running sessions whose process is gone (it crashed or was killed)."""
-        rows = await self.db.fetchall("SELECT * FROM agent_sessions WHERE status = 'running'")
-        return [session_from_row(r) for r in rows if not pid_alive(r["owner_pid"])]
-
-
-def pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return "Z" not in line.split()[1]  # a zombie is dead, whatever kill -0 says
-    except OSError:
-        return False
-    return True
+        """Running sessions whose run has ended: its process stopped or died (see runs.reap_dead_runs)."""
+        rows = await self.db.fetchall(
+            "SELECT s.* FROM agent_sessions s JOIN runs r ON r.id = s.run_id"
+            " WHERE s.status = 'running' AND r.ended_at IS NOT NULL ORDER BY s.id")
+        return [session_from_row(r) for r in rows]

@@ -103,6 +103,47 @@ class TicketsRepo:
                     result.resolved.append(await _fetch_ticket(conn, ticket_id))
         return result
 
+    async def adopt_orphan_tickets(self, run_id: int, subject: str, cluster: str | None,
+                                   kinds: tuple[str, ...] = ("headless", "console")) -> list[tuple[int, str]]:
+        """Active tickets of runs that died while watching the same cluster move to this run, so
+        the restarted operator carries on with them instead of leaving them open forever. A ticket
+        this run already has an active twin of is closed as superseded by it. Returns
+        (ticket id, "adopted" | "superseded by #N")."""
+        out: list[tuple[int, str]] = []
+        at = now_text()
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                f"SELECT t.id, t.dedup_key, t.run_id FROM tickets t JOIN runs r ON r.id = t.run_id"
+                f" WHERE t.status IN {ACTIVE} AND r.status = 'died' AND r.subject = ? AND r.cluster IS ?"
+                f" AND r.kind IN ({','.join('?' * len(kinds))}) AND t.run_id != ? ORDER BY t.id",
+                (subject, cluster, *kinds, run_id),
+            ) as cur:
+                orphans = list(await cur.fetchall())
+            for row in orphans:
+                async with conn.execute(
+                    f"SELECT id FROM tickets WHERE run_id = ? AND dedup_key = ? AND status IN {ACTIVE}",
+                    (run_id, row["dedup_key"]),
+                ) as cur:
+                    twin = await cur.fetchone()
+                if twin is None:
+                    await conn.execute("UPDATE tickets SET run_id = ?, updated_at = ? WHERE id = ?",
+                                       (run_id, at, row["id"]))
+                    await add_ticket_event(conn, row["id"], "adopted", None, "system",
+                                           {"from_run": row["run_id"], "to_run": run_id,
+                                            "reason": f"run {row['run_id']} died; run {run_id} carries on"}, at)
+                    out.append((row["id"], "adopted"))
+                else:
+                    why = {"by": "system", "reason": f"superseded by ticket #{twin['id']}: run {row['run_id']} died "
+                                                     f"and run {run_id} had opened its own",
+                           "superseded_by": twin["id"]}
+                    await conn.execute("UPDATE tickets SET status = 'resolved', resolved_at = ?, resolution = ?,"
+                                       " updated_at = ? WHERE id = ?", (at, dumps(why), at, row["id"]))
+                    await add_ticket_event(conn, row["id"], "superseded", "resolved", "system", why, at)
+                    await add_ticket_event(conn, twin["id"], "continues", None, "system",
+                                           {"ticket": row["id"], "from_run": row["run_id"]}, at)
+                    out.append((row["id"], f"superseded by #{twin['id']}"))
+        return out
+
     async def prune_samples(self, run_id: int) -> int:
         async with self.db.transaction() as conn:
             async with conn.execute("SELECT max(id) FROM samples WHERE run_id = ?", (run_id,)) as cur:

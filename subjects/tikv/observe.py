@@ -191,8 +191,14 @@ class TiKVObserver:
             "problem_regions": down_regions,
             "store_uptime": {str(s.store.id): s.status.uptime for s in stores if s.status.uptime},
         }
+        details["metrics_source"] = "prometheus" if isinstance(self.metrics_source, PrometheusSource) \
+            else "status-ports"
         if metrics.source_error:
             details["metrics_error"] = metrics.source_error
+        # Stores that answer but whose metrics could not be read: alive, their readings unknown.
+        unread = {str(sid): m.probe_error for sid, m in metrics.stores.items() if m.probe_ok and m.probe_error}
+        if unread:
+            details["metrics_missing"] = unread
         return Observation(subject="tikv", nodes=nodes, metrics=cluster, workload=workload, details=details)
 
 

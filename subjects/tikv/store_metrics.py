@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from subjects import promtext
-from subjects.tikv.status_http import StatusConnection, StatusError
+from subjects.tikv.status_http import BodyTooLarge, StatusConnection, StatusError
 
 WANTED = (
     "tikv_raftstore_region_count",
@@ -125,6 +125,8 @@ class Prober:
             t0 = time.monotonic()
             try:
                 status, body = await conn.get(path, self.timeout)
+            except BodyTooLarge as e:  # it answered: alive, but its page cannot be read
+                return True, e.reason, (time.monotonic() - t0) * 1000, None, t0
             except StatusError as e:
                 return False, e.reason, (time.monotonic() - t0) * 1000, None, t0
         elapsed = (time.monotonic() - t0) * 1000
@@ -167,8 +169,8 @@ class DirectScraper:
         answers = await self.prober.run(stores, self._turn(stores))
         out: dict[int, StoreMetrics] = {}
         for (sid, address), (ok, error, ms, body, at) in zip(stores, answers, strict=True):
-            if not ok:
-                out[sid] = StoreMetrics(False, error, ms, at=at)
+            if not ok or error:  # down, or alive with a page that cannot be read: no figures
+                out[sid] = StoreMetrics(ok, error, ms, at=at)
                 self._previous.pop(sid, None)
                 self._latest.pop(sid, None)
                 continue
@@ -178,9 +180,11 @@ class DirectScraper:
                 continue
             try:
                 m = summarize(promtext.parse(body.decode("utf-8", "replace"), WANTED))
-            except promtext.ParseError as e:
+            except ValueError as e:  # promtext.ParseError, or a bucket bound that is not a number
                 # Alive (it answered) but its metrics are unreadable: liveness holds, values unknown.
                 out[sid] = StoreMetrics(True, f"unreadable metrics from {address}: {e}", ms, at=at)
+                self._previous.pop(sid, None)
+                self._latest.pop(sid, None)
                 continue
             m.probe_ms, m.at = ms, at
             self._rates(sid, m)

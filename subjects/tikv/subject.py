@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from subjects.base import ActionDef, Invariant, Observation, Runbook
+from subjects.base import ActionDef, ClusterIdentity, Invariant, Observation, Runbook
 from subjects.tikv.invariants import Thresholds, build_invariants
 from subjects.tikv.observe import TiKVObserver
-from subjects.tikv.pd_client import PDClient
+from subjects.tikv.pd_client import PDClient, PDError, PDUnreachable
 
 
 class TiKVOptions(BaseModel):
@@ -36,6 +36,26 @@ class TiKVSubject:
                                      probe_timeout=options.probe_timeout,
                                      slow_score_threshold=options.thresholds.slow_score)
         self._invariants = build_invariants(options.thresholds)
+        self._identity: ClusterIdentity | None = None
+
+    async def cluster_identity(self) -> ClusterIdentity | None:
+        """PD's cluster id (GET /cluster). A simulator's id comes from its seed, so its URL is part
+        of its identity: two simulators are never the same cluster."""
+        if self._identity is None:
+            try:
+                body = await self.pd.get_json("cluster")
+            except (PDError, PDUnreachable):
+                return None
+            cluster_id = body.get("id") if isinstance(body, dict) else None
+            if cluster_id is None:
+                return None
+            if self.host_control:
+                self._identity = ClusterIdentity(id=f"tikv-sim:{self.options.pd_url}:{cluster_id}", real=False,
+                                                 detail=f"simulated TiKV at {self.options.pd_url}")
+            else:
+                self._identity = ClusterIdentity(id=f"pd-cluster:{cluster_id}", real=True,
+                                                 detail=f"TiKV via PD {self.options.pd_url}, cluster id {cluster_id}")
+        return self._identity
 
     async def observe(self) -> Observation:
         return await self.observer.observe()
