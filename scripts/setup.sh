@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # redis-server: the rate limiter subject; prometheus: the TiKV Prometheus path; bubblewrap: the
-# agent's shell sandbox; iptables/iproute2: network faults; sqlite3: inspecting the store; tmux: console tests.
-DEBS=(redis-server redis-tools prometheus bubblewrap iptables iproute2 sqlite3 tmux procps)
+# agent's shell sandbox; iptables/iproute2: network faults; sqlite3: inspecting the store; tmux: console tests;
+# openssl: the TLS tests' certificates; util-linux: unshare (the operator as PID 1 in a fresh PID namespace).
+DEBS=(redis-server redis-tools prometheus bubblewrap iptables iproute2 sqlite3 tmux procps openssl util-linux)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -59,15 +59,15 @@ def store_state(info: StoreInfo, probe_ok: bool, probe_error: str, slow: bool) -
 
 class TiKVObserver:
     def __init__(self, pd: PDClient, *, prometheus_url: str | None = None, prometheus_window: str = "30s",
-                 probe_timeout: float = 1.0, slow_score_threshold: float = 80.0):
+                 probe_timeout: float = 1.0, slow_score_threshold: float = 80.0, ssl_context: Any = None):
         self.pd = pd
         self.slow_threshold = slow_score_threshold
         self.metrics_source: DirectScraper | PrometheusSource
         if prometheus_url:
             self.metrics_source = PrometheusSource(prometheus_url, window=prometheus_window,
-                                                   probe_timeout=probe_timeout)
+                                                   probe_timeout=probe_timeout, ssl_context=ssl_context)
         else:
-            self.metrics_source = DirectScraper(timeout=probe_timeout)
+            self.metrics_source = DirectScraper(timeout=probe_timeout, ssl_context=ssl_context)
         self._last_nodes: list[Node] = []
         self._hot: dict[str, Any] | None = None
         self._ticks = 0

@@ -58,7 +58,7 @@ def describe(exc: Exception) -> str:
 
 class PDClient:
     def __init__(self, base_url: str, *, timeout: float = 2.0, connect_timeout: float = 1.0,
-                 transport: httpx.AsyncBaseTransport | None = None):
+                 transport: httpx.AsyncBaseTransport | None = None, ssl_context: Any = None):
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -66,6 +66,7 @@ class PDClient:
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             transport=transport,
             headers={"User-Agent": "operator-tui"},
+            verify=ssl_context if ssl_context is not None else True,
         )
 
     async def aclose(self) -> None:

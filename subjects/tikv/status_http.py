@@ -8,6 +8,8 @@ chunked bodies, keep-alive) and reconnects whenever anything about a connection 
 from __future__ import annotations
 
 import asyncio
+import ssl
+from typing import Any
 
 MAX_BODY = 8 * 1024 * 1024
 
@@ -25,8 +27,9 @@ class BodyTooLarge(StatusError):
 
 
 class StatusConnection:
-    def __init__(self, address: str):
+    def __init__(self, address: str, ssl_context: Any = None):
         self.address = address
+        self.ssl_context = ssl_context
         host, _, port = address.rpartition(":")
         self.host = host or "127.0.0.1"
         try:
@@ -60,6 +63,9 @@ class StatusConnection:
         except ConnectionRefusedError as e:
             self.close()
             raise StatusError(f"status port {self.address}: connection refused") from e
+        except ssl.SSLError as e:
+            self.close()
+            raise StatusError(f"status port {self.address}: TLS failed: {e.reason or e}") from e
         except (OSError, asyncio.IncompleteReadError, ValueError, StatusError) as e:
             self.close()  # also after BodyTooLarge: the unread rest of the body is still on the wire
             if isinstance(e, StatusError):
@@ -70,7 +76,9 @@ class StatusConnection:
         for attempt in (1, 2):
             fresh = self._writer is None
             if fresh:
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.ssl_context,
+                    server_hostname=self.host.strip("[]") if self.ssl_context is not None else None)
             try:
                 return await self._exchange(path)
             except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError):
