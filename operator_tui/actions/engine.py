@@ -569,26 +569,26 @@ class ActionEngine:
                 outcome = await asyncio.wait_for(definition.execute(params, ctx), self.settings.timeout_s)
             except ActionFailed as e:
                 latest = await self.store.get_action(action.id) or action
-                sent = self._may_have_sent(definition, latest, running)
+                if e.retryable and not definition.idempotent and self._may_have_sent(definition, latest, running):
+                    # Never re-send blindly, nor call it failed: the request that went out may have done it
+                    # (or may still be doing it). The system decides.
+                    verdict = await self._reconcile(definition, latest)
+                    await self.store.audit("system", "action.reconciled_after_failure", f"action:{action.id}",
+                                           {"attempt": attempt, "failure": e.reason,
+                                            "took_effect": verdict.took_effect, "detail": verdict.detail},
+                                           self.run_id)
+                    if verdict.took_effect is True:
+                        await self._move(latest, S.succeeded, "system",
+                                         f"reconciled after '{e.reason}': it took effect: {verdict.detail}",
+                                         result={"detail": verdict.detail, "reconciled": True,
+                                                 "progress": progress_notes, "attempts": attempt})
+                        return
+                    if verdict.took_effect is None:
+                        await self._move(latest, S.unknown, "system",
+                                         f"'{e.reason}' after its request was sent, and reconciliation cannot "
+                                         f"tell whether it took effect ({verdict.detail}): not re-sent")
+                        return
                 if e.retryable and attempt <= self.settings.max_retries:
-                    if sent and not definition.idempotent:
-                        # Never re-send blindly: the first request may have done it (or still be doing it).
-                        verdict = await self._reconcile(definition, latest)
-                        await self.store.audit("system", "action.reconciled_before_retry", f"action:{action.id}",
-                                               {"attempt": attempt, "failure": e.reason,
-                                                "took_effect": verdict.took_effect, "detail": verdict.detail},
-                                               self.run_id)
-                        if verdict.took_effect is True:
-                            await self._move(latest, S.succeeded, "system",
-                                             f"reconciled after '{e.reason}': it took effect: {verdict.detail}",
-                                             result={"detail": verdict.detail, "reconciled": True,
-                                                     "progress": progress_notes, "attempts": attempt})
-                            return
-                        if verdict.took_effect is None:
-                            await self._move(latest, S.unknown, "system",
-                                             f"'{e.reason}' after its request was sent, and reconciliation cannot "
-                                             f"tell whether it took effect ({verdict.detail}): not re-sent")
-                            return
                     delay = self.backoff(attempt)
                     await self.store.audit("system", "action.retry", f"action:{action.id}",
                                            {"attempt": attempt, "reason": e.reason, "retry_in_s": round(delay, 3)},

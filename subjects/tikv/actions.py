@@ -232,6 +232,18 @@ async def wait_operator(pd: PDClient, region_id: int, ctx: ActionContext, what: 
         raise
 
 
+async def operator_running(pd: PDClient, region_id: int) -> bool | None:
+    """Whether PD still runs an operator on the region (None: PD cannot tell us now)."""
+    try:
+        text = await pd.operator_status(region_id)
+    except PDError as e:
+        return False if "operator not found" in e.message or e.status == 404 else None
+    except PDUnreachable:
+        return None
+    m = OPERATOR_STATUS.search(text)
+    return m is not None and m.group(1) in ("RUNNING", "CREATED", "STARTED", "1", "0")
+
+
 async def add_operator(pd: PDClient, body: dict[str, Any], what: str) -> None:
     try:
         await pd.send("POST", "operators", body)
@@ -327,8 +339,8 @@ def _peer_action(pd: PDClient, name: str, description: str, params: type, risk: 
         await add_operator(pd, body(p), what)
         await wait_operator(pd, p.region_id, ctx, what)
         region, error = await fetch_region(pd, p.region_id)
-        if error:
-            raise ActionFailed(f"{what}: {error}")
+        if error:  # the change may well be done: only its confirmation failed (reconciled, not re-sent)
+            raise ActionFailed(f"{what}: cannot confirm: {error}", retryable=True)
         ok, detail = expect(p, region)
         if not ok:
             raise ActionFailed(f"{what}: PD's operator finished but {detail}")
@@ -339,6 +351,10 @@ def _peer_action(pd: PDClient, name: str, description: str, params: type, risk: 
         if error:
             return Reconciliation(took_effect=None, detail=error)
         ok, detail = expect(p, region)
+        if not ok and await operator_running(pd, p.region_id) is not False:
+            # Not done yet, but PD's operator may still be doing it: neither done nor failed.
+            return Reconciliation(took_effect=None, detail=f"{detail}; PD's operator on region {p.region_id} "
+                                                          "may still be running")
         return Reconciliation(took_effect=ok, detail=detail)
 
     return ActionDef(name, description, params, risk, False, lambda p: f"region:{p.region_id}", precheck, execute,
@@ -604,8 +620,8 @@ def _split_region(pd: PDClient) -> ActionDef:
         await add_operator(pd, {"name": "split-region", "region_id": p.region_id, "policy": p.policy}, what)
         await wait_operator(pd, p.region_id, ctx, what)
         after, error = await fetch_region(pd, p.region_id)
-        if error:
-            raise ActionFailed(f"{what}: {error}")
+        if error:  # the split may well be done: only its confirmation failed (reconciled, not re-sent)
+            raise ActionFailed(f"{what}: cannot confirm: {error}", retryable=True)
         if after.end_key == before.end_key and after.start_key == before.start_key:
             raise ActionFailed(f"{what}: PD's operator finished but the region's range did not change")
         # TiKV derives the right half by default: the region keeps its id and end, a new one takes the left.
@@ -625,6 +641,9 @@ def _split_region(pd: PDClient) -> ActionDef:
             return Reconciliation(took_effect=None, detail=error)
         now = [region.start_key, region.end_key]
         split = now != before
+        if not split and await operator_running(pd, p.region_id) is not False:
+            return Reconciliation(took_effect=None, detail=f"region {p.region_id} is not split yet, and PD's "
+                                                           "operator on it may still be running")
         return Reconciliation(took_effect=split, detail=f"region {p.region_id} spans {now} "
                                                         f"({'split' if split else 'unchanged'}; before: {before})")
 
