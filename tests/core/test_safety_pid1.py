@@ -147,7 +147,7 @@ async def test_pid1_operator_killed_mid_action_is_taken_over_by_the_next_pid1(tm
 
             ticket = await until("a new ticket claimed by the second operator", claimed, 90, log)
             assert ticket.run_id == run2.id
-        ok, checked, problem = await store.verify_audit()
+        ok, _checked, problem = await store.verify_audit()
         assert ok, problem
         assert not [a for a in await store.list_actions(states=["executing"])
                     if a.run_id == run1.id], "nothing of the dead run is left executing"
