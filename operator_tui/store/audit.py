@@ -118,7 +118,8 @@ class AuditRepo:
 
     async def verify_audit(self, key: bytes | None = None) -> tuple[bool, int, str]:
         """Walk the chain (and, with the audit key, every MAC). Returns (ok, events checked, first
-        problem or '')."""
+        problem or ''). The key defaults to the one this store signs with, if any."""
+        key = key if key is not None else _KEYS.get(self.db.conn)
         prev_hash, expected_id, checked = GENESIS, 1, 0
         first_signed: int | None = None
         async with self.db.conn.execute(
