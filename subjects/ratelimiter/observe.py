@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from subjects import promtext
 from subjects.base import Node, NodeState, Observation, Workload, utcnow
 from subjects.ratelimiter.service import schema
+from subjects.ratelimiter.stats_body import StatsBodyError, read_stats
 
 LATENCY_FAMILY = "ratelimiter_check_latency_seconds"
 MEMBER_CAP = 5000  # keys whose window holds more entries are counted, not attributed per node
@@ -101,7 +102,11 @@ def _why(e: BaseException, timeout: float) -> str:
         return f"timed out after {timeout:g} s (the process accepts connections but does not answer: hung or paused)"
     if isinstance(e, TimeoutError):
         return f"timed out after {timeout:g} s"
-    text = str(e)
+    if isinstance(e, httpx.HTTPStatusError):
+        return f"{e.request.url.path} answered HTTP {e.response.status_code}"
+    if isinstance(e, ValueError):  # a body that is not JSON
+        return f"answered with a body that is not JSON: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
@@ -348,7 +353,7 @@ class RateLimiterObserver:
                 stats, metrics = await asyncio.gather(self.http.get(f"{target.url}/api/stats{query}"),
                                                       self.http.get(f"{target.url}/metrics"))
                 stats.raise_for_status()
-                reply.stats = stats.json()
+                reply.stats = read_stats(stats.json())
                 if metrics.status_code == 200:
                     reply.metrics_text = metrics.text
                 else:
@@ -361,6 +366,9 @@ class RateLimiterObserver:
                 reply.error = _why(e, self.probe_timeout)
                 if attempt == 2:
                     break
+            except StatsBodyError as e:
+                reply.error = str(e)
+                break
             except (httpx.HTTPError, ValueError) as e:
                 reply.error = _why(e, self.probe_timeout)
                 break

@@ -169,9 +169,10 @@ class TiKVObserver:
             ))
         for member in health:
             name = str(member.get("name", "?"))
-            urls = member.get("client_urls") or []
+            urls = member.get("client_urls")
             nodes.append(Node(
-                id=name, kind="pd", name=f"pd {name}", address=urls[0] if urls else "",
+                id=name, kind="pd", name=f"pd {name}",
+                address=str(urls[0]) if isinstance(urls, list) and urls else "",
                 state=NodeState.up if member.get("health") else NodeState.down,
                 state_detail="healthy" if member.get("health") else "unhealthy", role="pd",
             ))
@@ -202,15 +203,27 @@ class TiKVObserver:
         return Observation(subject="tikv", nodes=nodes, metrics=cluster, workload=workload, details=details)
 
 
+def _num(value: Any) -> float:
+    """A number from PD's hot-region statistics; anything else counts as 0 (they are evidence only)."""
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number == number else 0.0  # NaN
+
+
 def _hot_summary(body: dict[str, Any]) -> dict[str, Any]:
     """Per store: hot-region query rate as leader, and the hottest region ids."""
     out: dict[str, Any] = {}
-    for store_id, stat in ((body or {}).get("as_leader") or {}).items():
+    leaders = body.get("as_leader") if isinstance(body, dict) else None
+    for store_id, stat in (leaders if isinstance(leaders, dict) else {}).items():
         if not isinstance(stat, dict):
             continue
-        regions = sorted(stat.get("statistics") or [], key=lambda r: -float(r.get("flow_query") or 0))
+        stats = stat.get("statistics")
+        regions = sorted((r for r in (stats if isinstance(stats, list) else []) if isinstance(r, dict)),
+                         key=lambda r: -_num(r.get("flow_query")))
         out[str(store_id)] = {
-            "query_rate": float(stat.get("store_query") or stat.get("total_flow_query") or 0.0),
+            "query_rate": _num(stat.get("store_query") or stat.get("total_flow_query")),
             "regions": [{"region_id": r.get("region_id"), "flow_query": r.get("flow_query")} for r in regions[:3]],
         }
     return out
