@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,8 @@ class Sent:
     method: str
     path: str
     body: Any
+    at: float = 0.0  # time.time() when it arrived
+    status: int | None = None  # what PD (or an injected fault) answered
 
 
 @dataclass
@@ -46,6 +50,9 @@ class PDProxy:
     upstream: str
     requests: list[Sent] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    # (path pattern, function of PD's answer body -> the body to send instead): PD answers as it
+    # would with other contents (store labels set at deploy time, extra metric series, ...)
+    rewrites: list[tuple[re.Pattern[str], Callable[[bytes], bytes]]] = field(default_factory=list)
     port: int = 0
     hide_sim: bool = False  # answer 404 to the simulator's own API: the operator sees "a real PD"
 
@@ -58,6 +65,9 @@ class PDProxy:
         fault = Fault(method, re.compile(pattern), status, body, times, after, drop)
         self.faults.append(fault)
         return fault
+
+    def rewrite(self, pattern: str, fn: Callable[[bytes], bytes]) -> None:
+        self.rewrites.append((re.compile(pattern), fn))
 
     def count(self, method: str, path_pattern: str, body_has: dict[str, Any] | None = None) -> int:
         rx = re.compile(path_pattern)
@@ -90,8 +100,10 @@ class PDProxy:
         except ValueError:
             body = raw.decode("utf-8", "replace")
         path = request.path_qs
-        self.requests.append(Sent(request.method, path, body))
+        sent = Sent(request.method, path, body, time.time())
+        self.requests.append(sent)
         if self.hide_sim and request.path.startswith("/sim/"):
+            sent.status = 404
             return web.Response(status=404, text="404 page not found")
         for fault in self.faults:
             if fault.times == 0 or fault.method != request.method or not fault.pattern.search(path):
@@ -101,6 +113,7 @@ class PDProxy:
             fault.hits += 1
             if fault.times > 0:
                 fault.times -= 1
+            sent.status = fault.status
             if fault.drop:
                 assert request.transport is not None
                 request.transport.close()
@@ -110,5 +123,9 @@ class PDProxy:
                                          headers={k: v for k, v in request.headers.items()
                                                   if k.lower() in ("content-type",)}) as upstream:
             data = await upstream.read()
+            sent.status = upstream.status
+            for pattern, fn in self.rewrites:
+                if upstream.status == 200 and pattern.search(request.path):
+                    data = fn(data)
             return web.Response(status=upstream.status, body=data,
                                 content_type=upstream.content_type, charset=upstream.charset)

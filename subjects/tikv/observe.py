@@ -129,7 +129,8 @@ class TiKVObserver:
                 for r in (await self.pd.regions_check(kind))[:EVIDENCE_REGIONS]:
                     down_regions.append({"check": kind, "region_id": r.id, "leader_store": r.leader_store,
                                          "peers": [p.store_id for p in r.peers],
-                                         "down": [d.peer.store_id for d in r.down_peers]})
+                                         "down": [d.peer.store_id for d in r.down_peers],
+                                         "keys": [r.start_key, r.end_key]})
 
         nodes: list[Node] = []
         for s in stores:
