@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import table
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PROPERTIES = {
     "test_tikv_observation_of_any_pd_answer": "PD JSON -> TiKV observation -> invariants",

@@ -26,7 +26,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import table
-from operator_tui.actions import decisions
 from operator_tui.actions.states import ActionState
 from operator_tui.errors import UserError
 from operator_tui.store import Store, StoreError, TickWrite
@@ -36,7 +35,6 @@ from subjects.base import Severity, Violation
 WORKER = """
 import asyncio, json, sys, time
 sys.path.insert(0, sys.argv[4])
-from operator_tui.actions import decisions
 from operator_tui.errors import UserError
 from operator_tui.store import Store
 
@@ -77,7 +75,7 @@ async def prepare(db: Path, rounds: int) -> None:
         opened = [Violation(invariant=f"check{i}", entity=f"node:{i % 7}", severity=Severity.warning,
                             summary=f"ticket {i}") for i in range(1, rounds + 1)]
         await store.apply_tick(TickWrite(run_id=run_id, open=opened))
-        for i in range(1, rounds + 1):
+        for _ in range(rounds):
             a = await store.create_action(name="wait", params={"seconds": 1}, target="", risk="low", idempotent=True,
                                           requested_by="agent", run_id=run_id)
             await store.transition_action(a.id, ActionState.validated, "system", "bench")
