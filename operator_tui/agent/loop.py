@@ -177,19 +177,25 @@ class Agent:
         self._recovered_at = self.clock.monotonic()
         await self.store.reap_dead_runs()
         for s in await self.store.orphaned_sessions():
-            await self.store.end_session(s.id, "interrupted", f"the process of run {s.run_id} stopped while it ran")
             attempts = len(await self.store.sessions_for_ticket(s.ticket_id))
-            if attempts < self.settings.max_attempts:
-                await self.store.set_ticket_status(
-                    s.ticket_id, TicketStatus.open, "system",
-                    {"reason": f"the process of run {s.run_id} stopped during attempt {attempts}: open again for "
-                               f"another attempt ({attempts} of {self.settings.max_attempts} used)"},
-                    expect=(TicketStatus.investigating,))
-            else:
-                await self.store.set_ticket_status(
-                    s.ticket_id, TicketStatus.escalated, "system",
-                    {"reason": f"interrupted: the process running its session died, and {attempts} attempts are "
-                               "used up"}, expect=(TicketStatus.investigating,))
+            status, detail = self._after_loss(attempts, f"the process of run {s.run_id} stopped during attempt "
+                                                        f"{attempts}")
+            await self.store.finish_session(s.id, "interrupted", f"the process of run {s.run_id} stopped while it ran",
+                                            s.ticket_id, status, "system", detail)
+        for t in await self.store.investigating_without_session():
+            if t.id in self._sessions:
+                continue  # ours, between its claim and its first step
+            attempts = len(await self.store.sessions_for_ticket(t.id))
+            status, detail = self._after_loss(attempts, "no session holds it any more")
+            await self.store.set_ticket_status(t.id, status, "system", detail, expect=(TicketStatus.investigating,))
+
+    def _after_loss(self, attempts: int, what: str) -> tuple[TicketStatus, dict[str, Any]]:
+        """Where a ticket goes when the session working on it was lost: open again while attempts
+        remain (the lost one counts), else a human's."""
+        if attempts < self.settings.max_attempts:
+            return TicketStatus.open, {"reason": f"{what}: open again for another attempt ({attempts} of "
+                                                 f"{self.settings.max_attempts} used)"}
+        return TicketStatus.escalated, {"reason": f"interrupted ({what}) and {attempts} attempts are used up"}
 
     # -- one session --------------------------------------------------------------------------
 
@@ -398,9 +404,8 @@ class Agent:
 
     async def _end(self, session_id: int, ticket_id: int, status: str, outcome: str, ticket_status: TicketStatus,
                    detail: dict[str, Any]) -> None:
-        await self.store.end_session(session_id, status, outcome)
-        await self.store.set_ticket_status(ticket_id, ticket_status, "agent", {"session_id": session_id, **detail},
-                                           expect=(TicketStatus.investigating,))
+        await self.store.finish_session(session_id, status, outcome, ticket_id, ticket_status, "agent",
+                                        {"session_id": session_id, **detail})
         log.info("ticket #%d: session %d %s (%s)", ticket_id, session_id, status, outcome)
         if self.on_event is not None:
             ticket = await self.store.get_ticket(ticket_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 from operator_tui.store.db import Database, dumps, loads
 from operator_tui.store.models import AgentSession, AgentStep
-from operator_tui.store.tickets import add_ticket_event
+from operator_tui.store.tickets import add_ticket_event, move_ticket
 from operator_tui.timeutil import now_text
 from subjects.base import TicketStatus
 
@@ -64,6 +64,16 @@ class AgentRepo:
 
     async def end_session(self, session_id: int, status: str, outcome: str, **fields: Any) -> None:
         await self.update_session(session_id, status=status, outcome=outcome, ended_at=now_text(), **fields)
+
+    async def finish_session(self, session_id: int, status: str, outcome: str, ticket_id: int,
+                             ticket_status: TicketStatus, actor: str, detail: dict[str, Any],
+                             expect: tuple[TicketStatus, ...] = (TicketStatus.investigating,)) -> bool:
+        """End a session and move its ticket in ONE transaction: a process killed in between must
+        never leave a ticket `investigating` with no session left to finish it."""
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE agent_sessions SET status = ?, outcome = ?, ended_at = ? WHERE id = ?",
+                               (status, outcome, now_text(), session_id))
+            return await move_ticket(conn, ticket_id, ticket_status, actor, detail, expect)
 
     async def get_session(self, session_id: int) -> AgentSession | None:
         row = await self.db.fetchone("SELECT * FROM agent_sessions WHERE id = ?", (session_id,))

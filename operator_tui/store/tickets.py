@@ -200,20 +200,34 @@ class TicketsRepo:
     async def set_ticket_status(self, ticket_id: int, status: TicketStatus, actor: str, detail: dict[str, Any],
                                 expect: tuple[TicketStatus, ...] | None = None) -> bool:
         """Move a ticket to `status` (only from `expect`, if given). Resolving records the detail."""
-        at = now_text()
         async with self.db.transaction() as conn:
-            sql = "UPDATE tickets SET status = ?, updated_at = ?"
-            params: list[Any] = [status.value, at]
-            if status == TicketStatus.resolved:
-                sql += ", resolved_at = ?, resolution = ?"
-                params += [at, dumps(detail)]
-            sql += " WHERE id = ?"
-            params.append(ticket_id)
-            allowed = tuple(s.value for s in (expect or TicketStatus.active()))
-            sql += f" AND status IN ({','.join('?' * len(allowed))})"
-            params.extend(allowed)
-            cur = await conn.execute(sql, params)
-            if not cur.rowcount:
-                return False
-            await add_ticket_event(conn, ticket_id, status.value, status.value, actor, detail, at)
-        return True
+            return await move_ticket(conn, ticket_id, status, actor, detail, expect)
+
+    async def investigating_without_session(self) -> list[Ticket]:
+        """Tickets marked investigating that no running session holds (left so by a process that
+        died between the two writes of older versions, or by hand): nobody will ever finish them."""
+        rows = await self.db.fetchall(
+            "SELECT t.* FROM tickets t WHERE t.status = 'investigating' AND NOT EXISTS ("
+            "SELECT 1 FROM agent_sessions s WHERE s.ticket_id = t.id AND s.status = 'running')")
+        return [ticket_from_row(r) for r in rows]
+
+
+async def move_ticket(conn: aiosqlite.Connection, ticket_id: int, status: TicketStatus, actor: str,
+                      detail: dict[str, Any], expect: tuple[TicketStatus, ...] | None = None) -> bool:
+    """The status change of `set_ticket_status`, inside the caller's transaction."""
+    at = now_text()
+    sql = "UPDATE tickets SET status = ?, updated_at = ?"
+    params: list[Any] = [status.value, at]
+    if status == TicketStatus.resolved:
+        sql += ", resolved_at = ?, resolution = ?"
+        params += [at, dumps(detail)]
+    sql += " WHERE id = ?"
+    params.append(ticket_id)
+    allowed = tuple(s.value for s in (expect or TicketStatus.active()))
+    sql += f" AND status IN ({','.join('?' * len(allowed))})"
+    params.extend(allowed)
+    cur = await conn.execute(sql, params)
+    if not cur.rowcount:
+        return False
+    await add_ticket_event(conn, ticket_id, status.value, status.value, actor, detail, at)
+    return True

@@ -23,6 +23,7 @@ from operator_tui.store.liveness import lock_path
 from subjects.base import Severity, TicketStatus, Violation
 from subjects.tikv.sim import SimThread
 from tests.core.conftest import make_subject
+from tests.core.test_safety_metrics import Gauge
 
 
 async def leave_work_behind(db_path: Path, pd_url: str) -> tuple[int, int, int, int]:
@@ -142,5 +143,30 @@ async def test_waiting_actions_of_an_ended_run_expire_and_cannot_be_approved(db_
             await decisions.approve(store, action.id, "human:alice")
         final = await store.get_action(action.id)
         assert final.state == "expired" and f"run {run_id} ended" in final.reason
+    finally:
+        await store.close()
+
+
+async def test_a_ticket_left_investigating_without_a_session_is_taken_up_again(db_path: Path) -> None:
+    """Found by the kill campaign: a process killed between ending a session and moving its ticket
+    left the ticket `investigating` for ever. Both now change in one transaction, and a ticket
+    found in that state (left by an older version) is opened again."""
+    store = await Store.open(db_path)
+    try:
+        run_id = await store.start_run("headless", "toy")
+        violation = Violation(invariant="node_stuck", entity="node:2", severity=Severity.warning, summary="stuck")
+        ticket = (await store.apply_tick(TickWrite(run_id=run_id, open=[violation]))).opened[0]
+        session_id = await store.claim_ticket(ticket.id, run_id, "toy|node:2", "embedded", 1)
+        await store.end_session(session_id, "resolved", "fixed")  # ... and the process died right here
+        gauge = Gauge()
+        agent = Agent(store, gauge, ActionEngine(store, gauge, run_id), run_id, EmbeddedDiagnoser(),
+                      AgentSettings(max_attempts=3))
+        await agent.recover_orphans()
+        assert (await store.get_ticket(ticket.id)).status == TicketStatus.open
+        # The fix itself: ending a session moves its ticket in the same transaction.
+        session_id = await store.claim_ticket(ticket.id, run_id, "toy|node:2", "embedded", 2)
+        assert await store.finish_session(session_id, "resolved", "fixed", ticket.id, TicketStatus.resolved,
+                                          "agent", {"by": "agent"})
+        assert (await store.get_ticket(ticket.id)).status == TicketStatus.resolved
     finally:
         await store.close()
