@@ -17,6 +17,9 @@ Undo steps (executed in order by `revert`):
 - ``{"op": "link", "link", "mode", "delay_ms"}``          set a proxy link back
 - ``{"op": "redis_unpause", "until": iso}``                ``CLIENT UNPAUSE``, unless the pause
   already ended by itself
+- ``{"op": "unpause", "process", "container"}``            unfreeze a paused container (Docker lab)
+- ``{"op": "chain", "chain"}``                             delete a partition's iptables chain, check it gone
+- ``{"op": "unfill", "process", "file"}``                  remove a disk filler, save again (Docker lab)
 
 The report of `revert` is ``{"id", "kind", "target", "reverted_at", "undone": [text],
 "nothing_to_do": [text], "failed": [{"step", "reason"}], "ok": bool}``. Reverting twice, after the
@@ -36,6 +39,7 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from subjects import netfault
 from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import REDIS_PROCESS, LabError, RateLimiterLab
 from subjects.ratelimiter.processes import ProcessRecord
@@ -70,6 +74,10 @@ class FailOpenParams(_Params):
 
 class LatencyParams(_Params):
     delay_ms: int = Field(default=200, ge=1, le=60_000)
+
+
+class PartitionParams(_Params):
+    direction: Literal["both", "clients", "redis"] = "both"
 
 
 def _now() -> datetime:
@@ -107,43 +115,75 @@ def _get(url: str) -> dict:
 # -- kinds --------------------------------------------------------------------------------------
 
 
-def _node_kill(lab: RateLimiterLab, node: str, p: NoParams) -> tuple[list, list, datetime | None]:
-    proc = lab.node_process(node)
+def _running(lab: RateLimiterLab, name: str) -> dict:
+    proc = lab.process_info(name)
     if proc["state"] != processes.RUNNING:
-        raise FaultError(f"node {node} is not running (process {proc['state']})")
+        raise FaultError(f"{name} is not running ({proc['state']})")
+    return proc
+
+
+def _node_kill(lab: RateLimiterLab, node: str, p: NoParams) -> tuple[list, list, datetime | None]:
+    proc = _running(lab, node)
     lab.kill_node(node)
-    return [f"SIGKILL {node} (pid {proc['pid']})"], [{"op": "start_node", "node": node}], None
+    return [f"SIGKILL {lab.describe(node, proc)}"], [{"op": "start_node", "node": node}], None
+
+
+def _node_stop(lab: RateLimiterLab, node: str, p: NoParams) -> tuple[list, list, datetime | None]:
+    proc = _running(lab, node)
+    outcome = lab.stop_node(node)
+    return [f"stop {lab.describe(node, proc)}: {outcome}"], [{"op": "start_node", "node": node}], None
+
+
+def _node_restart(lab: RateLimiterLab, node: str, p: NoParams) -> tuple[list, list, datetime | None]:
+    before = _running(lab, node)
+    lab.restart_node(node)
+    after = lab.node_process(node)
+    # A restart ends by itself; the undo only makes sure the node runs again.
+    return ([f"restart {lab.describe(node, before)} -> {lab.describe(node, after)}"],
+            [{"op": "start_node", "node": node}], None)
 
 
 def _node_pause(lab: RateLimiterLab, node: str, p: NoParams) -> tuple[list, list, datetime | None]:
-    proc = lab.node_process(node)
-    if proc["state"] != processes.RUNNING:
-        raise FaultError(f"node {node} is not running (process {proc['state']})")
+    proc = _running(lab, node)
     lab.pause_node(node)
-    undo = {
-        "op": "signal",
-        "process": node,
-        "pid": proc["pid"],
-        "starttime": proc["starttime"],
-        "signal": "SIGCONT",
-    }
-    return [f"SIGSTOP {node} (pid {proc['pid']})"], [undo], None
+    return [f"pause {lab.describe(node, proc)}"], [lab.pause_undo(node, proc)], None
+
+
+def _partition(lab: RateLimiterLab, node: str, p: PartitionParams) -> tuple[list, list, datetime | None]:
+    """iptables DROP rules in a chain of the fault's own: packets to the node's address and port (its
+    clients: the observer, the load generator, routers) and/or to its Redis link."""
+    spec = lab.state.node(node)
+    node_host = spec.url.split("//", 1)[1].rsplit(":", 1)[0]
+    link_host = spec.redis_url.split("//", 1)[1].rsplit(":", 1)[0]
+    chain = netfault.Chain(f"OPRL{uuid.uuid4().hex[:10]}")
+    chain.create()
+    done = []
+    try:
+        if p.direction in ("both", "clients"):
+            chain.drop(dst=node_host, dport=spec.port)
+            done.append(f"DROP tcp to {node_host}:{spec.port} ({node}'s clients)")
+        if p.direction in ("both", "redis"):
+            chain.drop(dst=link_host, dport=spec.link_port)
+            done.append(f"DROP tcp to {link_host}:{spec.link_port} ({node}'s Redis link)")
+    except netfault.NetFaultError:
+        chain.delete()
+        raise
+    return [f"iptables chain {chain.name}: " + "; ".join(done)], [{"op": "chain", "chain": chain.name}], None
+
+
+def _disk_full(lab: RateLimiterLab, target: str, p: NoParams) -> tuple[list, list, datetime | None]:
+    _running(lab, REDIS_PROCESS)
+    filled = lab.fill_disk(REDIS_PROCESS)
+    undo = {"op": "unfill", "process": REDIS_PROCESS, "file": filled["file"]}
+    return [f"filled {filled['path']} in the Redis container ({filled['after']['avail_kb']} KiB left); "
+            f"BGSAVE: {filled['bgsave']}"], [undo], None
 
 
 def _redis_pause(lab: RateLimiterLab, target: str, p: RedisPauseParams) -> tuple[list, list, datetime | None]:
-    rec = lab.process(REDIS_PROCESS)
-    if processes.process_state(rec) != processes.RUNNING:
-        raise FaultError(f"redis-server is not running (process {processes.process_state(rec)})")
+    proc = _running(lab, REDIS_PROCESS)
     if p.mode == "sigstop":
         lab.pause_redis()
-        undo = {
-            "op": "signal",
-            "process": REDIS_PROCESS,
-            "pid": rec.pid,
-            "starttime": rec.starttime,
-            "signal": "SIGCONT",
-        }
-        return [f"SIGSTOP redis-server (pid {rec.pid})"], [undo], None
+        return [f"pause {lab.describe('redis-server', proc)}"], [lab.pause_undo(REDIS_PROCESS, proc)], None
     client = lab.redis()
     try:
         # WRITE: scripts and writes block (checks, heartbeats) while PING and reads still answer,
@@ -228,19 +268,49 @@ class Kind:
     run: Callable[..., tuple[list, list, datetime | None]]
 
 
-KINDS: dict[str, Kind] = {
+_KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
         Kind(
             name="node_kill",
-            description="SIGKILL one node; revert starts it again",
+            description="SIGKILL one node (a container: docker kill); revert starts it again",
             target="node",
             params=NoParams,
             run=_node_kill,
         ),
         Kind(
+            name="node_stop",
+            description="stop one node (SIGTERM, SIGKILL after 5 s; a container: docker stop); revert starts it",
+            target="node",
+            params=NoParams,
+            run=_node_stop,
+        ),
+        Kind(
+            name="node_restart",
+            description="restart one node (a container: docker restart); revert makes sure it runs",
+            target="node",
+            params=NoParams,
+            run=_node_restart,
+        ),
+        Kind(
+            name="partition",
+            description="iptables DROP on one node's address: its clients (direction clients), its Redis link "
+                        "(redis) or both; revert deletes the chain and checks it gone",
+            target="node",
+            params=PartitionParams,
+            run=_partition,
+        ),
+        Kind(
+            name="disk_full",
+            description="fill Redis's data disk (a size-limited tmpfs in the Docker lab) so saves fail and "
+                        "writes are refused; revert removes the filler and saves again",
+            target="redis",
+            params=NoParams,
+            run=_disk_full,
+        ),
+        Kind(
             name="node_pause",
-            description="SIGSTOP one node; revert SIGCONTs it",
+            description="pause one node (SIGSTOP; a container: the cgroup freezer); revert resumes it",
             target="node",
             params=NoParams,
             run=_node_pause,
@@ -275,6 +345,11 @@ KINDS: dict[str, Kind] = {
         ),
     )
 }
+
+
+ORDER = ("node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency",
+         "node_stop", "node_restart", "partition", "disk_full")
+KINDS: dict[str, Kind] = {name: _KINDS[name] for name in ORDER}
 
 
 def describe_kinds() -> list[dict]:
@@ -319,7 +394,7 @@ def inject(lab: RateLimiterLab, kind: str, target: str | None = None, params: di
         raise FaultError(f"{kind}: {e}") from e
     try:
         done, undo, expires = k.run(lab, resolved, p)
-    except (LabError, httpx.HTTPError) as e:
+    except (LabError, httpx.HTTPError, netfault.NetFaultError) as e:
         raise FaultError(f"{kind} on {resolved}: could not inject: {e}") from e
     return {
         "id": f"rl-{uuid.uuid4().hex[:12]}",
@@ -362,6 +437,21 @@ def _run_step(lab: RateLimiterLab, step: dict) -> tuple[str, str]:
             return "nothing", f"{step['process']} (pid {step['pid']}) is not stopped"
         processes.signal_and_wait(rec, signal.Signals[step["signal"]])
         return "undone", f"{step['signal']} {step['process']} (pid {step['pid']})"
+    if op == "unpause":
+        outcome = lab.resume(step["process"])
+        return ("undone", f"resumed {step['process']}") if outcome == "resumed" else \
+            ("nothing", f"{step['process']} {outcome}")
+    if op == "chain":
+        chain = netfault.Chain(step["chain"])
+        if chain.gone():
+            return "nothing", f"iptables chain {chain.name} already gone"
+        chain.delete()
+        if not chain.gone():
+            raise FaultError(f"iptables chain {chain.name} is still there after deleting it")
+        return "undone", f"deleted iptables chain {chain.name} (checked gone)"
+    if op == "unfill":
+        outcome = lab.unfill_disk(step["process"], step["file"])
+        return ("undone" if outcome.startswith("removed") else "nothing"), f"{step['process']} disk: {outcome}"
     if op == "node_config":
         current = _get(f"{step['url']}/admin/config")
         changes = {k: v for k, v in step["config"].items() if current.get(k) != v}

@@ -27,13 +27,15 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from containers.nodes import ContainerRecord
 from subjects.plugin import PluginError
 from subjects.ratelimiter import processes
 from subjects.ratelimiter.processes import ProcessRecord
@@ -91,6 +93,11 @@ class LabState(BaseModel):
     node_options: NodeOptions
     load: bool
     processes: dict[str, ProcessRecord] = {}
+    # "process" (this module) or "docker" (subjects.ratelimiter.docker_lab): same layout, as containers
+    runtime: str = "process"
+    docker_host: str | None = None
+    engine_started: bool = False  # the docker lab started the local engine, and stops it at `down`
+    containers: dict[str, ContainerRecord] = {}
 
     def node(self, node_id: str) -> NodeSpec:
         for spec in self.nodes:
@@ -137,7 +144,7 @@ class RateLimiterLab:
     @classmethod
     def load(cls, run_dir: str | Path) -> RateLimiterLab:
         """The lab whose state file is in `run_dir` (e.g. started by `lab up`); LabError if none."""
-        lab = cls(run_dir)
+        lab = open_lab(run_dir)
         lab.state  # noqa: B018 - raises LabError when no lab is up there
         return lab
 
@@ -414,19 +421,12 @@ class RateLimiterLab:
 
     def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
         rec = state.processes[spec.id]
-        last = "no answer yet"
-        while time.monotonic() < deadline:
+
+        def alive() -> None:
             if not processes.is_live(rec):
                 raise LabError(f"node {spec.id} exited: {processes.log_tail(rec.log)}")
-            try:
-                r = httpx.get(f"{spec.url}/health", timeout=2.0)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-            time.sleep(0.1)
-        raise LabError(f"node {spec.id} not healthy within {START_TIMEOUT_S:.0f}s ({last})")
+
+        wait_answering(f"{spec.url}/health", deadline, alive, f"node {spec.id}")
 
     # -- down ----------------------------------------------------------------------------------
 
@@ -505,12 +505,15 @@ class RateLimiterLab:
             procs.append(
                 {"name": name, "pid": rec.pid, "state": processes.process_state(rec), "port": rec.port}
             )
+        return self._status_from(state, procs, lambda node_id: any(
+            p["name"] == node_id and p["state"] == processes.PAUSED for p in procs))
+
+    def _status_from(self, state: LabState, procs: list[dict], paused: Any) -> dict:
         nodes = []
         for spec in state.nodes:
-            rec = state.processes.get(spec.id)
             health, detail = "unreachable", None
-            if rec is not None and processes.process_state(rec) == processes.PAUSED:
-                health, detail = "paused", "process is SIGSTOPped"
+            if paused(spec.id):
+                health, detail = "paused", "frozen (SIGSTOP or the cgroup freezer)"
             else:
                 try:
                     r = httpx.get(f"{spec.url}/health", timeout=1.5)
@@ -614,6 +617,38 @@ class RateLimiterLab:
         rec = self._node_rec(self.state, node_id)
         return {"pid": rec.pid, "starttime": rec.starttime, "state": processes.process_state(rec)}
 
+    def process_info(self, name: str) -> dict:
+        """``{"pid", "starttime", "state"}`` of any of the lab's processes (a node, ``redis``)."""
+        rec = self.process(name)
+        return {"pid": rec.pid, "starttime": rec.starttime, "state": processes.process_state(rec)}
+
+    def answers_as(self, node_id: str, stats: dict, proc: dict) -> bool:
+        """Whether a node's /api/stats comes from the process `proc` (from `node_process`)."""
+        return stats.get("pid") == proc["pid"]
+
+    def pause_undo(self, name: str, proc: dict) -> dict:
+        """The undo step of pausing the process `name` (a node, ``redis``) whose info is `proc`."""
+        return {"op": "signal", "process": name, "pid": proc["pid"], "starttime": proc["starttime"],
+                "signal": "SIGCONT"}
+
+    def pause(self, name: str) -> str:
+        return self.pause_redis() if name == REDIS_PROCESS else self.pause_node(name)
+
+    def resume(self, name: str) -> str:
+        return self.resume_redis() if name == REDIS_PROCESS else self.resume_node(name)
+
+    def fill_disk(self, name: str) -> dict:
+        """Fill the data disk of `name` (Docker lab only: there Redis's data is a size-limited tmpfs)."""
+        raise LabError("disk_full needs the Docker lab, where Redis's data disk is a size-limited tmpfs "
+                       "(`operator-tui lab up ratelimiter --docker`)")
+
+    def unfill_disk(self, name: str, file: str) -> str:
+        raise LabError("this lab has no disk to empty: disk_full runs only in the Docker lab")
+
+    def describe(self, name: str, proc: dict) -> str:
+        """How faults name a process: ``n2 (pid 1234)``."""
+        return f"{name} (pid {proc['pid']})"
+
     def process(self, name: str) -> ProcessRecord:
         state = self.state
         if name not in state.processes:
@@ -656,6 +691,34 @@ class RateLimiterLab:
         if r.status_code != 200:
             raise LabError(r.json().get("error", r.text))
         return r.json()
+
+
+def wait_answering(url: str, deadline: float, alive: Callable[[], None], what: str) -> None:
+    """Poll `url` until it answers 200; `alive()` raises LabError once what should answer has died."""
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            r = httpx.get(url, timeout=2.0)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}: {r.text[:200]}"
+        except httpx.HTTPError as e:
+            last = f"{type(e).__name__}: {e}"
+        time.sleep(0.1)
+    raise LabError(f"{what} not answering {url} within {START_TIMEOUT_S:.0f}s ({last})")
+
+
+def open_lab(run_dir: str | Path) -> RateLimiterLab:
+    """The lab object for the state file in `run_dir`: process or Docker, whichever started it (a
+    folder with no lab gets the process lab, whose calls then say that no lab is up)."""
+    lab = RateLimiterLab(run_dir)
+    state = lab._read()
+    if state is not None and state.runtime == "docker":
+        from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
+
+        return DockerRateLimiterLab(run_dir)
+    return lab
 
 
 def _child_env() -> dict[str, str]:

@@ -14,5 +14,7 @@ PLUGIN = SubjectPlugin(
         Flag("--redis-port", "redis_port", "ratelimiter: redis-server port", type=int),
         Flag("--base-port", "base_port", "ratelimiter: node N listens on BASE+N", type=int),
         Flag("--no-load", "no_load", "ratelimiter: do not start the load generator", store_true=True),
+        Flag("--docker", "docker", "ratelimiter: run the lab as containers (DOCKER_HOST, default: the project's "
+             "local engine, scripts/dockerd.sh)", store_true=True),
     ),
 )

@@ -85,7 +85,7 @@ def test_kinds_lists_every_fault(cli) -> None:
     for kind in ("node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency"):
         assert kind in r.stdout
     assert set(chaos.kinds()) == {"node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open",
-                                  "redis_latency"}
+                                  "redis_latency", "node_stop", "node_restart", "partition", "disk_full"}
 
 
 @pytest.mark.parametrize(("kind", "extra", "target"), [
