@@ -576,7 +576,8 @@ class _Session:
             problems.extend(e.problems)
         for r in requests:
             definition = self.o.engine.catalogue.get(r.name)
-            if definition is not None and definition.risk == RiskTier.destructive and not self.context.allow_destructive:
+            if definition is not None and _risk(definition, r.params) == RiskTier.destructive \
+                    and not self.context.allow_destructive:
                 problems.append(f"{r.name}: destructive actions are disabled by the operator's settings")
             for key, value in r.params.items():
                 if isinstance(value, str) and not value.strip():
@@ -695,6 +696,14 @@ class _Session:
         parts.append(f"Budget: at most {s.max_turns} model turns and {s.max_tokens} tokens in all. Investigate with "
                      "the tools, then call submit_diagnosis.")
         return "\n\n".join(parts)
+
+
+def _risk(definition: Any, params: dict[str, Any]) -> RiskTier:
+    """The action's risk with these parameters (its base tier while they do not validate)."""
+    try:
+        return definition.risk_of(definition.params.model_validate(params))
+    except ValidationError:
+        return definition.risk
 
 
 def _series_brief(series: list[tuple[str, float]]) -> dict[str, Any]:
