@@ -35,6 +35,7 @@ from subjects.base import Severity, Violation
 WORKER = """
 import asyncio, json, sys, time
 sys.path.insert(0, sys.argv[4])
+from operator_tui.actions import decisions
 from operator_tui.errors import UserError
 from operator_tui.store import Store
 
