@@ -67,6 +67,7 @@ def evicted(pd_url: str) -> list[int]:
     return sorted(int(k) for k in (r.json().get("store-id-ranges") or {})) if r.status_code == 200 else []
 
 
+@pytest.mark.slow
 async def test_kill_switch_mid_drain_is_unknown_then_reconciled_never_cancelled(
         slow_sim: SimThread, slow_subject: TiKVSubject, store: Store) -> None:
     """Must show: drain_store interrupted by the kill switch shows `unknown` then reconciled, never
@@ -92,6 +93,7 @@ async def test_kill_switch_mid_drain_is_unknown_then_reconciled_never_cancelled(
     assert "action.unknown" in kinds and kinds[-1] == "action.succeeded"
 
 
+@pytest.mark.slow
 async def test_human_cancel_mid_drain_is_reconciled_and_undone(slow_sim: SimThread, slow_subject: TiKVSubject,
                                                                 store: Store) -> None:
     engine = await start_engine(store, slow_subject)

@@ -110,6 +110,7 @@ def test_approving_an_action_whose_run_ended_is_refused(tmp_path: Path) -> None:
     assert "-> expired" in shown.stdout
 
 
+@pytest.mark.slow
 def test_audit_key_detects_a_rebuilt_chain(tmp_path: Path) -> None:
     db, keys = tmp_path / "store" / "o.db", tmp_path / "secrets"
     keys.mkdir()

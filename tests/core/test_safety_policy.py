@@ -8,6 +8,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from operator_tui.actions.engine import ActionEngine
 from operator_tui.agent.shell import Shell, register_shell_action
 from operator_tui.policy import load_policy, set_mode
@@ -26,6 +28,7 @@ async def operator_tui(*args: str, timeout: float = 120) -> tuple[int, str, str]
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_approval_defaults_to_risky_against_a_real_cluster(sim: SimThread, tmp_path: Path) -> None:
     """The same simulator seen through a proxy that hides its simulator API looks like a real PD."""
     async with PDProxy(sim.pd_url, hide_sim=True) as real_pd:
