@@ -13,6 +13,7 @@ all-clear. Campaign and chapter YAML are fuzzed once their parsers land (other b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -59,8 +60,9 @@ def main() -> int:
 
     collector = Collector()
     started = time.monotonic()
-    pytest.main([str(ROOT / "tests" / "fuzz"), "-q", "-p", "no:cacheprovider", "--timeout", "0", "--no-header",
-                 "-o", "addopts="], plugins=[collector])
+    with contextlib.redirect_stdout(sys.stderr):  # pytest's own report: progress, not the figures
+        pytest.main([str(ROOT / "tests" / "fuzz"), "-q", "-p", "no:cacheprovider", "--timeout", "0", "--no-header",
+                     "-o", "addopts="], plugins=[collector])
     rows = [{"property": PROPERTIES.get(name, name), "examples": args.examples, **result}
             for name, result in collector.results.items()]
     if args.json:
