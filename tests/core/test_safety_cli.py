@@ -46,7 +46,7 @@ async def test_delay_runs_the_action_that_many_seconds_from_now(sim: SimThread, 
 
 @pytest.fixture(scope="module")
 def big_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store whose lists are far larger than a pipe's buffer."""
+    """A store whose lists are far larger than a pipe's buffer (64 KiB), even as tables."""
     db = tmp_path_factory.mktemp("big") / "big.db"
 
     async def fill() -> None:
@@ -55,9 +55,9 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             run_id = await store.start_run("test", "tikv")
             opened = [Violation(invariant="store_unreachable", entity=f"store:{i}", severity=Severity.critical,
                                 summary=f"store {i} does not answer " + "x" * 200, evidence={"i": i})
-                      for i in range(600)]
+                      for i in range(2000)]
             await store.apply_tick(TickWrite(run_id=run_id, open=opened))
-            for i in range(400):
+            for i in range(800):
                 await store.create_action(name="wait", params={"seconds": i + 1}, target="", risk="low",
                                           idempotent=True, requested_by="human:t", run_id=run_id, reason="y" * 200)
             await store.end_run(run_id)
@@ -68,10 +68,10 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-@pytest.mark.parametrize("command", [["tickets", "list", "--json", "--limit", "600"],
-                                     ["actions", "list", "--json", "--limit", "400"],
-                                     ["audit", "list", "--json", "--limit", "400"],
-                                     ["tickets", "list"], ["audit", "list", "--limit", "400"]])
+@pytest.mark.parametrize("command", [["tickets", "list", "--json", "--limit", "2000"],
+                                     ["actions", "list", "--json", "--limit", "800"],
+                                     ["audit", "list", "--json", "--limit", "800"],
+                                     ["tickets", "list", "--limit", "2000"], ["audit", "list", "--limit", "800"]])
 def test_output_into_a_reader_that_stops_early_ends_quietly(big_store: Path, command: list[str]) -> None:
     """`operator-tui ... --json | head -c 100`: no BrokenPipeError traceback, the exit status of a
     command killed by SIGPIPE."""
