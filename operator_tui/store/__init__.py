@@ -11,7 +11,7 @@ from pathlib import Path
 
 from operator_tui.store.actions import ActionsRepo
 from operator_tui.store.agent import AgentRepo
-from operator_tui.store.audit import AuditRepo
+from operator_tui.store.audit import AuditRepo, set_audit_key
 from operator_tui.store.db import Database, StoreError
 from operator_tui.store.faults import FaultsRepo
 from operator_tui.store.incident import Incident, IncidentEvent, IncidentRepo
@@ -27,8 +27,12 @@ class Store(RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRe
         self.db = db
 
     @classmethod
-    async def open(cls, path: str | Path) -> Store:
-        return cls(await Database.open(path))
+    async def open(cls, path: str | Path, *, audit_key: bytes | None = None) -> Store:
+        """`audit_key`: sign every audit event this process appends (see store/audit.py)."""
+        store = cls(await Database.open(path))
+        if audit_key:
+            set_audit_key(store.db.conn, audit_key)
+        return store
 
     @property
     def path(self) -> Path:
