@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -48,6 +49,13 @@ def _add_flag(group: argparse._ArgumentGroup, flag: Any, dest: str, **extra: Any
         if flag.choices is not None:
             kwargs["choices"] = flag.choices
     group.add_argument(flag.option, **kwargs)
+
+
+def _shared_help(helps: list[str]) -> str:
+    """One help for a flag several plug-ins declare ("ratelimiter: X", "etcd: Y"): X when all say
+    the same, else each in turn."""
+    bodies = {h.split(": ", 1)[1] if re.match(r"^\w+: ", h) else h for h in helps}
+    return bodies.pop() if len(helps) > 1 and len(bodies) == 1 else "; ".join(helps)
 
 
 def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = True, policy: bool = True) -> None:
@@ -226,13 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="up|down|status", required=True)
     lab_up = lab_sub.add_parser("up", help="start a local cluster in the background")
     lab_up.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")
-    added: set[str] = set()
+    shared: dict[str, list[Any]] = {}  # a flag several labs take (--docker) says what it does for each
     for plugin in registry.plugins():
         for flag in plugin.lab_flags:
-            if flag.option in added:
-                continue
-            added.add(flag.option)
-            _add_flag(lab_up, flag, f"lab__{flag.key}", default=None if not flag.store_true else False)
+            shared.setdefault(flag.option, []).append(flag)
+    for flags in shared.values():
+        _add_flag(lab_up, flags[0], f"lab__{flags[0].key}", default=None if not flags[0].store_true else False,
+                  help=_shared_help([f.help for f in flags]))
     for name, text in (("down", "stop a local cluster and remove what it left"), ("status", "show a local cluster")):
         p = lab_sub.add_parser(name, help=text)
         p.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")

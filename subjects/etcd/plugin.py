@@ -34,5 +34,6 @@ PLUGIN = SubjectPlugin(
              type=float),
         Flag("--tmpfs-mb", "tmpfs_mb", "etcd: size of each member's own tmpfs, 0 for none (default: 192)",
              type=int),
+        Flag("--docker", "docker", "etcd: the same, members on 127.18.1.i unless --address-block", store_true=True),
     ),
 )
