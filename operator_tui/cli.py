@@ -7,8 +7,8 @@ so `operator-tui --help` never pays for Textual, aiosqlite, httpx or anthropic.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -43,19 +43,12 @@ def _add_flag(group: argparse._ArgumentGroup, flag: Any, dest: str, **extra: Any
     if flag.store_true:
         kwargs["action"] = "store_true"
     else:
-        kwargs["metavar"] = flag.metavar
+        kwargs["metavar"] = flag.metavar or flag.key.split(".")[-1].upper()
         if flag.type is not None:
             kwargs["type"] = flag.type
         if flag.choices is not None:
             kwargs["choices"] = flag.choices
     group.add_argument(flag.option, **kwargs)
-
-
-def _shared_help(helps: list[str]) -> str:
-    """One help for a flag several plug-ins declare ("ratelimiter: X", "etcd: Y"): X when all say
-    the same, else each in turn."""
-    bodies = {h.split(": ", 1)[1] if re.match(r"^\w+: ", h) else h for h in helps}
-    return bodies.pop() if len(helps) > 1 and len(bodies) == 1 else "; ".join(helps)
 
 
 def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = True, policy: bool = True) -> None:
@@ -234,13 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="up|down|status", required=True)
     lab_up = lab_sub.add_parser("up", help="start a local cluster in the background")
     lab_up.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")
-    shared: dict[str, list[Any]] = {}  # a flag several labs take (--docker) says what it does for each
+    users: dict[str, list[str]] = {}
+    first: dict[str, Any] = {}
     for plugin in registry.plugins():
         for flag in plugin.lab_flags:
-            shared.setdefault(flag.option, []).append(flag)
-    for flags in shared.values():
-        _add_flag(lab_up, flags[0], f"lab__{flags[0].key}", default=None if not flags[0].store_true else False,
-                  help=_shared_help([f.help for f in flags]))
+            users.setdefault(flag.option, []).append(plugin.name)
+            first.setdefault(flag.option, flag)
+    for option, flag in first.items():
+        # A flag several labs share says so: "ratelimiter, etcd: do not start the load generator".
+        text = flag.help.split(": ", 1)[1] if flag.help.split(": ", 1)[0] in users[option] else flag.help
+        flag = dataclasses.replace(flag, help=f"{', '.join(users[option])}: {text}")
+        _add_flag(lab_up, flag, f"lab__{flag.key}", default=None if not flag.store_true else False)
     for name, text in (("down", "stop a local cluster and remove what it left"), ("status", "show a local cluster")):
         p = lab_sub.add_parser(name, help=text)
         p.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")
