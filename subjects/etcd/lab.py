@@ -393,7 +393,7 @@ class EtcdLab:
             argv.append("--pre-vote")
         if f.snapshot_count:
             argv += ["--snapshot-count", str(f.snapshot_count)]
-        if spec.cgroup:
+        if spec.cgroup and state.cgroup_root:  # the lab's own cgroup (a container is put in one by the engine)
             # The shell joins the member's cgroup, then becomes etcd (same pid, so the record holds).
             procs = str(netfault.CGROUP_ROOT / spec.cgroup / "cgroup.procs")
             argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, *argv]
