@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,29 +105,33 @@ class DockerEtcdLab(EtcdLab):
             raise LabError(f"member {name} was never started in this lab")
         return state.containers[name]
 
+    @contextlib.contextmanager
+    def _engine_errors(self, state: LabState, what: str) -> Iterator[None]:
+        """Engine and container failures as LabError; a broken connection is made again next time."""
+        import docker
+        import requests
+
+        try:
+            yield
+        except ctr.ContainerError as e:
+            raise LabError(f"{what}: {e}") from e
+        except (docker.errors.DockerException, requests.RequestException) as e:
+            self.close()
+            raise LabError(f"{what}: the Docker engine at {state.docker_host} failed: {e}") from e
+
     def _engine_call(self, name: str, action: Any, state: LabState | None = None) -> Any:
         state = state or self.state
         rec = self._container(state, name)
-        try:
+        with self._engine_errors(state, name):
             return action(self._client(state), rec.id)
-        except ctr.ContainerError as e:
-            raise LabError(f"{name}: {e}") from e
-        except Exception as e:
-            if type(e).__module__.startswith(("docker", "requests", "urllib3")):
-                self.close()  # the next call connects again
-                raise LabError(f"{name}: the Docker engine at {state.docker_host} failed: {e}") from e
-            raise
 
     def _container_states(self, state: LabState) -> dict[str, str]:
         """Every member's container state from one listing of the lab's containers (sparse: no
         inspection of each)."""
         client = self._client(state)
-        try:
+        with self._engine_errors(state, "listing the lab's containers"):
             listed = client.containers.list(all=True, sparse=True,
                                             filters={"label": f"{ctr.LABEL_LAB_DIR}={self.run_dir}"})
-        except Exception as e:
-            self.close()
-            raise LabError(f"the Docker engine at {state.docker_host} failed: {e}") from e
         status = {c.id: c.status for c in listed}
         return {name: {"running": ctr.RUNNING, "paused": ctr.PAUSED, None: ctr.MISSING}.get(
                     status.get(rec.id), ctr.EXITED) for name, rec in state.containers.items()}
@@ -178,10 +183,9 @@ class DockerEtcdLab(EtcdLab):
                 if load:
                     self._record(state, self._spawn_loadgen(state))
             except BaseException as e:
-                with contextlib.suppress(Exception):
-                    self._stop_all(state)
-                    self._cleanup(state)
-                    self._stop_engine(state)
+                for undo in (self._stop_all, self._cleanup, self._stop_engine):
+                    with contextlib.suppress(Exception):
+                        undo(state)
                 if isinstance(e, LabError | KeyboardInterrupt):
                     raise
                 raise LabError(f"lab failed to start: {type(e).__name__}: {e}") from e
@@ -409,8 +413,11 @@ class DockerEtcdLab(EtcdLab):
             if sig == signal.SIGSTOP:
                 outcome = self._engine_call(name, ctr.pause)
                 return "paused" if outcome in ("paused", "already paused") else outcome
-            outcome = self._engine_call(name, ctr.unpause)
-            return "resumed" if outcome == "resumed" else "not running" if outcome == "not paused" else outcome
+            state = self.state
+            if self._engine_call(name, ctr.unpause, state) == "resumed":
+                return "resumed"
+            # Not paused: as SIGCONT to a running process, nothing to do; or not running at all.
+            return "resumed" if self._engine_call(name, ctr.state, state) == ctr.RUNNING else "not running"
 
     def pause_undo(self, name: str) -> dict:
         rec = self._container(self.state, name)

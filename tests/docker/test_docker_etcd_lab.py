@@ -40,8 +40,10 @@ CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "operator_tui
 pytestmark = pytest.mark.slow
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}  # the project's local engine
+def cli(*args: str, docker_host: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}  # default: the project's local engine
+    if docker_host:
+        env["DOCKER_HOST"] = docker_host
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=180, env=env)
 
 
@@ -71,6 +73,8 @@ async def test_lab_up_docker_is_observed_like_the_process_lab_and_down_leaves_no
         assert sorted(state.containers) == ["m1", "m2", "m3"]
         assert all(m.cgroup and m.cgroup.endswith(state.containers[m.name].id) for m in state.members)
 
+        again = cli("lab", "up", "etcd", "--docker", *where)
+        assert again.returncode == 2 and again.stderr.startswith("operator-tui: error: ") and "already up" in again.stderr
         status = json.loads(cli("lab", "status", "etcd", "--json", *where).stdout)
         assert status["runtime"] == "docker" and [m["health"] for m in status["members"]] == ["healthy"] * 3
         assert [m["container"] for m in status["members"]] == [state.containers[n].id[:12] for n in ("m1", "m2", "m3")]
@@ -195,3 +199,12 @@ async def test_disk_full_inside_the_container_and_quota_fill(docker_etcd_lab: An
 async def test_process_level_faults_say_they_need_the_process_lab(docker_etcd_lab: Any, subject: Any) -> None:
     with pytest.raises(ChaosError, match="need the process lab"):
         await inject(docker_etcd_lab, "slow_disk", "m2")
+
+
+def test_an_engine_that_does_not_answer_is_one_line_and_leaves_no_lab(tmp_path: Path) -> None:
+    result = cli("lab", "up", "etcd", "--docker", "--lab-dir", str(tmp_path), docker_host=f"unix://{tmp_path}/no.sock")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("operator-tui: error: no Docker engine answers at unix://")
+    assert "check DOCKER_HOST" in result.stderr
+    assert not (tmp_path / "etcd" / "state.json").exists()
