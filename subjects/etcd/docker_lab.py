@@ -27,9 +27,7 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +46,6 @@ from subjects.etcd.lab import (
     LabState,
     MemberSpec,
     address_free,
-    check_layout,
 )
 from subjects.ratelimiter import processes
 
@@ -79,6 +76,7 @@ class DockerEtcdLab(EtcdLab):
         super().__init__(run_dir)
         self._engine: Any = None
         self._engine_lock = threading.Lock()
+        self._ensured: tuple[str, bool] | None = None  # (address, started here) once `up` made sure of the engine
 
     # -- the engine ----------------------------------------------------------------------------
 
@@ -153,43 +151,42 @@ class DockerEtcdLab(EtcdLab):
            flags: EtcdFlags | None = None, tmpfs_mb: int = 192) -> LabState:
         """Start the members as containers and the load generator; return once every member is
         healthy and they agree on one leader."""
-        block = check_layout(members, block, client_port, peer_port, tmpfs_mb, load_rate)
-        flags = flags or EtcdFlags()
-        with self.locked(create=True):
-            old = self._read()
-            if old is not None:
-                self._refuse_running(old)
-                self._cleanup(old)
-            specs = self._plan(members, block, client_port, peer_port, None)
-            try:
-                address, started = engine.ensure()
-            except engine.EngineError as e:
-                raise LabError(str(e)) from e
-            lab_id = uuid.uuid4().hex[:10]
-            state = LabState(run_dir=str(self.run_dir), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                             lab_id=lab_id, token=f"op-lab-{lab_id}", block=block, client_port=client_port,
-                             peer_port=peer_port, flags=flags, tmpfs_mb=tmpfs_mb, load=load, load_rate=load_rate,
-                             members=specs, runtime="docker", docker_host=address, engine_started=started)
-            self._write(state)
-            try:
-                client = self._client(state)
-                self._check_image(client)
-                ctr.remove_lab(client, self.run_dir)  # left by a crashed `up` here, they would hold the names
-                for spec in specs:
-                    self._prepare(state, spec, fresh=True)
-                for spec in specs:
-                    self._run_member(state, spec)
-                self._wait_healthy(state, [s.name for s in specs])
-                if load:
-                    self._record(state, self._spawn_loadgen(state))
-            except BaseException as e:
-                for undo in (self._stop_all, self._cleanup, self._stop_engine):
-                    with contextlib.suppress(Exception):
-                        undo(state)
-                if isinstance(e, LabError | KeyboardInterrupt):
-                    raise
-                raise LabError(f"lab failed to start: {type(e).__name__}: {e}") from e
-            return state
+        try:
+            return super().up(members, block, client_port, peer_port, load, load_rate, flags, tmpfs_mb)
+        except BaseException:
+            if self._ensured is not None:
+                with contextlib.suppress(Exception):
+                    self._stop_engine(*self._ensured)
+            raise
+
+    def _check_installed(self) -> None:
+        """An engine answers: DOCKER_HOST's, or the local one (started when it does not run)."""
+        try:
+            self._ensured = engine.ensure()
+        except engine.EngineError as e:
+            raise LabError(str(e)) from e
+
+    def _cgroup_root(self, lab_id: str) -> str | None:
+        return None  # each container's cgroup is the engine's
+
+    def _runtime(self) -> dict:
+        assert self._ensured is not None
+        address, started = self._ensured
+        return {"runtime": "docker", "docker_host": address, "engine_started": started}
+
+    def _start_members(self, state: LabState) -> None:
+        client = self._client(state)
+        self._check_image(client)
+        ctr.remove_lab(client, self.run_dir)  # left by a crashed `up` here, they would hold the names
+        for spec in state.members:
+            self._prepare(state, spec, fresh=True)
+        for spec in state.members:
+            self._run_member(state, spec)
+
+    def _undo_up(self, state: LabState) -> None:
+        for undo in (self._stop_all, self._cleanup):  # then `up` stops the engine it started
+            with contextlib.suppress(Exception):
+                undo(state)
 
     def _refuse_running(self, old: LabState) -> None:
         if old.runtime != "docker":
@@ -259,17 +256,21 @@ class DockerEtcdLab(EtcdLab):
         # Removed by force (SIGKILL): the data goes with the lab, so a graceful leader hand-off buys nothing.
         return self._remove_containers(state)
 
-    def _stop_engine(self, state: LabState) -> str | None:
+    def _stop_engine(self, address: str | None, started: bool) -> str | None:
         """Stop the local engine when `up` started it and no container at all is left on it."""
-        client = self._client(state)
-        others = client.containers.list(all=True)
+        if not started or not engine.is_local(address or ""):
+            return None
         self.close()
-        if state.engine_started and not others and engine.is_local(state.docker_host or ""):
+        try:
+            client = engine.connect(address)
             try:
-                return engine.stop_local()
-            except engine.EngineError as e:
-                raise LabError(f"containers removed, but the local engine did not stop: {e}") from e
-        return None
+                if client.containers.list(all=True):
+                    return None
+            finally:
+                client.close()
+            return engine.stop_local()
+        except engine.EngineError as e:
+            raise LabError(f"containers removed, but the local engine did not stop: {e}") from e
 
     def down(self) -> dict:
         """Remove every container (logs saved), stop the load generator and fault helpers, delete
@@ -284,7 +285,7 @@ class DockerEtcdLab(EtcdLab):
             left = left or self._leftovers(state, after_cleanup=True)
             if left:
                 raise LabError("lab down left things behind: " + "; ".join(left) + f"; state kept in {self.state_path}")
-            engine_outcome = self._stop_engine(state)
+            engine_outcome = self._stop_engine(state.docker_host, state.engine_started)
             return {
                 "run_dir": str(self.run_dir), "runtime": "docker", "docker_host": state.docker_host,
                 "stopped": stopped, "engine": engine_outcome,

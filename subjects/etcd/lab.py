@@ -295,39 +295,55 @@ class EtcdLab:
         """Start the members and the load generator; return once every member is healthy and they
         agree on one leader."""
         block = check_layout(members, block, client_port, peer_port, tmpfs_mb, load_rate)
-        binary = shutil.which("etcd")
-        if binary is None:
-            raise LabError("etcd is not installed (Debian: apt-get install etcd-server etcd-client)")
-        flags = flags or EtcdFlags()
+        self._check_installed()
         with self.locked(create=True):
             old = self._read()
             if old is not None:
                 self._refuse_running(old)
                 self._cleanup(old)
             lab_id = uuid.uuid4().hex[:10]
-            cgroup_root = f"operator-tui/etcd-{lab_id}" if netfault.cgroup_available() else None
+            cgroup_root = self._cgroup_root(lab_id)
             specs = self._plan(members, block, client_port, peer_port, cgroup_root)
             state = LabState(run_dir=str(self.run_dir), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                              lab_id=lab_id, token=f"op-lab-{lab_id}", block=block, client_port=client_port,
-                             peer_port=peer_port, flags=flags, tmpfs_mb=tmpfs_mb, load=load, load_rate=load_rate,
-                             members=specs, cgroup_root=cgroup_root)
+                             peer_port=peer_port, flags=flags or EtcdFlags(), tmpfs_mb=tmpfs_mb, load=load,
+                             load_rate=load_rate, members=specs, cgroup_root=cgroup_root, **self._runtime())
             shutil.rmtree(self.logs_dir, ignore_errors=True)
             self._write(state)
             try:
-                for spec in specs:
-                    self._prepare(state, spec, fresh=True)
-                for spec in specs:
-                    self._record(state, self._spawn(state, spec, binary))
+                self._start_members(state)
                 self._wait_healthy(state, [s.name for s in specs])
                 if load:
                     self._record(state, self._spawn_loadgen(state))
             except BaseException as e:
-                self._stop_all(state)
-                self._cleanup(state)
+                self._undo_up(state)
                 if isinstance(e, LabError | KeyboardInterrupt):
                     raise
                 raise LabError(f"lab failed to start: {type(e).__name__}: {e}") from e
             return state
+
+    # Steps of `up` a Docker lab does its own way.
+
+    def _check_installed(self) -> None:
+        if shutil.which("etcd") is None:
+            raise LabError("etcd is not installed (Debian: apt-get install etcd-server etcd-client)")
+
+    def _cgroup_root(self, lab_id: str) -> str | None:
+        return f"operator-tui/etcd-{lab_id}" if netfault.cgroup_available() else None
+
+    def _runtime(self) -> dict:
+        return {"runtime": "process"}
+
+    def _start_members(self, state: LabState) -> None:
+        binary = shutil.which("etcd") or "etcd"
+        for spec in state.members:
+            self._prepare(state, spec, fresh=True)
+        for spec in state.members:
+            self._record(state, self._spawn(state, spec, binary))
+
+    def _undo_up(self, state: LabState) -> None:
+        self._stop_all(state)
+        self._cleanup(state)
 
     def _refuse_running(self, old: LabState) -> None:
         if old.runtime != "process":
