@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,11 +32,9 @@ from typing import Any
 from containers import engine, images
 from containers import nodes as ctr
 from containers.nodes import ContainerRecord
-from subjects.etcd.client import EtcdError, call_sync
 from subjects.etcd.lab import (
     DEFAULT_CLIENT_PORT,
     DEFAULT_PEER_PORT,
-    START_TIMEOUT_S,
     SUBJECT,
     EtcdFlags,
     EtcdLab,
@@ -366,24 +362,8 @@ class DockerEtcdLab(EtcdLab):
                 self._engine_call(name, ctr.start, state)
                 self._note_cgroup(state, spec)
         if wait:
-            self._wait_listening(state, spec)
+            self._wait_answering(state, spec)
         return "started"
-
-    def _wait_listening(self, state: LabState, spec: MemberSpec) -> None:
-        """Until the member listens on its client port (it serves requests only once it has joined a
-        quorum, which a member started alone after a quorum loss has not)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        address = (spec.address, state.client_port)
-        while time.monotonic() < deadline:
-            self._must_live(state, spec.name)
-            with contextlib.suppress(OSError), socket.create_connection(address, timeout=0.5):
-                break
-            time.sleep(0.05)
-        else:
-            raise LabError(f"member {spec.name} did not listen on {spec.client_url} within {START_TIMEOUT_S:.0f}s")
-        with contextlib.suppress(EtcdError):
-            call_sync(spec.client_url, "/v3/maintenance/status", timeout=1.0)
-        self._must_live(state, spec.name)
 
     def stop_member(self, name: str) -> str:
         with self.locked():
@@ -395,7 +375,7 @@ class DockerEtcdLab(EtcdLab):
             state = self.state
             self._engine_call(name, lambda c, cid: ctr.restart(c, cid, STOP_GRACE_S), state)
             self._note_cgroup(state, state.member(name))
-        self._wait_listening(state, state.member(name))
+        self._wait_answering(state, state.member(name))
         return "restarted"
 
     def kill_member(self, name: str) -> dict:

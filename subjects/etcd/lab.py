@@ -697,18 +697,17 @@ class EtcdLab:
             new = self._spawn(state, spec, binary)
             self._record(state, new)
         if wait:
-            self._wait_answering(spec, new)
+            self._wait_answering(state, spec)
         return "started"
 
-    def _wait_answering(self, spec: MemberSpec, rec: ProcessRecord) -> None:
+    def _wait_answering(self, state: LabState, spec: MemberSpec) -> None:
         """Until the member listens on its client port (and still runs a moment later). It serves
         requests only once it has joined a quorum, which a member restarted alone after a quorum
         loss has not: its peers may still be starting."""
         deadline = time.monotonic() + START_TIMEOUT_S
         address = (spec.address, int(spec.client_url.rsplit(":", 1)[1]))
         while time.monotonic() < deadline:
-            if not processes.is_live(rec):
-                raise LabError(f"member {spec.name} exited: {processes.log_tail(rec.log, 2)}")
+            self._must_live(state, spec.name)
             with contextlib.suppress(OSError), socket.create_connection(address, timeout=0.5):
                 break
             time.sleep(0.05)
@@ -716,8 +715,7 @@ class EtcdLab:
             raise LabError(f"member {spec.name} did not listen on {spec.client_url} within {START_TIMEOUT_S:.0f}s")
         with contextlib.suppress(EtcdError):
             call_sync(spec.client_url, "/v3/maintenance/status", timeout=1.0)
-        if not processes.is_live(rec):
-            raise LabError(f"member {spec.name} exited: {processes.log_tail(rec.log, 2)}")
+        self._must_live(state, spec.name)
 
     def _member_rec(self, name: str) -> ProcessRecord:
         state = self.state

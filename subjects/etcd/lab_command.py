@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,8 @@ class EtcdLabCommand:
         return LabReport(lines, state.model_dump(mode="json"))
 
     def down(self, run_dir: Path) -> LabReport:
-        lab = open_lab(run_dir)
-        try:
+        with contextlib.closing(open_lab(run_dir)) as lab:
             report = lab.down()
-        finally:
-            lab.close()
         docker = report.get("runtime") == "docker"
         lines = [f"{s['name']:<8} container {s['pid']:<12} {s['outcome'].removeprefix('container ')}"
                  if s["outcome"].startswith("container ") else f"{s['name']:<8} pid {s['pid']:<8} {s['outcome']}"
@@ -82,11 +80,8 @@ class EtcdLabCommand:
         return LabReport(lines, report)
 
     def status(self, run_dir: Path) -> LabReport:
-        lab = open_lab(run_dir)
-        try:
+        with contextlib.closing(open_lab(run_dir)) as lab:
             s = lab.status()
-        finally:
-            lab.close()
         docker = s.get("runtime") == "docker"
         lines = [f"etcd lab in {s['run_dir']} (started {s['started_at']}): {'up' if s['up'] else 'DOWN'}"
                  + (f", containers on {s['docker_host']}" if docker else ""),

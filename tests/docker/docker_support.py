@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,18 @@ def assert_etcd_lab_gone(lab: Any, state: Any) -> None:
         lab.close()
     if state is not None:
         assert leftovers(lab, state) == []
+
+
+def compose(file: Path, project: str, engine: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Debian's docker-compose on `file` as project `project`, against the engine at `engine`."""
+    return subprocess.run(["docker-compose", "-f", str(file), "-p", project, *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "DOCKER_HOST": engine})
+
+
+def scraped(prometheus: str, query: str) -> list[dict[str, Any]]:
+    """The result vector of an instant query."""
+    import httpx
+
+    r = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5)
+    r.raise_for_status()
+    return r.json()["data"]["result"]

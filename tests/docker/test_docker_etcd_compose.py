@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
+from docker_support import compose, scraped
 from etcd_support import healthy, leader
 
 from containers import engine, images
@@ -44,17 +41,6 @@ def compose_turn() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def compose(project: str, engine_host: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker-compose", "-f", str(COMPOSE), "-p", project, *args], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "DOCKER_HOST": engine_host})
-
-
-def scraped(query: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": query}, timeout=5)
-    r.raise_for_status()
-    return r.json()["data"]["result"]
-
-
 async def test_compose_up_is_watched_by_operator_then_down(docker_engine: str) -> None:
     client = engine.connect(docker_engine)
     stale = images.stale(client, ["etcd", "prometheus"])
@@ -68,7 +54,7 @@ async def test_compose_up_is_watched_by_operator_then_down(docker_engine: str) -
         taken = [u for u in [*MEMBERS, PROMETHEUS] if not address_free(urlsplit(u).hostname or "", urlsplit(u).port or 0)]
         assert not taken, f"something else listens on the compose file's addresses: {taken}"
         try:
-            up = compose(project, docker_engine, "up", "-d")
+            up = compose(COMPOSE, project, docker_engine, "up", "-d")
             assert up.returncode == 0, up.stderr
             # Operator pointed at the members' client URLs, as `operator-tui --subject etcd --endpoints ...`.
             subject = await registry.build_subject("etcd", {"endpoints": MEMBERS})
@@ -83,13 +69,13 @@ async def test_compose_up_is_watched_by_operator_then_down(docker_engine: str) -
                 await subject.aclose()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                up_targets = [r for r in scraped('up{job="etcd"}') if r["value"][1] == "1"]
+                up_targets = [r for r in scraped(PROMETHEUS, 'up{job="etcd"}') if r["value"][1] == "1"]
                 if len(up_targets) == 3:
                     break
                 time.sleep(1)
             assert len(up_targets) == 3, up_targets
         finally:
-            down = compose(project, docker_engine, "down", "-v", "--remove-orphans")
+            down = compose(COMPOSE, project, docker_engine, "down", "-v", "--remove-orphans")
     assert down.returncode == 0, down.stderr
     try:
         assert client.containers.list(all=True, filters=label) == []
