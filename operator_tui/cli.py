@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from operator_tui import __version__
@@ -26,6 +28,7 @@ examples:
   operator-tui sim tikv --port 23790 --stores 5  the PD-compatible simulator on its own
   operator-tui run --headless --agent embedded   monitor + agent without a screen
   operator-tui tickets list --json               what the monitor has opened
+  operator-tui demo tikv --autoplay              a walkthrough of the whole loop
 
 Every option can also come from the config file (--config, TOML) or from an
 environment variable OPERATOR_TUI_<OPTION> (e.g. OPERATOR_TUI_DB); flags win."""
@@ -62,6 +65,8 @@ def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = Tru
     g.add_argument("--config", metavar="FILE", help="TOML config file", **d)
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="log verbosity (default: info)", **d)
+    g.add_argument("--audit-key-file", metavar="FILE", help="sign (and verify) audit events with the secret in "
+                   "FILE, kept outside the store's folder", **d)
     if subject:
         g = p.add_argument_group("subject")
         g.add_argument("--subject", choices=registry.names(),
@@ -79,7 +84,8 @@ def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = Tru
         g.add_argument("--mode", choices=["observe", "propose", "execute"],
                        help="what the agent may do (default: what the store holds, else execute)", **d)
         g.add_argument("--approval", choices=["off", "risky", "all"],
-                       help="which actions wait for a human (default: what the store holds, else off)", **d)
+                       help="which actions wait for a human (default: what the store holds, else off; against "
+                            "a real cluster, risky)", **d)
         g.add_argument("--interval", type=float, metavar="S", help="seconds between observations (default: 1)", **d)
 
 
@@ -87,6 +93,13 @@ def flag_dest(subject: str, flag: Any) -> str:
     """Where argparse keeps a subject's flag (the same rule as operator_tui.config.flag_dest,
     repeated here so that parsing never imports pydantic)."""
     return f"{subject}__{flag.key.replace('.', '__')}"
+
+
+def demo_names() -> list[str]:
+    """The subjects with a demo: a chapter file in scenarios/demos (listed, not parsed: --help stays fast)."""
+    import scenarios
+
+    return sorted(p.stem for p in (Path(scenarios.__file__).parent / "demos").glob("*.yaml"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a parameter (repeatable); V is read as JSON when it parses, else as text")
     a_run.add_argument("--dry-run", action="store_true", help="show what would be sent and whether it would run")
     a_run.add_argument("--ticket", type=int, metavar="ID", help="the ticket this action is for")
-    a_run.add_argument("--delay", type=float, default=0.0, metavar="S", help="run it S seconds from now")
+    a_run.add_argument("--delay", type=float, default=0.0, metavar="S",
+                       help="run it S seconds from now (the command waits until then)")
     a_run.add_argument("--json", action="store_true", help="print the final action record as JSON")
     a_cat = a_sub.add_parser("catalogue", help="the actions this subject offers, with their parameters")
     a_cat.add_argument("--json", action="store_true", help="machine-readable output (JSON schemas)")
@@ -164,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     a_rj = a_sub.add_parser("reject", help="reject an action awaiting approval")
     a_rj.add_argument("action_id", type=int, metavar="ID")
     a_rj.add_argument("--reason", default="", help="why (recorded in the audit log)")
-    a_cn = a_sub.add_parser("cancel", help="cancel a pending action, or stop a running one")
+    a_cn = a_sub.add_parser("cancel", help="cancel a pending action, or stop a running one",
+                            description="A pending action is cancelled at once. A running one is stopped by the "
+                                        "process running it; if its request may already have been sent it becomes "
+                                        "`unknown`, is reconciled with the cluster, and is undone through its "
+                                        "declared undo when it took effect.")
     a_cn.add_argument("action_id", type=int, metavar="ID")
     a_cn.add_argument("--reason", default="", help="why (recorded in the audit log)")
     for p in (a_list, a_show, a_ap, a_rj, a_cn):
@@ -179,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("--json", action="store_true", help="machine-readable output (status)")
     _option_groups(ks, sub=True, subject=False, policy=False)
     mode = sub.add_parser("mode", help="show or set what the agent may do",
-                          description="observe: diagnose only; propose: actions wait for a human; "
+                          description="observe: the agent only diagnoses and runs no action (people's own "
+                                      "actions still run); propose: the agent's actions wait for a human; "
                                       "execute: the agent acts on its own (within the approval policy).")
     mode.add_argument("value", nargs="?", choices=["observe", "propose", "execute"], metavar="observe|propose|execute")
     _option_groups(mode, sub=True, subject=False, policy=False)
@@ -216,6 +235,36 @@ def build_parser() -> argparse.ArgumentParser:
     c_kinds = c_sub.add_parser("kinds", help="the fault kinds a subject offers")
     for p in (c_inj, c_rev, c_list, c_kinds):
         _option_groups(p, sub=True, policy=False)
+
+    demo = sub.add_parser(
+        "demo",
+        help="a chapter-by-chapter walkthrough of the whole loop on a fresh lab",
+        description="The console on a fresh lab of its own, with a narration panel: a healthy cluster, load, a "
+                    "fault after a visible countdown, then detection, diagnosis, remediation and verification as "
+                    "the real monitor and agent do them, and the incident's timeline. Everything it started is "
+                    "stopped and its fault reverted when it ends (q, ctrl+c, SIGTERM).",
+        epilog="keys: space, enter or right: next chapter; left: back (nothing is undone); q: quit\n"
+               "examples:\n"
+               "  operator-tui demo tikv                       present it, chapter by chapter\n"
+               "  operator-tui demo ratelimiter --autoplay     play it through (recordings, CI)\n"
+               "  operator-tui demo tikv --approval all        approve the agent's action yourself (y)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demos = demo_names()
+    demo.add_argument("demo_subject", choices=demos, metavar="SUBJECT", help="which demo: " + ", ".join(demos))
+    demo.add_argument("--autoplay", action="store_true",
+                      help="advance by itself when a chapter is done (the approval dialog still waits for you)")
+    demo.add_argument("--approval", dest="demo_approval", choices=["off", "all"], default="off",
+                      help="off: the agent acts on its own; all: every action waits for your y/n (default: off)")
+    demo.add_argument("--speed", type=float, default=1.0, metavar="K",
+                      help="countdowns and autoplay pauses run K times faster (default: 1)")
+    demo.add_argument("--agent", choices=["embedded", "claude"], default=argparse.SUPPRESS,
+                      help="diagnoser (default: embedded; claude needs ANTHROPIC_API_KEY)")
+    demo.add_argument("--screenshots", metavar="DIR", help="save an SVG of the screen at the end of each chapter")
+    demo.add_argument("--chapters", metavar="FILE", help="play this chapter file instead of the built-in one")
+    demo.add_argument("--lab-dir", metavar="DIR", default=argparse.SUPPRESS,
+                      help="labs live here, the demo's in DIR/demo (default: $XDG_DATA_HOME/operator-tui/labs)")
+    _option_groups(demo, sub=True, subject=False, policy=False)
 
     lab = sub.add_parser(
         "lab",
@@ -268,6 +317,7 @@ COMMANDS = {
     "approval": "policy",
     "audit": "audit",
     "chaos": "chaos",
+    "demo": "demo",
 }
 
 
@@ -288,6 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... --json | head`): nothing more to say, and no traceback. Point
+        # stdout at /dev/null so that the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # as if killed by SIGPIPE, like any other command in a pipeline
 
 
 if __name__ == "__main__":

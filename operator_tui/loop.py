@@ -30,8 +30,10 @@ class OperatorLoop:
               on_action: Callable[[ActionRecord], None] | None = None) -> OperatorLoop:
         settings = runtime.settings
         monitor = Monitor(runtime.subject, runtime.store, runtime.run_id, interval=settings.interval,
-                          clear_after=settings.clear_after, on_tick=on_tick)
-        engine = ActionEngine(runtime.store, runtime.subject, runtime.run_id, settings.actions, on_change=on_action)
+                          clear_after=settings.clear_after, on_tick=on_tick,
+                          missing_grace_s=settings.missing_data_grace_s, cluster=runtime.cluster)
+        engine = ActionEngine(runtime.store, runtime.subject, runtime.run_id, settings.actions, on_change=on_action,
+                              cluster=runtime.cluster)
         agent = None
         if settings.agent != "none":
             from operator_tui.agent.factory import make_diagnoser
@@ -39,7 +41,8 @@ class OperatorLoop:
             diagnoser = make_diagnoser(settings.agent, settings.agent_options, subject=runtime.subject,
                                        store=runtime.store, engine=engine, run_id=runtime.run_id)
             agent = Agent(runtime.store, runtime.subject, engine, runtime.run_id, diagnoser, settings.agent_options,
-                          history=lambda: list(monitor.history), on_event=on_agent_event)
+                          history=lambda: list(monitor.history), on_event=on_agent_event,
+                          clear_after=settings.clear_after, verify_interval_s=settings.interval)
         return cls(runtime, monitor, engine, agent)
 
     async def run(self, stop: asyncio.Event, duration: float | None = None) -> None:

@@ -13,6 +13,10 @@ PLUGIN = SubjectPlugin(
     flags=(
         Flag("--pd", "pd", "tikv: PD endpoint (the console starts an embedded simulator without it)", metavar="URL"),
         Flag("--prometheus", "prometheus", "tikv: read TiKV metrics through this Prometheus server", metavar="URL"),
+        Flag("--tls-ca", "tls.ca", "tikv: CA certificate (PEM) of a TLS cluster: PD, status ports and Prometheus "
+             "over HTTPS", metavar="FILE"),
+        Flag("--tls-cert", "tls.cert", "tikv: client certificate (PEM) for a TLS cluster", metavar="FILE"),
+        Flag("--tls-key", "tls.key", "tikv: the client certificate's private key (PEM)", metavar="FILE"),
     ),
     lab_flags=(
         Flag("--port", "port", "tikv: PD API port of the simulator (default: 2379)", type=int),
