@@ -654,10 +654,10 @@ class EtcdLab:
         rec = (state or self.state).processes.get(name)
         if rec is None:
             return processes.STOPPED
-        state = processes.process_state(rec)
-        if state == processes.PAUSED and _proc_state(rec.pid) == "t":
+        now = processes.process_state(rec)
+        if now == processes.PAUSED and _proc_state(rec.pid) == "t":
             return processes.RUNNING
-        return state
+        return now
 
     def process_states(self) -> dict[str, str]:
         state = self.state
