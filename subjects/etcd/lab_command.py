@@ -74,7 +74,8 @@ class EtcdLabCommand:
                 lines.append(f"local engine: {report['engine']}")
         lines.append(f"nothing left: no process ({len(c['processes'])} checked), nothing listening on "
                      f"{len(c['addresses'])} member addresses, {len(c['mounts'])} tmpfs unmounted, "
-                     f"{len(c['chains'])} iptables chains and {len(c['cgroups'])} cgroup tree removed")
+                     f"{len(c['chains'])} iptables chains" + ("" if docker else f" and {len(c['cgroups'])} cgroup "
+                                                                                  "tree") + " removed")
         lines.extend(f"removed {what}" for what in report["removed"])
         lines.append(f"logs kept in {report['logs']}")
         return LabReport(lines, report)
