@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--headless", action="store_true", help="accepted for clarity: `run` never draws a screen")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until signalled)")
+    # The eval harness runs each trial's operator under the trial's own run (internal).
+    run.add_argument("--attach-run", type=int, metavar="ID", help=argparse.SUPPRESS)
     _option_groups(run, sub=True)
 
     tickets = sub.add_parser("tickets", help="list and show tickets", description="Tickets in the store.")
@@ -301,7 +303,63 @@ def build_parser() -> argparse.ArgumentParser:
             help="where labs keep their state (default: beside the store)",
         )
 
+    _eval_parser(sub)
     return parser
+
+
+def _eval_parser(sub: Any) -> None:
+    from subjects import registry
+
+    ev = sub.add_parser("eval", help="fault-injection trials: run, list, show, analyze, clean up",
+                        description="Evaluate the operator: inject a real fault into a fresh lab, watch it with the "
+                                    "harness's own oracle, score detection, recovery and safety, revert everything.")
+    e_sub = ev.add_subparsers(dest="eval_command", metavar="run|list|show|analyze|cleanup", required=True)
+    e_run = e_sub.add_parser(
+        "run", help="run N trials of one fault under one variant",
+        description="Run trials: lab reset, healthy, operator start, workload, pre-window, inject (effect checked), "
+                    "observe until the oracle is clean and held (or the budget), quiesce, revert (verified), capture. "
+                    "Exit 4 when a fault or lab could not be verified undone.",
+        epilog="example: operator-tui eval run --subject tikv --chaos kill_store --trials 3 --json")
+    e_run.add_argument("--subject", dest="eval_subject", choices=registry.names(), required=True, help="the subject to evaluate")
+    e_run.add_argument("--chaos", required=True, metavar="KIND", help="the fault kind, or `none` for a no-fault "
+                       "control")
+    e_run.add_argument("--target", metavar="ID", help="what to hit (default: chosen with the seed)")
+    e_run.add_argument("--param", action="append", default=[], metavar="K=V", help="fault parameter (repeatable), "
+                       "e.g. duration_s=20 for a fault that ends by itself")
+    e_run.add_argument("--baseline", action="store_true", help="the no-agent baseline: monitor in observe mode")
+    e_run.add_argument("--variant", choices=["embedded", "claude"], help="the agent variant (default: embedded)")
+    e_run.add_argument("--model", help="claude variant: the model (default: the config's)")
+    e_run.add_argument("--trials", type=int, default=1, metavar="N", help="how many trials (default: 1)")
+    e_run.add_argument("--seed", type=int, default=0, metavar="N", help="root seed; trials of the same seed hit the "
+                       "same targets in every variant (default: 0)")
+    e_run.add_argument("--budget", type=float, default=60.0, metavar="S", help="observe budget after the fault "
+                       "(default: 60)")
+    e_run.add_argument("--pre-window", type=float, default=5.0, metavar="S", help="steady window before the fault, "
+                       "where tickets count as false positives (default: 5)")
+    e_run.add_argument("--hold", type=float, default=5.0, metavar="S", help="how long the oracle must stay clean "
+                       "(default: 5)")
+    e_run.add_argument("--clean-checks", type=int, default=3, metavar="N", help="consecutive clean oracle checks "
+                       "before the hold (default: 3)")
+    e_run.add_argument("--slot", type=int, default=0, metavar="K", help="address block 127.(K+10).0.0/24 "
+                       "(default: 0)")
+    e_run.add_argument("--port-base", type=int, default=24000, metavar="P", help="first port of the lab "
+                       "(default: 24000)")
+    e_run.add_argument("--artifacts", metavar="DIR", help="trial folders (default: eval/ beside the store)")
+    e_run.add_argument("--json", action="store_true", help="the report as JSON (schema operator-eval-report/1)")
+    e_list = e_sub.add_parser("list", help="evaluations, newest first")
+    e_list.add_argument("--limit", type=int, default=50)
+    e_list.add_argument("--json", action="store_true", help="machine-readable output")
+    e_show = e_sub.add_parser("show", help="a trial (phases, faults with undo and verification, scores, "
+                              "the incident's events) or a campaign (c<ID>)")
+    e_show.add_argument("id", metavar="ID", help="a trial id (12) or a campaign id (c3)")
+    e_show.add_argument("--json", action="store_true", help="machine-readable output")
+    e_an = e_sub.add_parser("analyze", help="recompute a trial's (or campaign's) scores from its stored events")
+    e_an.add_argument("id", metavar="ID", help="a trial id (12) or a campaign id (c3)")
+    e_an.add_argument("--json", action="store_true", help="machine-readable output")
+    e_cl = e_sub.add_parser("cleanup", help="undo every fault and lab that crashed trials left behind")
+    e_cl.add_argument("--json", action="store_true", help="machine-readable output")
+    for p in (e_run, e_list, e_show, e_an, e_cl):
+        _option_groups(p, sub=True, subject=False, policy=False)
 
 
 # command -> module in operator_tui.commands that defines `run(args) -> int`
@@ -317,6 +375,7 @@ COMMANDS = {
     "approval": "policy",
     "audit": "audit",
     "chaos": "chaos",
+    "eval": "eval",
     "demo": "demo",
 }
 

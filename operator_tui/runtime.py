@@ -69,6 +69,7 @@ class Runtime:
     section: Any = None  # the subject's settings, pointing at the embedded cluster when one runs
     embedded: Any = None  # the embedded cluster's handle, when we started one
     closers: list[Any] = field(default_factory=list)
+    attached: bool = False  # the run was created by someone else (an eval trial) and stays theirs to end
     identity: ClusterIdentity | None = None
 
     @property
@@ -81,9 +82,10 @@ class Runtime:
 
     @classmethod
     async def open(cls, settings: CoreSettings, kind: str, *, with_subject: bool = True,
-                   allow_embedded: bool | None = None) -> Runtime:
+                   allow_embedded: bool | None = None, attach_run: int | None = None) -> Runtime:
         """`allow_embedded`: start the embedded simulated cluster when no endpoint is given
-        (default: only when --sim was passed)."""
+        (default: only when --sim was passed). `attach_run`: work under this existing run (an eval
+        trial's) instead of starting one; --mode and --approval then set that run's own policy."""
         allow = settings.sim if allow_embedded is None else allow_embedded
         store = await Store.open(settings.db, audit_key=read_audit_key(settings))
         embedded = subject = None
@@ -93,19 +95,31 @@ class Runtime:
                 section, embedded = await start_embedded(settings, kind, allow)
             subject = await build_subject(settings, section, kind) if with_subject else None
             identity = await identify(subject) if subject is not None else None
-            run_id = await store.start_run(kind, settings.subject, _run_config(settings, section, embedded, identity),
-                                           cluster=identity.id if identity else None)
+            if attach_run is None:
+                run_id = await store.start_run(kind, settings.subject,
+                                               _run_config(settings, section, embedded, identity),
+                                               cluster=identity.id if identity else None)
+            else:
+                run = await store.get_run(attach_run)
+                if run is None or run.ended_at is not None:
+                    raise UserError(f"run {attach_run} does not exist or has ended: nothing to attach to")
+                if run.subject != settings.subject:
+                    raise UserError(f"run {attach_run} watches {run.subject}, not {settings.subject}")
+                run_id = attach_run
             actor = human_actor()
+            for_run = attach_run
             if settings.mode is not None:
-                await set_mode(store, settings.mode, actor, run_id)
+                await set_mode(store, settings.mode, actor, run_id, for_run=for_run)
             if settings.approval is not None:
-                await set_approval(store, settings.approval, actor, run_id)
-            elif subject is not None and (identity is None or identity.real) \
+                await set_approval(store, settings.approval, actor, run_id, for_run=for_run)
+            elif attach_run is None and subject is not None and (identity is None or identity.real) \
                     and await store.get_setting("approval") is None:
+                # (An attached run's policy is its owner's: an eval trial sets the run's own.)
                 await set_approval(store, "risky", "system", run_id)
                 log.info("approval defaults to risky against a real cluster (%s)",
                          identity.detail if identity else subject.display)
-            return cls(settings, store, subject, run_id, section, embedded, identity=identity)
+            return cls(settings, store, subject, run_id, section, embedded, attached=attach_run is not None,
+                       identity=identity)
         except BaseException:
             if subject is not None:
                 await subject.aclose()
@@ -119,7 +133,8 @@ class Runtime:
 
     async def close(self, status: str = "completed") -> None:
         try:
-            await self.store.end_run(self.run_id, status)
+            if not self.attached:
+                await self.store.end_run(self.run_id, status)
         finally:
             try:
                 if self.subject is not None:

@@ -122,6 +122,12 @@ async def release_killswitch(store: Store, actor: str, run_id: int | None = None
     await set_killswitch(store, False, actor, run_id)
 
 
+async def engage_run_killswitch(store: Store, run_id: int, actor: str) -> list[int]:
+    """One run's own kill switch: blocks and cancels that run's actions only."""
+    await set_killswitch(store, True, actor, run_id, for_run=run_id)
+    return await cancel_pending(store, actor, f"the run's kill switch engaged by {actor}", run_id=run_id)
+
+
 async def toggle_killswitch(store: Store, actor: str, run_id: int | None = None,
                             believed_engaged: bool | None = None) -> tuple[str, Policy, list[int]]:
     """Engage or release according to the store's state (what every process obeys), not a screen's.

@@ -123,9 +123,13 @@ class ActionEngine:
     def __init__(self, store: Store, subject: Subject, run_id: int, settings: ActionSettings | None = None, *,
                  clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None, poll_interval: float = 0.05,
                  observe: Callable[[], Awaitable[Observation]] | None = None,
-                 on_change: Callable[[ActionRecord], None] | None = None, cluster: str | None = None):
+                 on_change: Callable[[ActionRecord], None] | None = None, cluster: str | None = None,
+                 run_scoped: bool = False):
         self.store = store
         self.cluster = cluster  # the identity of the cluster this engine's actions change
+        # The cross-process target lock and rate limit cover every run watching the same cluster;
+        # a run on a cluster of its own (an eval trial's lab) is scoped to itself.
+        self._scope_run = run_id if run_scoped else None
         self.subject = subject
         self.run_id = run_id
         self.settings = settings or ActionSettings()
@@ -213,7 +217,7 @@ class ActionEngine:
 
     async def dry_run(self, request: ActionRequest, actor: str) -> DryRun:
         v = self.validate([request])[0]
-        policy = await load_policy(self.store)
+        policy = await load_policy(self.store, self.run_id)
         obs = await self.observe()
         problems = await self._precheck(v.definition, obs, v.params)
         blocked = None
@@ -229,7 +233,7 @@ class ActionEngine:
     # -- running ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.policy = await load_policy(self.store)
+        self.policy = await load_policy(self.store, self.run_id)
         await self.housekeeping(force=True)
         self._loop_task = asyncio.create_task(self._loop(), name="action-engine")
 
@@ -269,7 +273,7 @@ class ActionEngine:
     async def step(self) -> None:
         """One pass: policy changes, cancel requests, and every action of this run that can move."""
         previous = self.policy
-        self.policy = await load_policy(self.store)
+        self.policy = await load_policy(self.store, self.run_id)
         if self.policy.killswitch:
             reason = f"kill switch engaged by {self.policy.killswitch_by}"
             for action_id, running in list(self._running.items()):
@@ -416,10 +420,10 @@ class ActionEngine:
 
     async def _try_execute(self, action: ActionRecord, definition: ActionDef) -> None:
         since = to_text(self.clock.now() - timedelta(seconds=60))
-        if await self.store.executions_since(since) >= self.settings.rate_limit_per_minute:
+        if await self.store.executions_since(since, run_id=self._scope_run) >= self.settings.rate_limit_per_minute:
             return  # stays approved; the next pass tries again
         lock = self._target_locks.setdefault(action.target, asyncio.Lock())
-        if lock.locked() or await self.store.executing_on(action.target, action.id):
+        if lock.locked() or await self.store.executing_on(action.target, action.id, run_id=self._scope_run):
             return  # another action holds the target
         task = asyncio.create_task(self._execute(action, definition, lock), name=f"action-{action.id}")
         self._running[action.id] = _Running(task)
@@ -436,7 +440,7 @@ class ActionEngine:
                     return
                 # The policy may have tightened while it waited (lock, rate limit, schedule, precheck).
                 latest = await self.store.get_action(action.id)
-                if latest is None or await self._refuse_by_policy(latest, await load_policy(self.store)):
+                if latest is None or await self._refuse_by_policy(latest, await load_policy(self.store, self.run_id)):
                     return
                 current = await self._move(latest, S.executing, "system", "precheck passed on a fresh observation")
                 if current is None:

@@ -85,8 +85,12 @@ class Agent:
                  settings: AgentSettings | None = None, *, history: Callable[[], list[Observation]] | None = None,
                  clock: Clock = SYSTEM_CLOCK, on_event: Callable[[AgentEvent], None] | None = None,
                  max_concurrent: int = 4, poll_interval: float = 0.5, clear_after: int = 3,
-                 verify_interval_s: float = 1.0):
+                 verify_interval_s: float = 1.0, claim_scope: str | None = None, memory: str = "all"):
         self.store = store
+        self.memory = memory  # "all": similar past tickets from every run; "run": this run's only
+        # One session per entity across processes, within a scope: the subject (every process
+        # watching the same cluster), or one run (an eval trial's lab is its own cluster).
+        self.claim_scope = claim_scope or subject.name
         self.subject = subject
         self.engine = engine
         self.run_id = run_id
@@ -151,7 +155,7 @@ class Agent:
                    else f"still broken after {age:.0f} s")
             await self._escalate_unclaimed(ticket, why, sessions)
             return
-        session_id = await self.store.claim_ticket(ticket.id, self.run_id, f"{self.subject.name}|{ticket.entity}",
+        session_id = await self.store.claim_ticket(ticket.id, self.run_id, f"{self.claim_scope}|{ticket.entity}",
                                                    self.diagnoser.name, attempt)
         if session_id is None:
             return  # someone else holds the ticket or its entity
@@ -243,7 +247,8 @@ class Agent:
             ticket=ticket, violation=violation, observation=obs, history=self.history(),
             runbook=self.runbooks.get(ticket.invariant), invariant=invariant, catalogue=self.engine.describe(),
             attempt=attempt, ticket_age_s=(utcnow() - ticket.opened_at).total_seconds(), still_violated=still,
-            metric_history=metric_history, similar=await similar_tickets(self.store, ticket),
+            metric_history=metric_history, similar=await similar_tickets(self.store, ticket,
+                                                                     run_id=self.run_id if self.memory == "run" else None),
             timeline=[e.model_dump(mode="json") for e in await self.store.ticket_events(ticket.id)],
             previous_actions=previous, allow_destructive=self.settings.allow_destructive,
             settings={"pending_actions": pending, **self.runbook_settings},
@@ -269,7 +274,7 @@ class Agent:
                                           {"session_id": session_id, "summary": diagnosis.summary,
                                            "confidence": diagnosis.confidence})
 
-        policy = await load_policy(self.store)
+        policy = await load_policy(self.store, self.run_id)
         if policy.mode == "observe":
             await self._end(session_id, ticket.id, "diagnosed", "observe mode: diagnosis only",
                             TicketStatus.escalated, {"reason": "observe mode: the agent only diagnoses; a human acts",

@@ -13,6 +13,7 @@ from operator_tui.store.actions import ActionsRepo
 from operator_tui.store.agent import AgentRepo
 from operator_tui.store.audit import AuditRepo, set_audit_key
 from operator_tui.store.db import Database, StoreError
+from operator_tui.store.evals import EvalsRepo
 from operator_tui.store.faults import FaultsRepo
 from operator_tui.store.incident import Incident, IncidentEvent, IncidentRepo
 from operator_tui.store.runs import RunsRepo
@@ -22,7 +23,8 @@ from operator_tui.store.tickets import TicketsRepo, TickResult, TickWrite
 __all__ = ["Incident", "IncidentEvent", "Store", "StoreError", "TickResult", "TickWrite"]
 
 
-class Store(RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRepo, FaultsRepo, IncidentRepo):
+class Store(RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRepo, FaultsRepo, IncidentRepo,
+            EvalsRepo):
     def __init__(self, db: Database):
         self.db = db
 

@@ -38,20 +38,25 @@ class RateLimiterLabCommand:
         redis_port, base_port = options.get("redis_port"), options.get("base_port")
         if options.get("free_ports"):
             redis_port, base_port = free_lab_ports(nodes)
-        state = lab.up(nodes=nodes, redis_port=redis_port, base_port=base_port, load=not options.get("no_load"))
+        state = lab.up(nodes=nodes, redis_port=redis_port, base_port=base_port, load=not options.get("no_load"),
+                       block=options.get("addresses"), redis_disk_mb=options.get("redis_disk_mb"))
 
         def who(name: str) -> str:
             if state.runtime == "docker":
                 return f"container {state.containers[name].id[:12]}"
             return f"pid {state.processes[name].pid}"
 
-        head = f"ratelimiter lab up in {state.run_dir}"
+        head = f"ratelimiter lab up in {state.run_dir}" + (f" on {state.plan.cidr()}" if state.block else "")
         if state.runtime == "docker":
             head += f" (containers on {state.docker_host}" + (", engine started for it)" if state.engine_started
                                                                else ")")
+        disk = state.redis_disk
+        where = "in its container at " if state.runtime == "docker" else "at "
         lines = [
             head,
-            f"  redis   {state.redis_url}  ({who('redis')})",
+            f"  redis   {state.redis_url}  ({who('redis')}"
+            + (f"; data on a {disk.size_mb} MiB tmpfs {where}{disk.path}, saved every {disk.save_s}s" if disk else "")
+            + ")",
             f"  proxy   {state.proxy_url}  ({who('proxy')}; links "
             + ", ".join(f"{n.id}->{n.link_port}" for n in state.nodes) + ")",
         ]
@@ -74,6 +79,10 @@ class RateLimiterLabCommand:
         else:
             lines = [f"{s['name']:<8} pid {s['pid']:<8} {s['outcome']}" for s in report["stopped"]]
             lines.append(f"no process left; ports {_ranges(report['ports_checked'])} no longer listening")
+        if report["unmounted"]:
+            lines.append(f"unmounted {report['unmounted']}")
+        if report["cgroups_removed"]:
+            lines.append(f"removed cgroup {report['cgroups_removed']}")
         lines.extend(f"removed {path}" for path in report["removed"])
         lines.append(f"logs kept in {report['logs']}")
         return LabReport(lines, report)
@@ -91,6 +100,9 @@ class RateLimiterLabCommand:
             f"ratelimiter lab in {status['run_dir']} (started {status['started_at']}): "
             f"{'up' if status['up'] else 'DOWN'}" + (f", containers on {status['docker_host']}" if docker else ""),
             f"  redis {status['redis_url']}   proxy {status['proxy_url']}",
+            *([f"  redis disk {disk['path']}: " + (f"{disk['free_bytes'] // 1024} KiB free of {disk['total_bytes'] // 1024}"
+                                                   if disk["mounted"] else "NOT MOUNTED")]
+              if (disk := status["redis_disk"]) else []),
             f"  {'PROCESS':<8} {'PID':<8} {'STATE':<7} PORT" + ("  CONTAINER" if docker else ""),
         ]
         lines += [f"  {p['name']:<8} {p['pid']:<8} {p['state']:<7} {p['port'] or '-'}"

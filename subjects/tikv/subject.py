@@ -21,18 +21,21 @@ class TiKVOptions(BaseModel):
     prometheus_window: str = "30s"
     probe_timeout: float = 1.0
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    host_control: bool | None = None  # None: offer node actions when the simulator's host API answers
+    host_agent: str | None = None  # a host agent that restarts or stops stores: offers restart_node/stop_node
+    # Told that the cluster is a simulator (the embedded one, or one whose admin API the settings
+    # name): PD's port itself never says so, as a real PD would not.
+    simulated: bool = False
     tls: TLSOptions | None = None
 
 
 class TiKVSubject:
     name = "tikv"
 
-    def __init__(self, options: TiKVOptions, pd: PDClient, host_control: bool, ssl_context: Any = None):
+    def __init__(self, options: TiKVOptions, pd: PDClient, host_agent: PDClient | None, ssl_context: Any = None):
         self.options = options
         self.pd = pd
-        self.host_control = host_control
-        self.display = f"TiKV via PD {options.pd_url}" + (" (simulated)" if host_control else "")
+        self.host_agent = host_agent
+        self.display = f"TiKV via PD {options.pd_url}" + (" (with a host agent)" if host_agent else "")
         self.observer = TiKVObserver(pd, prometheus_url=options.prometheus_url,
                                      prometheus_window=options.prometheus_window,
                                      probe_timeout=options.probe_timeout,
@@ -51,7 +54,7 @@ class TiKVSubject:
             cluster_id = body.get("id") if isinstance(body, dict) else None
             if cluster_id is None:
                 return None
-            if self.host_control:
+            if self.options.simulated:
                 self._identity = ClusterIdentity(id=f"tikv-sim:{self.options.pd_url}:{cluster_id}", real=False,
                                                  detail=f"simulated TiKV at {self.options.pd_url}")
             else:
@@ -73,18 +76,18 @@ class TiKVSubject:
     def actions(self) -> list[ActionDef]:
         from subjects.tikv.actions import build_actions
 
-        return build_actions(self.pd, host_control=self.host_control)
+        return build_actions(self.pd, host_agent=self.host_agent)
 
     async def aclose(self) -> None:
         await self.observer.aclose()
         await self.pd.aclose()
+        if self.host_agent is not None:
+            await self.host_agent.aclose()
 
 
 async def build(options: dict[str, Any]) -> TiKVSubject:
     opts = TiKVOptions.model_validate(options)
     context = client_context(opts.tls)
     pd = PDClient(opts.pd_url, timeout=max(2.0, opts.probe_timeout * 2), ssl_context=context)
-    host_control = opts.host_control
-    if host_control is None:
-        host_control = await pd.sim_info() is not None
-    return TiKVSubject(opts, pd, host_control, context)
+    host_agent = PDClient(opts.host_agent, timeout=5.0, ssl_context=context) if opts.host_agent else None
+    return TiKVSubject(opts, pd, host_agent, context)

@@ -106,7 +106,7 @@ async def test_pid1_operator_killed_mid_action_is_taken_over_by_the_next_pid1(tm
 
             run1 = await until("the first run", first_run, 60, log)
             assert ns_pid(first) == 1 and run1.pid == 1, "the operator is PID 1 in its namespace"
-            await fault(sim.pd_url, {"kind": "slow_store", "store_id": 4, "latency_ms": 300})
+            await fault(sim.admin_url, {"kind": "slow_store", "store_id": 4, "latency_ms": 300})
 
             async def draining() -> Any:
                 return [a for a in await store.list_actions(states=["executing"]) if a.name == "drain_store"]
@@ -135,7 +135,7 @@ async def test_pid1_operator_killed_mid_action_is_taken_over_by_the_next_pid1(tm
             assert "undrain_store" in final.reason
             assert (await store.get_run(run1.id)).status == "died"
 
-            await fault(sim.pd_url, {"kind": "kill_store", "store_id": 2})
+            await fault(sim.admin_url, {"kind": "kill_store", "store_id": 2})
 
             async def claimed() -> Any:
                 for t in await store.list_tickets():

@@ -30,9 +30,11 @@ async def operator_tui(*args: str, timeout: float = 120) -> tuple[int, str, str]
 
 @pytest.mark.slow
 async def test_approval_defaults_to_risky_against_a_real_cluster(sim: SimThread, tmp_path: Path) -> None:
-    """The same simulator seen through a proxy that hides its simulator API looks like a real PD."""
+    """A simulator's PD port serves only PD's API, so it looks like a real PD (here through a proxy
+    as well); the operator knows it watches a simulator when told the simulator's admin API."""
     async with PDProxy(sim.pd_url, hide_sim=True) as real_pd:
-        for name, pd, extra, expected in (("real", real_pd.url, [], "risky"), ("sim", sim.pd_url, [], "off"),
+        for name, pd, extra, expected in (("real", real_pd.url, [], "risky"),
+                                          ("sim", sim.pd_url, ["--sim-admin", sim.admin_url], "off"),
                                           ("chosen", real_pd.url, ["--approval", "off"], "off")):
             db = str(tmp_path / f"{name}.db")
             code, _out, log = await operator_tui("run", "--headless", "--pd", pd, "--db", db, "--agent", "none",

@@ -56,7 +56,8 @@ async def observe_until(subject: Any, predicate: Any, timeout: float = 60.0) -> 
 
 async def test_pd_and_status_ports_over_https_with_a_client_certificate(tls_sim: SimThread, certs: Certs) -> None:
     assert tls_sim.pd_url.startswith("https://")
-    subject = await make_subject(tls_sim.pd_url, tls=client_tls(certs))
+    # Told it watches a simulator (PD's port never says so, as a real PD would not).
+    subject = await make_subject(tls_sim.pd_url, tls=client_tls(certs), simulated=True)
     try:
         obs = await observe_until(subject, lambda o: o.reachable and o.workload.p99_ms is not None)
         stores = [n for n in obs.nodes if n.kind == "store"]

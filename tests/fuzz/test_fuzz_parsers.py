@@ -54,7 +54,7 @@ class Loop:
 def pd() -> Iterator[tuple[Loop, AnsweringServer, Any]]:
     loop = Loop()
     server = loop.run(AnsweringServer().__aenter__())
-    subject = loop.run(registry.build_subject("tikv", {"pd_url": server.url, "host_control": False,
+    subject = loop.run(registry.build_subject("tikv", {"pd_url": server.url,
                                                         "probe_timeout": 0.2}))
     yield loop, server, subject
     loop.run(subject.aclose())

@@ -11,12 +11,32 @@ from pathlib import Path
 import httpx
 
 from subjects.ratelimiter import processes
-from subjects.ratelimiter.lab import NodeOptions, RateLimiterLab, free_lab_ports
+from subjects.ratelimiter.lab import PROXY_OFFSET, NodeOptions, RateLimiterLab, free_lab_ports
 from subjects.ratelimiter.processes import ProcessRecord, free_port
 
 # Short registry TTL and Redis timeout so that failures show within a second or two.
 FAST_NODES = NodeOptions(heartbeat_ms=200, node_ttl_ms=1000, redis_timeout_ms=300)
 __all__ = ["free_lab_ports", "free_port"]  # for the tests that import them from here
+
+
+def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None = None) -> tuple[str, int]:
+    """An address block ("127.B.0", B drawn from `octets`) and a base port (`base`, or drawn) whose
+    lab endpoints are all free there; the lab's Redis takes the base port itself."""
+    from subjects.ratelimiter.addresses import AddressPlan
+
+    rng = random.Random()
+    wanted_base = base
+    low, high = processes.FREE_PORT_RANGE
+    for _ in range(500):
+        block = f"127.{rng.choice(octets)}.0"
+        base = wanted_base or rng.randrange(low, high - PROXY_OFFSET - nodes - 1)
+        plan = AddressPlan(block)
+        wanted = [(plan.redis, base), (plan.proxy, base + PROXY_OFFSET)]
+        wanted += [(plan.node(i), base + i) for i in range(1, nodes + 1)]
+        wanted += [(plan.link(i), base + PROXY_OFFSET + i) for i in range(1, nodes + 1)]
+        if all(processes.port_free(port, host) for host, port in wanted):
+            return block, base
+    raise RuntimeError("no free address block found")
 
 
 def wait_until(
