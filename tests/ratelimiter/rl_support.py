@@ -95,8 +95,18 @@ def assert_dead(records: list[ProcessRecord]) -> None:
     assert not alive, f"processes left running: {alive}"
 
 
-def assert_ports_closed(ports: list[int]) -> None:
-    wait_until(lambda: not (set(ports) & processes.listening_ports()), 10.0, what=f"ports {ports} to close")
+def assert_ports_closed(ports: list[int], host: str = "127.0.0.1") -> None:
+    """Nothing listens on host:port any more. By address: labs on other loopback addresses (parallel
+    evaluation slots) may use the same port numbers."""
+    assert_endpoints_closed([(host, port) for port in ports])
+
+
+def assert_endpoints_closed(endpoints: list[tuple[str, int]]) -> None:
+    def closed() -> bool:
+        table = processes.listening()
+        return not any(processes.is_listening(host, port, table) for host, port in endpoints)
+
+    wait_until(closed, 10.0, what=f"{endpoints} to close")
 
 
 def make_lab(tmp: Path, nodes: int = 3, options: NodeOptions = FAST_NODES) -> RateLimiterLab:
@@ -109,7 +119,7 @@ def make_lab(tmp: Path, nodes: int = 3, options: NodeOptions = FAST_NODES) -> Ra
 def teardown_lab(lab: RateLimiterLab) -> None:
     state = lab.state
     records = list(state.processes.values())
-    ports = list(state.ports().values())
+    endpoints = list(state.endpoints().values())
     try:
         lab.down()
     finally:
@@ -120,7 +130,7 @@ def teardown_lab(lab: RateLimiterLab) -> None:
                 processes.send(rec, signal.SIGKILL)
                 processes.wait_dead(rec, 5.0)
     assert_dead(records)
-    assert_ports_closed(ports)
+    assert_endpoints_closed(endpoints)
     assert not lab.state_path.exists()
 
 
