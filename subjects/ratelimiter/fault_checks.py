@@ -3,12 +3,13 @@
 ``effect(lab, record) -> Verdict`` and ``reverted(lab, record) -> Verdict`` look once, at the
 mechanism and at what it does to the service (a fault that is "set" but changes nothing did not
 land); ``wait(check, timeout_s)`` polls one until it holds. `record` is a fault record of
-`faults` (its ``facts`` and ``undo``). ``reverted`` with ``lab=None`` (the lab is gone) checks
+`faults` (its ``facts`` and ``undo``) on the process lab, the evaluation harness's. ``reverted`` with ``lab=None`` (the lab is gone) checks
 only what can outlive a lab: an iptables chain, a filler file on a disk still mounted.
 
 | kind            | effect                                                   | reverted                                        |
 |-----------------|----------------------------------------------------------|-------------------------------------------------|
-| node_kill       | the process (pid + start time) is gone, the port refuses | a live node process, not paused, /health 200    |
+| node_kill/stop  | the process (pid + start time) is gone, the port refuses | a live node process, not paused, /health 200    |
+| node_restart    | another process runs the node and answers /health        | a live node process, not paused, /health 200    |
 | node_pause      | /proc/PID/status State T                                 | State neither T nor t; the node answers /health |
 | redis_pause     | a write stalls (CLIENT PAUSE) / State T (SIGSTOP)        | a write succeeds; not stopped                   |
 | counter_drift   | the node's cache TTL is the fault's                      | the TTL is back, the node's cache is empty      |
@@ -119,6 +120,14 @@ def _effect_node_kill(lab: RateLimiterLab, record: dict) -> Verdict:
     ok = gone and refused
     return Verdict(ok, f"{node}: process {state}, port {spec.port} {'refuses' if refused else 'still accepts'}",
                    {"process_state": state, "port_refuses": refused})
+
+
+def _effect_node_restart(lab: RateLimiterLab, record: dict) -> Verdict:
+    node = record["target"]
+    old = record["facts"]["process"]["pid"]
+    back = _node_back(lab, node)
+    ok = back.ok and back.evidence["process"]["pid"] != old
+    return Verdict(ok, f"{node}: pid {old} -> {back.evidence['process']['pid']}; {back.detail}", back.evidence)
 
 
 def _effect_pause(lab: RateLimiterLab, record: dict) -> Verdict:
@@ -291,6 +300,8 @@ def _reverted_disk_full(lab: RateLimiterLab | None, record: dict) -> Verdict:
 
 EFFECT: dict[str, Callable[[RateLimiterLab, dict], Verdict]] = {
     "node_kill": _effect_node_kill,
+    "node_stop": _effect_node_kill,
+    "node_restart": _effect_node_restart,
     "node_pause": _effect_pause,
     "redis_pause": _effect_redis_pause,
     "counter_drift": _effect_counter_drift,
@@ -301,6 +312,8 @@ EFFECT: dict[str, Callable[[RateLimiterLab, dict], Verdict]] = {
 }
 REVERTED: dict[str, Callable[[RateLimiterLab, dict], Verdict]] = {
     "node_kill": _reverted_node_kill,
+    "node_stop": _reverted_node_kill,
+    "node_restart": _reverted_node_kill,
     "node_pause": _reverted_pause,
     "redis_pause": _reverted_redis_pause,
     "counter_drift": _reverted_counter_drift,

@@ -14,6 +14,8 @@ A record is plain JSON::
 
 ``facts`` are what the fault's effect and revert checks (`fault_checks`) need that the undo does
 not say: the process a kill or pause hit (pid and start time), a partition's rules, a filler's size.
+Faults work on the process lab and on the Docker lab (`docker_lab`) alike, through the lab's own
+process and disk calls.
 
 Undo steps (executed in order by `revert`):
 
@@ -24,11 +26,11 @@ Undo steps (executed in order by `revert`):
 - ``{"op": "link", "link", "mode", "delay_ms"}``          set a proxy link back
 - ``{"op": "redis_unpause", "until": iso}``                ``CLIENT UNPAUSE``, unless the pause
   already ended by itself
-- ``{"op": "chain", "chain"}``                             delete that iptables chain and its jump
-  (host step: needs no lab)
-- ``{"op": "remove_file", "path"}``                        delete a filler file (host step)
-- ``{"op": "redis_bgsave"}``                               ask Redis to save now, so that it takes
-  writes again at once rather than at its next retry (a full disk made it refuse them)
+- ``{"op": "unpause", "process", "container"}``            unfreeze a paused container (Docker lab)
+- ``{"op": "chain", "chain"}``                             delete that iptables chain and its jump,
+  check it gone (host step: needs no lab)
+- ``{"op": "unfill", "process", "file"}``                  remove a disk filler and save again, so
+  that Redis takes writes at once rather than at its next retry
 
 The report of `revert` is ``{"id", "kind", "target", "reverted_at", "undone": [text],
 "nothing_to_do": [text], "failed": [{"step", "reason"}], "ok": bool}``. Reverting twice, after the
@@ -40,25 +42,23 @@ run: a chain outlives the lab that it cut.
 
 from __future__ import annotations
 
-import os
 import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from subjects import netfault
-from subjects.ratelimiter import processes, tmpfs
+from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import REDIS_PROCESS, LabError, RateLimiterLab
 from subjects.ratelimiter.processes import ProcessRecord
 
 HTTP_TIMEOUT_S = 3.0
-HOST_STEPS = ("chain", "remove_file")
+HOST_STEPS = ("chain",)
 CHAIN_PREFIX = "OPRL"
 
 
@@ -92,6 +92,8 @@ class LatencyParams(_Params):
 
 
 class PartitionParams(_Params):
+    direction: Literal["redis", "clients", "both"] = Field(
+        default="redis", description="redis: the node is cut from Redis; clients: its clients are cut from it")
     chain: str | None = Field(
         default=None, pattern=netfault.CHAIN_NAME.pattern,
         description="the iptables chain to hold the rules (unique per fault); default: one made up")
@@ -143,63 +145,73 @@ Planned = tuple[list[dict], dict]
 Applied = tuple[list[str], datetime | None]
 
 
-def _running_node(lab: RateLimiterLab, node: str) -> dict:
-    proc = lab.node_process(node)
+def _running(lab: RateLimiterLab, name: str) -> dict:
+    proc = lab.process_info(name)
     if proc["state"] != processes.RUNNING:
-        raise FaultError(f"node {node} is not running (process {proc['state']})")
+        raise FaultError(f"{name} is not running ({proc['state']})")
     return proc
 
 
-def _victim(proc: dict | ProcessRecord) -> dict:
-    if isinstance(proc, ProcessRecord):
-        return {"pid": proc.pid, "starttime": proc.starttime}
-    return {"pid": proc["pid"], "starttime": proc["starttime"]}
+def _victim(proc: dict) -> dict:
+    return {"pid": proc["pid"], "starttime": proc.get("starttime")}
 
 
-def _plan_node_kill(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
-    return [{"op": "start_node", "node": node}], {"process": _victim(_running_node(lab, node))}
+def _same(lab: RateLimiterLab, name: str, record: dict) -> dict:
+    """The process the fault was planned against, still running (not restarted since)."""
+    proc = _running(lab, name)
+    if proc["pid"] != record["facts"]["process"]["pid"]:
+        raise FaultError(f"{name} was restarted since the fault was planned")
+    return proc
+
+
+def _plan_node(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
+    """node_kill, node_stop, node_restart: whatever happens, the undo makes sure the node runs."""
+    return [{"op": "start_node", "node": node}], {"process": _victim(_running(lab, node))}
 
 
 def _apply_node_kill(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
-    victim = record["facts"]["process"]
-    if lab.node_process(node)["pid"] != victim["pid"]:
-        raise FaultError(f"node {node} was restarted since the fault was planned")
+    proc = _same(lab, node, record)
     lab.kill_node(node)
-    return [f"SIGKILL {node} (pid {victim['pid']})"], None
+    return [f"SIGKILL {lab.describe(node, proc)}"], None
 
 
-def _signal_undo(process: str, proc: dict) -> dict:
-    return {"op": "signal", "process": process, **_victim(proc), "signal": "SIGCONT"}
+def _apply_node_stop(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
+    proc = _same(lab, node, record)
+    outcome = lab.stop_node(node)
+    return [f"stop {lab.describe(node, proc)}: {outcome}"], None
+
+
+def _apply_node_restart(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
+    before = _same(lab, node, record)
+    lab.restart_node(node)
+    after = lab.node_process(node)
+    return [f"restart {lab.describe(node, before)} -> {lab.describe(node, after)}"], None
 
 
 def _plan_node_pause(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
-    proc = _running_node(lab, node)
-    return [_signal_undo(node, proc)], {"process": _victim(proc)}
+    proc = _running(lab, node)
+    return [lab.pause_undo(node, proc)], {"process": _victim(proc)}
 
 
 def _apply_node_pause(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
-    victim = record["facts"]["process"]
-    if lab.node_process(node)["pid"] != victim["pid"]:
-        raise FaultError(f"node {node} was restarted since the fault was planned")
+    proc = _same(lab, node, record)
     lab.pause_node(node)
-    return [f"SIGSTOP {node} (pid {victim['pid']})"], None
+    return [f"pause {lab.describe(node, proc)}"], None
 
 
 def _plan_redis_pause(lab: RateLimiterLab, target: str, p: RedisPauseParams, name: str | None) -> Planned:
-    rec = lab.process(REDIS_PROCESS)
-    if processes.process_state(rec) != processes.RUNNING:
-        raise FaultError(f"redis-server is not running (process {processes.process_state(rec)})")
+    proc = _running(lab, REDIS_PROCESS)
     if p.mode == "sigstop":
-        undo = _signal_undo(REDIS_PROCESS, {"pid": rec.pid, "starttime": rec.starttime})
-        return [undo], {"process": _victim(rec)}
+        return [lab.pause_undo(REDIS_PROCESS, proc)], {"process": _victim(proc)}
     # `until` is set when the pause starts; without it the revert unpauses unconditionally.
-    return [{"op": "redis_unpause", "until": None}], {"process": _victim(rec)}
+    return [{"op": "redis_unpause", "until": None}], {"process": _victim(proc)}
 
 
 def _apply_redis_pause(lab: RateLimiterLab, target: str, p: RedisPauseParams, record: dict) -> Applied:
     if p.mode == "sigstop":
+        proc = _same(lab, REDIS_PROCESS, record)
         lab.pause_redis()
-        return [f"SIGSTOP redis-server (pid {record['facts']['process']['pid']})"], None
+        return [f"pause {lab.describe('redis-server', proc)}"], None
     client = lab.redis()
     try:
         # WRITE: scripts and writes block (checks, heartbeats) while PING and reads still answer,
@@ -265,21 +277,30 @@ def _apply_redis_latency(lab: RateLimiterLab, target: str, p: LatencyParams, rec
     return [f"link {n}: delay {p.delay_ms} ms" for n in record["facts"]["links"]], None
 
 
+def _host(url: str) -> str:
+    return url.split("//", 1)[1].split("/")[0].rsplit(":", 1)[0]
+
+
 def _plan_partition(lab: RateLimiterLab, node: str, p: PartitionParams, name: str | None) -> Planned:
+    """DROP rules in a chain of the fault's own. ``redis``: what the node sends to its proxy link and
+    to Redis (named by the node's source address where the lab gives it one, and by its cgroup
+    where it runs in one); ``clients``: everything sent to the node's address and port."""
     state = lab.state
     spec = state.node(node)
     rec = state.processes.get(node)
     cgroup = rec.cgroup if rec is not None else None
+    src = _host(spec.url) if state.block else None  # only an address block's nodes connect from their own
     chain = p.chain or name or f"{CHAIN_PREFIX}{uuid.uuid4().hex[:10]}"
     if not netfault.CHAIN_NAME.match(chain):
         raise FaultError(f"partition: bad chain name {chain!r} (letters, digits, _ and -, at most 28)")
-    # Whatever the node sends towards Redis: its own proxy link, and Redis itself. The rule names
-    # the node's address and, when it has one, its cgroup; the direct-to-Redis rule is added only
-    # when one of them tells the node apart (on the default lab everyone shares 127.0.0.1).
-    rules = [{"src": spec.host, "dst": spec.link_host, "dport": spec.link_port, "cgroup": cgroup}]
-    if cgroup or spec.host != state.redis_host:
-        rules.append({"src": spec.host, "dst": state.redis_host, "dport": state.redis_port, "cgroup": cgroup})
-    facts = {"chain": chain, "rules": rules, "node_url": spec.url, "cgroup": cgroup}
+    rules = []
+    if p.direction in ("clients", "both"):
+        rules.append({"dst": _host(spec.url), "dport": spec.port})
+    if p.direction in ("redis", "both"):
+        rules.append({"src": src, "dst": _host(spec.redis_url), "dport": spec.link_port, "cgroup": cgroup})
+        if cgroup or src:  # something tells the node's own packets apart: cut its direct path too
+            rules.append({"src": src, "dst": _host(state.redis_url), "dport": state.redis_port, "cgroup": cgroup})
+    facts = {"chain": chain, "rules": rules, "node_url": spec.url, "cgroup": cgroup, "direction": p.direction}
     return [{"op": "chain", "chain": chain}], facts
 
 
@@ -300,44 +321,20 @@ def _apply_partition(lab: RateLimiterLab, node: str, p: PartitionParams, record:
 
 
 def _plan_disk_full(lab: RateLimiterLab, target: str, p: DiskFullParams, name: str | None) -> Planned:
-    disk = lab.state.redis_disk
-    if disk is None:
-        raise FaultError("this lab's Redis has no disk of its own to fill: start the lab with --redis-disk-mb")
-    if not tmpfs.is_mounted(disk.path):
-        raise FaultError(f"Redis's disk {disk.path} is not mounted")
+    _running(lab, REDIS_PROCESS)
     stem = name if name and name.replace("-", "").replace("_", "").isalnum() else uuid.uuid4().hex[:10]
-    filler = str(Path(disk.path) / f"spool-{stem}.dat")  # a neutral name: it reveals nothing to an agent
-    facts = {"mount": disk.path, "filler": filler, "free_before": tmpfs.usage(disk.path)["free_bytes"],
+    where = lab.disk_filler(REDIS_PROCESS, stem)
+    facts = {"filler": where["file"], "mount": where["mount"], "free_before": where["free_bytes"],
              "leave_bytes": p.leave_kb * 1024}
-    return [{"op": "remove_file", "path": filler}, {"op": "redis_bgsave"}], facts
+    return [{"op": "unfill", "process": REDIS_PROCESS, "file": where["file"]}], facts
 
 
 def _apply_disk_full(lab: RateLimiterLab, target: str, p: DiskFullParams, record: dict) -> Applied:
     facts = record["facts"]
-    filler = Path(facts["filler"])
-    if filler.exists():
-        raise FaultError(f"{filler} already exists: a filler belongs to one fault")
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    size = 0
-    try:
-        # The free space moves while Redis writes: take what is free now, a little less on ENOSPC.
-        for _ in range(20):
-            size = max(0, tmpfs.usage(facts["mount"])["free_bytes"] - facts["leave_bytes"])
-            try:
-                if size:
-                    os.posix_fallocate(fd, 0, size)
-                break
-            except OSError:
-                facts["leave_bytes"] += 4096
-        else:
-            raise FaultError(f"could not fill {facts['mount']}")
-    except BaseException:
-        os.close(fd)
-        filler.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    facts["size"] = size
-    return [f"filled {facts['mount']} with {size} bytes ({filler})"], None
+    filled = lab.fill_disk(REDIS_PROCESS, facts["filler"], facts["leave_bytes"])
+    facts["size"] = filled.get("size")
+    return [f"filled {filled['path']} ({filled['after']['avail_kb']} KiB left) with {facts['filler']}; "
+            f"BGSAVE: {filled['bgsave']}"], None
 
 
 @dataclass(frozen=True)
@@ -354,10 +351,10 @@ class Kind:
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("node_kill", "SIGKILL one node; revert starts it again", "node", NoParams,
-             _plan_node_kill, _apply_node_kill),
-        Kind("node_pause", "SIGSTOP one node; revert SIGCONTs it", "node", NoParams,
-             _plan_node_pause, _apply_node_pause),
+        Kind("node_kill", "SIGKILL one node (a container: docker kill); revert starts it again", "node", NoParams,
+             _plan_node, _apply_node_kill),
+        Kind("node_pause", "pause one node (SIGSTOP; a container: the cgroup freezer); revert resumes it", "node",
+             NoParams, _plan_node_pause, _apply_node_pause),
         Kind("redis_pause", "stall Redis: CLIENT PAUSE WRITE for duration_ms (self-ending), or SIGSTOP "
              "redis-server", "redis", RedisPauseParams, _plan_redis_pause, _apply_redis_pause, self_heals=True),
         Kind("counter_drift", "turn on a long-lived local cache on one node so it over-admits; revert turns it "
@@ -366,12 +363,17 @@ KINDS: dict[str, Kind] = {
              "node", FailOpenParams, _plan_fail_open, _apply_fail_open),
         Kind("redis_latency", "delay Redis round trips on one node's link or on all links (*); revert restores "
              "them", "links", LatencyParams, _plan_redis_latency, _apply_redis_latency),
-        Kind("partition", "cut one node from Redis with iptables DROP rules (its address and cgroup to its "
-             "proxy link and to Redis) in a chain of its own; revert deletes the chain", "node",
-             PartitionParams, _plan_partition, _apply_partition),
-        Kind("redis_disk_full", "fill Redis's data disk (a tmpfs: lab up --redis-disk-mb) with a filler file, "
-             "so its saves fail and it refuses writes; revert removes the filler", "redis", DiskFullParams,
-             _plan_disk_full, _apply_disk_full),
+        Kind("node_stop", "stop one node (SIGTERM, SIGKILL after 5 s; a container: docker stop); revert starts "
+             "it", "node", NoParams, _plan_node, _apply_node_stop),
+        Kind("node_restart", "restart one node (a container: docker restart); revert makes sure it runs",
+             "node", NoParams, _plan_node, _apply_node_restart, self_heals=True),
+        Kind("partition", "iptables DROP rules in a chain of the fault's own: the node cut from Redis (direction "
+             "redis: from its address and cgroup to its proxy link and to Redis), its clients cut from it "
+             "(clients), or both; revert deletes the chain and checks it gone", "node", PartitionParams,
+             _plan_partition, _apply_partition),
+        Kind("redis_disk_full", "fill Redis's data disk (a tmpfs: lab up --redis-disk-mb, or the Docker lab's) "
+             "with a filler file, so its saves fail and it refuses writes (MISCONF); revert removes the filler "
+             "and saves again", "redis", DiskFullParams, _plan_disk_full, _apply_disk_full),
     )
 }
 
@@ -525,27 +527,18 @@ def _run_step(lab: RateLimiterLab, step: dict) -> tuple[str, str]:
     if op == "chain":
         chain = netfault.Chain(step["chain"])
         if chain.gone():
-            return "nothing", f"iptables chain {chain.name} is already gone"
+            return "nothing", f"iptables chain {chain.name} already gone"
         chain.delete()
-        return "undone", f"deleted iptables chain {chain.name} and its jump"
-    if op == "remove_file":
-        path = Path(step["path"])
-        if not path.exists():
-            return "nothing", f"{path} is already gone"
-        path.unlink()
-        return "undone", f"removed {path}"
-    if op == "redis_bgsave":
-        import redis
-
-        client = lab.redis()
-        try:
-            client.bgsave()
-        except redis.ResponseError as e:
-            if "in progress" not in str(e):  # a save already under way does the same
-                raise
-        finally:
-            client.close()
-        return "undone", "BGSAVE (Redis takes writes again once a save succeeds)"
+        if not chain.gone():
+            raise FaultError(f"iptables chain {chain.name} is still there after deleting it")
+        return "undone", f"deleted iptables chain {chain.name} (checked gone)"
+    if op == "unpause":
+        outcome = lab.resume(step["process"])
+        return ("undone", f"resumed {step['process']}") if outcome == "resumed" else \
+            ("nothing", f"{step['process']} {outcome}")
+    if op == "unfill":
+        outcome = lab.unfill_disk(step["process"], step["file"])
+        return ("undone" if outcome.startswith("removed") else "nothing"), f"{step['process']} disk: {outcome}"
     raise FaultError(f"unknown undo step {op!r}")
 
 

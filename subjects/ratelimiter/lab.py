@@ -39,13 +39,15 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from containers.nodes import ContainerRecord
 from subjects import netfault
 from subjects.plugin import PluginError
 from subjects.ratelimiter import addresses, processes, tmpfs
@@ -119,6 +121,11 @@ class LabState(BaseModel):
     node_options: NodeOptions
     load: bool
     processes: dict[str, ProcessRecord] = {}
+    # "process" (this module) or "docker" (subjects.ratelimiter.docker_lab): same layout, as containers
+    runtime: str = "process"
+    docker_host: str | None = None
+    engine_started: bool = False  # the docker lab started the local engine, and stops it at `down`
+    containers: dict[str, ContainerRecord] = {}
     block: str | None = None  # address block "127.B.C" (see `addresses`); None: all on 127.0.0.1
     redis_host: str = LOCALHOST
     proxy_host: str = LOCALHOST
@@ -179,7 +186,7 @@ class RateLimiterLab:
     @classmethod
     def load(cls, run_dir: str | Path) -> RateLimiterLab:
         """The lab whose state file is in `run_dir` (e.g. started by `lab up`); LabError if none."""
-        lab = cls(run_dir)
+        lab = open_lab(run_dir)
         lab.state  # noqa: B018 - raises LabError when no lab is up there
         return lab
 
@@ -523,19 +530,12 @@ class RateLimiterLab:
 
     def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
         rec = state.processes[spec.id]
-        last = "no answer yet"
-        while time.monotonic() < deadline:
+
+        def alive() -> None:
             if not processes.is_live(rec):
                 raise LabError(f"node {spec.id} exited: {processes.log_tail(rec.log)}")
-            try:
-                r = httpx.get(f"{spec.url}/health", timeout=2.0)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-            time.sleep(0.1)
-        raise LabError(f"node {spec.id} not healthy within {START_TIMEOUT_S:.0f}s ({last})")
+
+        wait_answering(f"{spec.url}/health", deadline, alive, f"node {spec.id}")
 
     # -- down ----------------------------------------------------------------------------------
 
@@ -634,12 +634,15 @@ class RateLimiterLab:
                 {"name": name, "pid": rec.pid, "state": processes.process_state(rec), "host": rec.host,
                  "port": rec.port, "cgroup": rec.cgroup}
             )
+        return self._status_from(state, procs, lambda node_id: any(
+            p["name"] == node_id and p["state"] == processes.PAUSED for p in procs))
+
+    def _status_from(self, state: LabState, procs: list[dict], paused: Any) -> dict:
         nodes = []
         for spec in state.nodes:
-            rec = state.processes.get(spec.id)
             health, detail = "unreachable", None
-            if rec is not None and processes.process_state(rec) == processes.PAUSED:
-                health, detail = "paused", "process is SIGSTOPped"
+            if paused(spec.id):
+                health, detail = "paused", "frozen (SIGSTOP or the cgroup freezer)"
             else:
                 try:
                     r = httpx.get(f"{spec.url}/health", timeout=1.5)
@@ -751,6 +754,110 @@ class RateLimiterLab:
         rec = self._node_rec(self.state, node_id)
         return {"pid": rec.pid, "starttime": rec.starttime, "state": processes.process_state(rec)}
 
+    def process_info(self, name: str) -> dict:
+        """``{"pid", "starttime", "state"}`` of any of the lab's processes (a node, ``redis``)."""
+        rec = self.process(name)
+        return {"pid": rec.pid, "starttime": rec.starttime, "state": processes.process_state(rec)}
+
+    def answers_as(self, node_id: str, stats: dict, proc: dict) -> bool:
+        """Whether a node's /api/stats comes from the process `proc` (from `node_process`)."""
+        return stats.get("pid") == proc["pid"]
+
+    def pause_undo(self, name: str, proc: dict) -> dict:
+        """The undo step of pausing the process `name` (a node, ``redis``) whose info is `proc`."""
+        return {"op": "signal", "process": name, "pid": proc["pid"], "starttime": proc["starttime"],
+                "signal": "SIGCONT"}
+
+    def pause(self, name: str) -> str:
+        return self.pause_redis() if name == REDIS_PROCESS else self.pause_node(name)
+
+    def resume(self, name: str) -> str:
+        return self.resume_redis() if name == REDIS_PROCESS else self.resume_node(name)
+
+    # -- Redis's disk (redis_disk_full) ------------------------------------------------------------
+
+    def disk_filler(self, name: str, stem: str) -> dict:
+        """Where a filler for the data disk of `name` (only ``redis`` has one) goes, before anything
+        is written: ``{"file", "mount", "free_bytes"}`` (the mount and free space on this host)."""
+        disk = self.state.redis_disk
+        if name != REDIS_PROCESS or disk is None:
+            raise LabError("redis_disk_full needs Redis on a disk of its own: `lab up ratelimiter --redis-disk-mb N` "
+                           "(or --docker)")
+        if not tmpfs.is_mounted(disk.path):
+            raise LabError(f"Redis's disk {disk.path} is not mounted")
+        # A neutral name: the file says nothing to an agent that lists the folder.
+        return {"file": str(Path(disk.path) / f"spool-{stem}.dat"), "mount": disk.path,
+                "free_bytes": tmpfs.usage(disk.path)["free_bytes"]}
+
+    def fill_disk(self, name: str, file: str, leave_bytes: int = 0) -> dict:
+        """Take the free space of `name`'s data disk with `file`, then ask Redis to save: the save
+        fails, and with save points configured Redis refuses writes (MISCONF) until one succeeds.
+        Returns ``{"file", "path", "size", "after": {"avail_kb"}, "bgsave"}``."""
+        where = self.disk_filler(name, "x")["mount"]
+        target = Path(file)
+        if target.parent != Path(where):
+            raise LabError(f"{file} is not on Redis's disk {where}")
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        size = 0
+        try:
+            # The free space moves while Redis writes: take what is free now, a little less on ENOSPC.
+            for _ in range(20):
+                size = max(0, tmpfs.usage(where)["free_bytes"] - leave_bytes)
+                try:
+                    if size:
+                        os.posix_fallocate(fd, 0, size)
+                    break
+                except OSError:
+                    leave_bytes += 4096
+            else:
+                raise LabError(f"could not fill {where}")
+        except BaseException:
+            os.close(fd)
+            target.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        after = tmpfs.usage(where)["free_bytes"]
+        return {"file": file, "path": where, "size": size, "after": {"avail_kb": after // 1024},
+                "bgsave": self._save_and_wait(expect_ok=False)}
+
+    def unfill_disk(self, name: str, file: str) -> str:
+        """Remove the filler and save again (Redis takes writes once a save succeeds)."""
+        target = Path(file)
+        if not target.exists():
+            return "no filler file"
+        target.unlink()
+        return f"removed {file}; BGSAVE {self._save_and_wait(expect_ok=True)}"
+
+    def _save_and_wait(self, expect_ok: bool, timeout_s: float = 10.0) -> str:
+        """BGSAVE and wait for its outcome: ``ok`` or ``err`` (LabError if it is not the one expected)."""
+        import redis
+
+        client = self.redis()
+        try:
+            last_save = client.lastsave()
+            try:
+                client.bgsave()
+            except redis.ResponseError as e:
+                if "in progress" not in str(e):
+                    raise
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                info = client.info("persistence")
+                if not info.get("rdb_bgsave_in_progress") and (
+                        client.lastsave() != last_save or info.get("rdb_last_bgsave_status") == "err"):
+                    result = str(info.get("rdb_last_bgsave_status"))
+                    if (result == "ok") != expect_ok:
+                        raise LabError(f"BGSAVE ended {result}, expected {'ok' if expect_ok else 'err'}")
+                    return result
+                time.sleep(0.1)
+            raise LabError(f"BGSAVE did not finish within {timeout_s:.0f}s")
+        finally:
+            client.close()
+
+    def describe(self, name: str, proc: dict) -> str:
+        """How faults name a process: ``n2 (pid 1234)``."""
+        return f"{name} (pid {proc['pid']})"
+
     def process(self, name: str) -> ProcessRecord:
         state = self.state
         if name not in state.processes:
@@ -793,6 +900,35 @@ class RateLimiterLab:
         if r.status_code != 200:
             raise LabError(r.json().get("error", r.text))
         return r.json()
+
+
+def wait_answering(url: str, deadline: float, alive: Callable[[], None], what: str) -> None:
+    """Poll `url` until it answers 200; `alive()` raises LabError once what should answer has died."""
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            r = httpx.get(url, timeout=2.0)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}: {r.text[:200]}"
+        except httpx.HTTPError as e:
+            last = f"{type(e).__name__}: {e}"
+        time.sleep(0.1)
+    raise LabError(f"{what} not answering {url} within {START_TIMEOUT_S:.0f}s ({last})")
+
+
+def open_lab(run_dir: str | Path) -> RateLimiterLab:
+    """The lab object for the state file in `run_dir`: process or Docker, whichever started it (a
+    folder with no lab gets the process lab, whose calls then say that no lab is up)."""
+    lab = RateLimiterLab(run_dir)
+    state = lab._read()
+    if state is not None and state.runtime == "docker":
+        from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
+
+        return DockerRateLimiterLab(run_dir)
+    return lab
+
 
 
 def _remove_cgroup(path: str, timeout_s: float = STOP_GRACE_S) -> bool:

@@ -19,5 +19,7 @@ PLUGIN = SubjectPlugin(
              "e.g. 127.11.0.0/24 (default: all on 127.0.0.1)", metavar="BLOCK"),
         Flag("--redis-disk-mb", "redis_disk_mb", "ratelimiter: put Redis's data on a tmpfs of this size, with save "
              "points, so that the redis_disk_full fault can fill it", metavar="MB", type=int),
+        Flag("--docker", "docker", "ratelimiter: run the lab as containers (DOCKER_HOST, default: the project's "
+             "local engine, scripts/dockerd.sh)", store_true=True),
     ),
 )

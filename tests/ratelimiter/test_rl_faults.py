@@ -79,6 +79,26 @@ def test_node_pause_and_revert(lab):
     assert faults.revert(lab, record)["nothing_to_do"]
 
 
+def test_node_stop_restart_and_partition_in_the_process_lab(lab):
+    before = lab.node_process("n3")
+    record = roundtrip(faults.inject(lab, "node_stop", "n3"))
+    assert lab.node_process("n3")["state"] in (processes.STOPPED, processes.ZOMBIE)
+    assert faults.revert(lab, record)["undone"] == ["started n3"]
+    record = roundtrip(faults.inject(lab, "node_restart", "n3"))
+    assert lab.node_process("n3")["pid"] != before["pid"] and healthy(lab.node_urls()["n3"])
+    assert faults.revert(lab, record)["nothing_to_do"] == ["n3 was already running"]
+    record = roundtrip(faults.inject(lab, "partition", "n3", {"direction": "clients"}))
+    [step] = record["undo"]
+    with pytest.raises(httpx.ConnectTimeout):
+        httpx.get(f"{lab.node_urls()['n3']}/health", timeout=0.5)
+    assert healthy(lab.node_urls()["n2"])
+    report = faults.revert(lab, record)
+    assert report["ok"] and report["undone"] == [f"deleted iptables chain {step['chain']} (checked gone)"]
+    assert healthy(lab.node_urls()["n3"])
+    with pytest.raises(FaultError, match="needs Redis on a disk of its own"):
+        faults.inject(lab, "redis_disk_full")  # this lab was started without --redis-disk-mb
+
+
 def test_redis_client_pause_and_revert(lab):
     url = lab.node_urls()["n1"]
     record = roundtrip(faults.inject(lab, "redis_pause", params={"duration_ms": 60_000}))

@@ -86,8 +86,8 @@ def listed(cli) -> dict[int, dict]:
 def test_kinds_lists_every_fault(cli) -> None:
     r = cli("kinds")
     assert r.returncode == 0, r.stderr
-    kinds = {"node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency", "partition",
-             "redis_disk_full"}
+    kinds = {"node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency", "node_stop",
+             "node_restart", "partition", "redis_disk_full"}
     for kind in kinds:
         assert kind in r.stdout
     assert set(chaos.kinds()) == kinds
