@@ -30,11 +30,11 @@ from rl_eval_support import request as lab_request
 
 from subjects import netfault, registry
 from subjects.evaluation import EvaluationAdapter, FaultPlan, Manifest, WorkloadSpec
+from subjects.openloop import arrivals
 from subjects.plugin import load
 from subjects.ratelimiter import fault_checks, processes
 from subjects.ratelimiter.evaluation import ADAPTER
 from subjects.ratelimiter.lab import RateLimiterLab
-from subjects.ratelimiter.workload import arrivals
 
 pytestmark = pytest.mark.slow
 
