@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import netfault, workload_process
+from subjects import netfault, tmpfs, workload_process
 from subjects.evaluation import (
     FaultKind,
     FaultPlan,
@@ -37,7 +37,7 @@ from subjects.evaluation import (
     WorkloadBucket,
     WorkloadSpec,
 )
-from subjects.ratelimiter import fault_checks, faults, processes, tmpfs
+from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.addresses import AddressPlan
 from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, child_env
 from subjects.ratelimiter.oracle import Oracle

@@ -48,9 +48,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from containers.nodes import ContainerRecord
-from subjects import netfault
+from subjects import netfault, tmpfs
 from subjects.plugin import PluginError
-from subjects.ratelimiter import addresses, processes, tmpfs
+from subjects.ratelimiter import addresses, processes
 from subjects.ratelimiter.addresses import LOCALHOST, AddressError, AddressPlan
 from subjects.ratelimiter.processes import ProcessRecord
 

@@ -22,8 +22,8 @@ from rl_support import (
     wait_until,
 )
 
-from subjects import netfault
-from subjects.ratelimiter import processes, tmpfs
+from subjects import netfault, tmpfs
+from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import LabState, RateLimiterLab
 
 SCRIPT = Path(sys.executable).parent / "operator-tui"
