@@ -3,7 +3,7 @@
 The process is recorded (pid and start time) in ``DIR/process.json`` before anything waits on it,
 so that the adapter that started it, or a sweeper after a crash, stops exactly that process and
 nothing else. The workload writes its buckets to ``DIR/buckets.jsonl`` (`subjects.openloop`) and
-says it started by writing ``DIR/status.json``.
+says it started by writing its status file (``DIR/status.json`` unless told otherwise).
 
     start(dir, argv, env, host, cgroup)    spawn it; wait for status.json (RuntimeError if it dies)
     stop(dir) -> text | None               SIGTERM (it flushes its last buckets), SIGKILL after a grace
@@ -33,17 +33,19 @@ def process(folder: Path) -> ProcessRecord | None:
 
 
 def start(folder: Path, argv: list[str], env: dict[str, str], host: str, cgroup: str | None = None,
-          name: str = "workload") -> ProcessRecord:
+          name: str = "workload", status_file: Path | None = None) -> ProcessRecord:
+    """`status_file`: where the workload says it started (default DIR/status.json)."""
+    status_file = status_file or folder / STATUS_FILE
     old = process(folder)
     if old is not None and processes.is_live(old):
         raise RuntimeError(f"the workload in {folder} is already running (pid {old.pid})")
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in (BUCKETS_FILE, STATUS_FILE):
-        (folder / stale).unlink(missing_ok=True)
+    for stale in (folder / BUCKETS_FILE, status_file):
+        stale.unlink(missing_ok=True)
     rec = processes.spawn(name, argv, folder / f"{name}.log", env=env, host=host, cgroup=cgroup)
     (folder / PROCESS_FILE).write_text(rec.model_dump_json())
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not (folder / STATUS_FILE).exists():
+    while not status_file.exists():
         if not processes.is_live(rec):
             raise RuntimeError(f"the workload exited at once: {processes.log_tail(rec.log)}")
         if time.monotonic() > deadline:

@@ -39,7 +39,7 @@ from subjects.evaluation import (
 )
 from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.addresses import AddressPlan
-from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, child_env
+from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab
 from subjects.ratelimiter.oracle import Oracle
 from subjects.ratelimiter.processes import ProcessRecord
 
@@ -299,7 +299,7 @@ def _workload_start(manifest: Manifest, spec: WorkloadSpec) -> None:
     if manifest.cgroups and netfault.cgroup_available():
         cgroup = f"{manifest.cgroups[0]}/{WORKLOAD}"
         netfault.cgroup_create(cgroup)
-    workload_process.start(Path(admin["workload_dir"]), argv, child_env(), admin["workload_address"], cgroup)
+    workload_process.start(Path(admin["workload_dir"]), argv, processes.child_env(), admin["workload_address"], cgroup)
 
 
 def _teardown(manifest: Manifest) -> list[str]:
