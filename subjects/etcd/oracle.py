@@ -6,6 +6,8 @@ One `Oracle.check(baseline)` (the harness makes one a second) returns an `Oracle
 health (all must hold for the lab to count as recovered)
 - ``member_healthy``    member:<name>  answers status within a second, follows a leader, reports no
                                        error (no alarm, no "no leader")
+- ``member_disk``       member:<name>  its WAL fsyncs over the last few seconds: p99 under 100 ms
+                                       (from its /metrics histogram; no verdict without fsyncs)
 - ``quorum``            cluster        a majority of the members answer and follow the same leader
 - ``one_leader``        cluster        the answering members name exactly one leader
 - ``no_alarms``         cluster        no member reports an alarm (NOSPACE, CORRUPT)
@@ -25,12 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+from collections import deque
 from typing import Any
 
 from subjects.etcd.client import EtcdClient, EtcdError
+from subjects.etcd.observe import parse_metrics, window_p99
 from subjects.evaluation import OracleCheck
 
 TIMEOUT_S = 1.0
+FSYNC_P99_S = 0.1  # on a tmpfs an fsync takes microseconds; a slow disk shows at once
+FSYNC_WINDOW_S = 5.0
+FSYNC_MIN_COUNT = 3
 PROBE_PREFIX = "/lab/probe/"  # a neutral name: it says nothing about faults to an agent listing keys
 
 
@@ -39,6 +47,7 @@ class Oracle:
         self.members = dict(members)  # name -> client URL
         self.ident = ident
         self._seq = itertools.count(1)
+        self._fsyncs: dict[str, deque] = {name: deque() for name in self.members}
 
     async def _statuses(self, client: EtcdClient) -> dict[str, dict[str, Any] | str]:
         async def one(url: str) -> dict[str, Any] | str:
@@ -47,6 +56,18 @@ class Oracle:
             except EtcdError as e:
                 return e.message
         replies = await asyncio.gather(*(one(u) for u in self.members.values()))
+        return dict(zip(self.members, replies, strict=True))
+
+    async def _fsync_p99(self, client: EtcdClient) -> dict[str, tuple[float | None, float] | str]:
+        """Per member: (p99 seconds or None, fsyncs counted) over the window, or why not known."""
+        async def one(name: str, url: str) -> tuple[float | None, float] | str:
+            try:
+                text = await client.metrics(url, TIMEOUT_S)
+            except EtcdError as e:
+                return e.message
+            fsync = parse_metrics(text)[2]
+            return window_p99(self._fsyncs[name], time.monotonic(), FSYNC_WINDOW_S, fsync, FSYNC_MIN_COUNT)
+        replies = await asyncio.gather(*(one(n, u) for n, u in self.members.items()))
         return dict(zip(self.members, replies, strict=True))
 
     async def _member_names(self, client: EtcdClient) -> list[str] | None:
@@ -75,8 +96,8 @@ class Oracle:
     async def check(self, baseline: dict[str, Any] | None = None) -> list[OracleCheck]:
         client = EtcdClient(timeout=TIMEOUT_S)
         try:
-            statuses, names, probe = await asyncio.gather(self._statuses(client), self._member_names(client),
-                                                          self._probe(client))
+            statuses, names, probe, fsyncs = await asyncio.gather(
+                self._statuses(client), self._member_names(client), self._probe(client), self._fsync_p99(client))
         finally:
             await client.aclose()
         checks = []
@@ -95,6 +116,15 @@ class Oracle:
             ok = leader != "0" and not errors
             detail = f"raft term {reply.get('raftTerm')}, " + (f"leader {leader}" if leader != "0" else "NO LEADER")
             checks.append(OracleCheck("member_healthy", entity, ok, detail + (f"; {'; '.join(errors)}" if errors else "")))
+        for name, measured in fsyncs.items():
+            if isinstance(measured, str) or measured[0] is None:
+                why = measured if isinstance(measured, str) else f"{measured[1]:.0f} fsyncs in {FSYNC_WINDOW_S:g} s"
+                checks.append(OracleCheck("member_disk", f"member:{name}", True, f"no verdict: {why}"))
+                continue
+            p99, count = measured
+            checks.append(OracleCheck("member_disk", f"member:{name}", p99 <= FSYNC_P99_S,
+                                      f"WAL fsync p99 {p99 * 1000:.1f} ms over {count:.0f} fsyncs "
+                                      f"(limit {FSYNC_P99_S * 1000:.0f} ms)"))
         majority = len(self.members) // 2 + 1
         counts = {lid: sum(1 for v in leaders.values() if v == lid) for lid in set(leaders.values())}
         best = max(counts.values(), default=0)
