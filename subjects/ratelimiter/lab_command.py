@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from subjects.plugin import LabReport
-from subjects.ratelimiter.lab import LabError, RateLimiterLab, open_lab
+from subjects.ratelimiter.lab import LabError, RateLimiterLab, free_lab_ports, open_lab
 
 
 def _ranges(ports: list[int]) -> str:
@@ -27,6 +27,7 @@ def _ranges(ports: list[int]) -> str:
 
 class RateLimiterLabCommand:
     def up(self, run_dir: Path, options: dict[str, Any]) -> LabReport:
+        """`free_ports`: any free ports (in 20000-32000) instead of the defaults or the ones given."""
         extra = {k: options[k] for k in ("addresses", "redis_disk_mb") if options.get(k) is not None}
         if options.get("docker"):
             from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
@@ -38,8 +39,12 @@ class RateLimiterLabCommand:
         else:
             lab = RateLimiterLab(run_dir)
             extra = {"block": extra.get("addresses"), "redis_disk_mb": extra.get("redis_disk_mb")}
-        state = lab.up(nodes=options.get("nodes", 3), redis_port=options.get("redis_port"),
-                       base_port=options.get("base_port"), load=not options.get("no_load"), **extra)
+        nodes = options.get("nodes", 3)
+        redis_port, base_port = options.get("redis_port"), options.get("base_port")
+        if options.get("free_ports"):
+            redis_port, base_port = free_lab_ports(nodes)
+        state = lab.up(nodes=nodes, redis_port=redis_port, base_port=base_port, load=not options.get("no_load"),
+                       **extra)
 
         def who(name: str) -> str:
             if state.runtime == "docker":
@@ -85,6 +90,12 @@ class RateLimiterLabCommand:
         lines.extend(f"removed {path}" for path in report["removed"])
         lines.append(f"logs kept in {report['logs']}")
         return LabReport(lines, report)
+
+    def load(self, run_dir: Path, on: bool) -> LabReport:
+        """Start or stop the load generator of a running lab."""
+        lab = open_lab(run_dir)
+        outcome = lab.start_load() if on else lab.stop_load()
+        return LabReport([f"load generator: {outcome}"], {"load": on, "outcome": outcome})
 
     def status(self, run_dir: Path) -> LabReport:
         status = open_lab(run_dir).status()
