@@ -23,7 +23,6 @@ LABEL_SUBJECT = f"{LABEL}.subject"
 LABEL_NODE = f"{LABEL}.node"
 RUNNING, PAUSED, EXITED, MISSING = "running", "paused", "exited", "missing"
 WAIT_S = 20.0
-FILL_FILE = ".operator-tui-disk-full"
 
 
 class ContainerError(Exception):
@@ -188,22 +187,34 @@ def disk_usage(client: Any, cid: str, path: str) -> dict[str, int]:
     return {"size_kb": int(fields[1]), "used_kb": int(fields[2]), "avail_kb": int(fields[3])}
 
 
-def fill_disk(client: Any, cid: str, path: str) -> dict[str, Any]:
-    """Fill the (size-limited tmpfs) filesystem at `path` inside the container with one file, until
-    the kernel says no space is left. Returns ``{"file", "before", "after"}``."""
+def fill_disk(client: Any, cid: str, target: str, leave_kb: int = 0) -> dict[str, Any]:
+    """Fill the (size-limited tmpfs) filesystem holding `target` inside the container with that one
+    new file, until the kernel says no space is left or about `leave_kb` KiB are. Returns ``{"file",
+    "before", "after", "size_kb"}``."""
     if state(client, cid) != RUNNING:
         raise ContainerError(f"container {cid[:12]} is {state(client, cid)}: cannot fill its disk")
+    path = target.rsplit("/", 1)[0] or "/"
     before = disk_usage(client, cid, path)
     if before["size_kb"] > 1024 * 1024:
         raise ContainerError(f"{path} in {cid[:12]} is {before['size_kb'] // 1024} MiB: refusing to fill more than "
                              "1 GiB (a full host disk is not this fault)")
-    target = f"{path.rstrip('/')}/{FILL_FILE}"
-    _exec(client, cid, ["dd", "if=/dev/zero", f"of={target}", "bs=1M"])  # ends with ENOSPC, by design
+    if holds(client, cid, target):
+        raise ContainerError(f"{target} already exists in {cid[:12]}: a filler belongs to one fault")
+    count = [f"count={max(0, before['avail_kb'] - leave_kb)}"] if leave_kb else []
+    _exec(client, cid, ["dd", "if=/dev/zero", f"of={target}", "bs=1K", *count])  # may end with ENOSPC, by design
     after = disk_usage(client, cid, path)
-    if after["avail_kb"] > 64:
+    if after["avail_kb"] > leave_kb + 64:
         _exec(client, cid, ["rm", "-f", target])
         raise ContainerError(f"{path} in {cid[:12]} still has {after['avail_kb']} KiB free after filling")
-    return {"file": target, "before": before, "after": after}
+    code, out = _exec(client, cid, ["stat", "-c", "%s", target])
+    size_kb = int(out) // 1024 if code == 0 and out.isdigit() else before["avail_kb"] - after["avail_kb"]
+    return {"file": target, "before": before, "after": after, "size_kb": size_kb}
+
+
+def holds(client: Any, cid: str, target: str) -> bool:
+    """Whether `target` exists inside the (running) container."""
+    code, _ = _exec(client, cid, ["test", "-e", target])
+    return code == 0
 
 
 def unfill_disk(client: Any, cid: str, target: str) -> str:
@@ -214,8 +225,7 @@ def unfill_disk(client: Any, cid: str, target: str) -> str:
     if now != RUNNING:
         # A stopped container's tmpfs is gone with it; a new start mounts an empty one.
         return f"container {now}: its tmpfs went with it"
-    code, _ = _exec(client, cid, ["test", "-e", target])
-    if code != 0:
+    if not holds(client, cid, target):
         return "no filler file"
     code, out = _exec(client, cid, ["rm", "-f", target])
     if code != 0:

@@ -1,15 +1,18 @@
 """The rate limiter lab as containers on a Docker engine (`operator-tui lab up ratelimiter --docker`).
 
-The same layout as the process lab (`subjects.ratelimiter.lab`), the same state file (with
-``runtime: docker`` and a container record per part), so the subject, the faults and the actions
-read it exactly as they read the process lab. Every container uses the host network and listens on
-an address of its own on loopback (traffic never leaves 127.0.0.0/8; no bridge, no private
-addresses)::
+The same layout as the process lab (`subjects.ratelimiter.lab`), the same addresses
+(`subjects.ratelimiter.addresses`), the same state file (with ``runtime: docker`` and a container
+record per part), so the subject, the faults and the actions read it exactly as they read the
+process lab. Every container uses the host network and listens on an address of its own on
+loopback (traffic never leaves 127.0.0.0/8; no bridge, no private addresses), and connects from
+it, so a partition can match one node's traffic by its source address (containers have no cgroup
+v2 path on this engine). The address block is ``--addresses`` or, by default, 127.18.0::
 
-    redis-server     127.18.0.100:REDIS        image operator-tui/redis, data on a 32 MiB tmpfs
-    proxy            127.18.0.101:BASE+100 (control), BASE+100+i (node i's link)
-    node i ("n<i>")  127.18.0.i:BASE+i         image operator-tui/ratelimiter
-    load generator   no port
+    redis-server     127.18.0.1:REDIS          image operator-tui/redis, data on a tmpfs (32 MiB, or
+                                                --redis-disk-mb), saved every second
+    proxy            127.18.0.2:BASE+100 (control), node i's link on 127.18.0.(100+i):BASE+100+i
+    node i ("n<i>")  127.18.0.(10+i):BASE+i    image operator-tui/ratelimiter
+    load generator   from 127.18.0.3, no port
 
 Labels name the lab folder, the subject and the node, so `docker ps --filter
 label=org.operator-tui.lab-dir=DIR` lists a lab's containers; `down` removes them all and checks
@@ -28,9 +31,11 @@ from containers import engine, images
 from containers import nodes as ctr
 from containers.nodes import ContainerRecord
 from subjects.ratelimiter import processes
+from subjects.ratelimiter.addresses import AddressError, AddressPlan
 from subjects.ratelimiter.lab import (
     DEFAULT_BASE_PORT,
     DEFAULT_REDIS_PORT,
+    DEFAULT_SAVE_S,
     LOADGEN_PROCESS,
     LOADGEN_STATUS,
     PROXY_PROCESS,
@@ -42,24 +47,21 @@ from subjects.ratelimiter.lab import (
     NodeOptions,
     NodeSpec,
     RateLimiterLab,
+    RedisDisk,
     plan_ports,
+    redis_save_args,
     wait_answering,
 )
 
-ADDRESS_PREFIX = "127.18.0."
-REDIS_HOST, PROXY_HOST = ADDRESS_PREFIX + "100", ADDRESS_PREFIX + "101"
+DEFAULT_BLOCK = "127.18.0"  # one address per part even without --addresses: partitions match by source
 REDIS_DATA = "/data"
-REDIS_DISK = "size=32m"
+DEFAULT_DISK_MB = 32
 STATUS_DIR = "/status"  # the load generator's status file, bound from the lab folder
 IMAGE_NAMES = ("redis", "ratelimiter")
 STOP_GRACE_S = 5
 # The container states as the faults and actions name process states.
 STATES = {ctr.RUNNING: processes.RUNNING, ctr.PAUSED: processes.PAUSED,
           ctr.EXITED: processes.STOPPED, ctr.MISSING: processes.STOPPED}
-
-
-def node_host(i: int) -> str:
-    return f"{ADDRESS_PREFIX}{i}"
 
 
 class DockerRateLimiterLab(RateLimiterLab):
@@ -93,10 +95,20 @@ class DockerRateLimiterLab(RateLimiterLab):
     # -- up ------------------------------------------------------------------------------------
 
     def up(self, nodes: int = 3, redis_port: int | None = None, base_port: int | None = None, load: bool = True,
-           node_options: NodeOptions | None = None, load_args: list[str] | None = None) -> LabState:
+           node_options: NodeOptions | None = None, load_args: list[str] | None = None, block: str | None = None,
+           redis_disk_mb: int | None = None, redis_save_s: int = DEFAULT_SAVE_S) -> LabState:
+        """Start every container and return once every node answers /health with 200. `block` and
+        `redis_disk_mb` as in the process lab (here: the Redis container's tmpfs, 32 MiB by default)."""
         redis_port = DEFAULT_REDIS_PORT if redis_port is None else redis_port
         base_port = DEFAULT_BASE_PORT if base_port is None else base_port
         ports = plan_ports(nodes, redis_port, base_port)
+        try:
+            plan = AddressPlan(block or DEFAULT_BLOCK)
+        except AddressError as e:
+            raise LabError(str(e)) from e
+        disk_mb = DEFAULT_DISK_MB if redis_disk_mb is None else redis_disk_mb
+        if not 1 <= disk_mb <= 4096:
+            raise LabError(f"--redis-disk-mb must be between 1 and 4096, got {disk_mb}")
         with self._locked(create=True):
             old = self._read()
             if old is not None:
@@ -104,10 +116,20 @@ class DockerRateLimiterLab(RateLimiterLab):
                     raise LabError(f"a {SUBJECT} lab is already up in {self.run_dir}; stop it with "
                                    f"`operator-tui lab down {SUBJECT}`")
                 self._remove_transient()
-            hosts = {REDIS_PROCESS: REDIS_HOST, "proxy control": PROXY_HOST,
-                     **{f"n{i}": node_host(i) for i in range(1, nodes + 1)}}
-            taken = [f"{port} ({what})" for what, port in ports.items()
-                     if not processes.port_free(port, hosts.get(what, PROXY_HOST))]
+            state = LabState(
+                run_dir=str(self.run_dir), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                redis_port=redis_port, redis_url=f"redis://{plan.redis}:{redis_port}/0",
+                proxy_control_port=ports["proxy control"], proxy_url=f"http://{plan.proxy}:{ports['proxy control']}",
+                nodes=[NodeSpec(id=f"n{i}", port=ports[f"n{i}"], url=f"http://{plan.node(i)}:{ports[f'n{i}']}",
+                                link_port=ports[f"link n{i}"], redis_url=f"redis://{plan.link(i)}:{ports[f'link n{i}']}/0",
+                                host=plan.node(i), link_host=plan.link(i))
+                       for i in range(1, nodes + 1)],
+                node_options=node_options or NodeOptions(), load=load, block=plan.block, redis_host=plan.redis,
+                proxy_host=plan.proxy, redis_disk=RedisDisk(path=REDIS_DATA, size_mb=disk_mb, save_s=redis_save_s),
+                runtime="docker",
+            )
+            taken = [f"{host}:{port} ({what})" for what, (host, port) in state.endpoints().items()
+                     if not processes.port_free(port, host)]
             if taken:
                 raise LabError(f"port{'s' if len(taken) > 1 else ''} already in use: {', '.join(taken)}; "
                                "choose others with --redis-port / --base-port")
@@ -115,18 +137,7 @@ class DockerRateLimiterLab(RateLimiterLab):
                 address, started = engine.ensure()
             except engine.EngineError as e:
                 raise LabError(str(e)) from e
-            state = LabState(
-                run_dir=str(self.run_dir), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                redis_port=redis_port, redis_url=f"redis://{REDIS_HOST}:{redis_port}/0",
-                proxy_control_port=ports["proxy control"], proxy_url=f"http://{PROXY_HOST}:{ports['proxy control']}",
-                nodes=[NodeSpec(id=f"n{i}", port=ports[f"n{i}"], url=f"http://{node_host(i)}:{ports[f'n{i}']}",
-                                link_port=ports[f"link n{i}"], redis_url=f"redis://{PROXY_HOST}:{ports[f'link n{i}']}/0",
-                                host=node_host(i), link_host=PROXY_HOST)
-                       for i in range(1, nodes + 1)],
-                redis_host=REDIS_HOST, proxy_host=PROXY_HOST,
-                node_options=node_options or NodeOptions(), load=load,
-                runtime="docker", docker_host=address, engine_started=started,
-            )
+            state.docker_host, state.engine_started = address, started
             self._write(state)
             client = self._client(state)
             try:
@@ -167,50 +178,54 @@ class DockerRateLimiterLab(RateLimiterLab):
 
     def _start_all(self, state: LabState, client: Any, load_args: list[str]) -> None:
         tag = images.IMAGES
-        # Save points, so that a full data disk makes Redis refuse writes (disk_full) as it would in
-        # production; the data is tiny and the disk a tmpfs.
+        disk = state.redis_disk
+        assert disk is not None
+        # Save points, so that a full data disk makes Redis refuse writes (redis_disk_full) as it
+        # would in production; the data is tiny and the disk a tmpfs.
         self._run(state, client, REDIS_PROCESS, tag["redis"].tag,
-                  ["redis-server", "--bind", REDIS_HOST, "--port", str(state.redis_port), "--save", "300 1",
-                   "--appendonly", "no", "--dir", REDIS_DATA, "--protected-mode", "no"],
-                  REDIS_HOST, state.redis_port, tmpfs={REDIS_DATA: REDIS_DISK})
+                  ["redis-server", "--bind", state.redis_host, "--port", str(state.redis_port), "--appendonly", "no",
+                   "--dir", REDIS_DATA, "--protected-mode", "no", *redis_save_args(disk)],
+                  state.redis_host, state.redis_port, tmpfs={REDIS_DATA: f"size={disk.size_mb}m"})
         self._wait_redis_up(state, client)
-        proxy = ["python", "-m", "subjects.ratelimiter.proxy", "--bind", PROXY_HOST,
-                 "--control-port", str(state.proxy_control_port), "--upstream", f"{REDIS_HOST}:{state.redis_port}"]
+        proxy = ["python", "-m", "subjects.ratelimiter.proxy", "--bind", state.proxy_host, "--source-address",
+                 state.proxy_host, "--control-port", str(state.proxy_control_port),
+                 "--upstream", f"{state.redis_host}:{state.redis_port}"]
         for spec in state.nodes:
-            proxy += ["--link", f"{spec.id}={spec.link_port}"]
-        rec = self._run(state, client, PROXY_PROCESS, tag["ratelimiter"].tag, proxy, PROXY_HOST,
+            proxy += ["--link", f"{spec.id}={spec.link_host}:{spec.link_port}"]
+        rec = self._run(state, client, PROXY_PROCESS, tag["ratelimiter"].tag, proxy, state.proxy_host,
                         state.proxy_control_port)
         self._wait_http(client, rec, f"{state.proxy_url}/links")
-        for i, spec in enumerate(state.nodes, 1):
+        for spec in state.nodes:
             self._run(state, client, spec.id, tag["ratelimiter"].tag, self._node_command(state, spec),
-                      node_host(i), spec.port)
+                      spec.host, spec.port)
         deadline = time.monotonic() + START_TIMEOUT_S
         for spec in state.nodes:
             self._wait_http(client, state.containers[spec.id], f"{spec.url}/health", deadline)
         if state.load:
             # The status file lands in the lab folder (bound into the container), as the process lab's does.
-            argv = ["python", "-m", "subjects.ratelimiter.loadgen", "--status-file", f"{STATUS_DIR}/{LOADGEN_STATUS}"]
+            argv = ["python", "-m", "subjects.ratelimiter.loadgen", "--status-file", f"{STATUS_DIR}/{LOADGEN_STATUS}",
+                    "--source-address", state.plan.loadgen]
             for spec in state.nodes:
                 argv += ["--seed-url", spec.url]
-            rec = self._run(state, client, LOADGEN_PROCESS, tag["ratelimiter"].tag, argv + load_args, "", None,
-                            volumes={str(self.run_dir): {"bind": STATUS_DIR, "mode": "rw"}})
+            rec = self._run(state, client, LOADGEN_PROCESS, tag["ratelimiter"].tag, argv + load_args,
+                            state.plan.loadgen, None, volumes={str(self.run_dir): {"bind": STATUS_DIR, "mode": "rw"}})
             time.sleep(0.3)
             self._must_run(client, rec)
 
     def _node_command(self, state: LabState, spec: NodeSpec) -> list[str]:
         o = state.node_options
-        host = spec.url.split("//", 1)[1].rsplit(":", 1)[0]
-        return ["python", "-m", "subjects.ratelimiter.service", "--node-id", spec.id, "--host", host,
-                "--port", str(spec.port), "--redis", spec.redis_url, "--fail-mode", o.fail_mode,
-                "--local-cache-ms", str(o.local_cache_ms), "--default-limit", str(o.default_limit),
-                "--default-window-ms", str(o.default_window_ms), "--heartbeat-ms", str(o.heartbeat_ms),
-                "--node-ttl-ms", str(o.node_ttl_ms), "--redis-timeout-ms", str(o.redis_timeout_ms)]
+        return ["python", "-m", "subjects.ratelimiter.service", "--node-id", spec.id, "--host", spec.host,
+                "--port", str(spec.port), "--redis", spec.redis_url, "--source-address", spec.host,
+                "--fail-mode", o.fail_mode, "--local-cache-ms", str(o.local_cache_ms),
+                "--default-limit", str(o.default_limit), "--default-window-ms", str(o.default_window_ms),
+                "--heartbeat-ms", str(o.heartbeat_ms), "--node-ttl-ms", str(o.node_ttl_ms),
+                "--redis-timeout-ms", str(o.redis_timeout_ms)]
 
     def _wait_redis_up(self, state: LabState, client: Any) -> None:
         import redis
 
         rec = state.containers[REDIS_PROCESS]
-        r = redis.Redis(host=REDIS_HOST, port=state.redis_port, socket_timeout=1.0, socket_connect_timeout=1.0)
+        r = redis.Redis(host=state.redis_host, port=state.redis_port, socket_timeout=1.0, socket_connect_timeout=1.0)
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while True:
@@ -260,18 +275,19 @@ class DockerRateLimiterLab(RateLimiterLab):
                     stopped_engine = engine.stop_local()
                 except engine.EngineError as e:
                     raise LabError(f"containers removed, but the local engine did not stop: {e}") from e
-            ports = state.ports()
             endpoints = state.endpoints()
             deadline = time.monotonic() + STOP_GRACE_S
-            while (left := {w: hp[1] for w, hp in endpoints.items() if processes.is_listening(*hp)}) and \
+            while (left := {w: hp for w, hp in endpoints.items() if processes.is_listening(*hp)}) and \
                     time.monotonic() < deadline:
                 time.sleep(0.1)
             if left:
-                raise LabError("lab down left ports listening: " + ", ".join(f"{p} ({w})" for w, p in left.items()))
+                raise LabError("lab down left ports listening: " + ", ".join(f"{h}:{p} ({w})"
+                                                                            for w, (h, p) in left.items()))
             return {
                 "run_dir": str(self.run_dir), "runtime": "docker", "docker_host": state.docker_host,
-                "removed_containers": removed, "engine": stopped_engine,
-                "containers_left": 0, "ports_checked": sorted(ports.values()), "ports_still_listening": [],
+                "removed_containers": removed, "engine": stopped_engine, "containers_left": 0,
+                "ports_checked": sorted(p for _, p in endpoints.values()), "ports_still_listening": [],
+                "unmounted": None, "cgroups_removed": None,
                 "removed": self._remove_transient(), "logs": str(self.logs_dir),
                 "stopped": [{"name": r["name"], "pid": r["id"], "outcome": f"container {r['outcome']}"}
                             for r in removed],
@@ -328,6 +344,19 @@ class DockerRateLimiterLab(RateLimiterLab):
         self.state.node(node_id)
         return self.process_info(node_id)
 
+    def run_state(self, name: str, run: dict) -> tuple[str, str]:
+        # A container keeps its id across restarts: a run is the container and when it started.
+        state = self.state
+        rec = self._container(state, name)
+        client = self._client(state)
+        try:
+            got = ctr.info(client, rec.id)
+        finally:
+            client.close()
+        if got["state"] != ctr.MISSING and got["started_ms"] != run["starttime"]:
+            return processes.STOPPED, f"{name} (container {rec.id[:12]}): that run ended, the container started again"
+        return STATES[got["state"]], f"{name} (container {rec.id[:12]}, pid {got['pid']}) {got['state']}"
+
     def answers_as(self, node_id: str, stats: dict, proc: dict) -> bool:
         # Inside its container the node has its own pid namespace: it is the same run of the
         # container when it started no earlier than the container did (one host clock).
@@ -379,25 +408,40 @@ class DockerRateLimiterLab(RateLimiterLab):
     def process(self, name: str) -> Any:
         raise LabError("the Docker lab runs containers, not processes of its own: use process_info")
 
-    def disk_filler(self, name: str, stem: str) -> dict:
-        """The filler's path inside the Redis container (one fixed name there)."""
-        if name != REDIS_PROCESS:
-            raise LabError(f"only redis has a data disk to fill, not {name!r}")
-        return {"file": f"{REDIS_DATA}/{ctr.FILL_FILE}", "mount": None, "free_bytes": None}
+    # -- Redis's data disk: a size-limited tmpfs in its container ------------------------------------
 
-    def fill_disk(self, name: str, file: str, leave_bytes: int = 0) -> dict:
-        """Fill Redis's data tmpfs, then ask for a save: it fails, and with save points configured
-        Redis refuses writes (MISCONF) until a save succeeds again."""
-        if file != self.disk_filler(name, "")["file"]:
-            raise LabError(f"the Docker lab fills {REDIS_DATA} with its own file, not {file}")
-        filled = self._do(name, lambda c, cid: ctr.fill_disk(c, cid, REDIS_DATA))
-        filled["path"] = REDIS_DATA
-        filled["bgsave"] = self._save_and_wait(expect_ok=False)
-        return filled
+    def disk(self) -> RedisDisk:
+        state = self.state
+        disk = state.redis_disk
+        if disk is None:
+            raise LabError("this Docker lab's state names no Redis disk (started by an older version): "
+                           "start it again")
+        now = self.process_info(REDIS_PROCESS)["state"]
+        if now != processes.RUNNING:
+            raise LabError(f"Redis's container is {now}: its disk is not there to fill")
+        return disk
+
+    def disk_usage(self) -> dict[str, int]:
+        path = self.disk().path
+        got = self._do(REDIS_PROCESS, lambda c, cid: ctr.disk_usage(c, cid, path))
+        total, free = got["size_kb"] * 1024, got["avail_kb"] * 1024
+        return {"total_bytes": total, "free_bytes": free, "used_bytes": total - free}
+
+    def disk_filler(self, stem: str) -> str:
+        return f"{self.disk().path}/spool-{stem}.dat"
+
+    def disk_fill(self, filler: str, leave_bytes: int) -> int:
+        self.disk()
+        filled = self._do(REDIS_PROCESS, lambda c, cid: ctr.fill_disk(c, cid, filler, leave_bytes // 1024))
+        return filled["size_kb"] * 1024
+
+    def disk_holds(self, filler: str) -> bool:
+        return self._do(REDIS_PROCESS, lambda c, cid: ctr.holds(c, cid, filler))
+
+    def disk_unfill_undo(self, filler: str) -> dict:
+        # In the container: once the lab is down, the container and its tmpfs are gone with it.
+        return {"op": "unfill", "process": REDIS_PROCESS, "file": filler}
 
     def unfill_disk(self, name: str, file: str) -> str:
-        outcome = self._do(name, lambda c, cid: ctr.unfill_disk(c, cid, file))
-        if outcome == "removed":
-            return f"removed {file}; BGSAVE {self._save_and_wait(expect_ok=True)}"
-        return outcome
-
+        """Remove a filler from the container's disk: ``removed``, or why there is nothing to remove."""
+        return self._do(name, lambda c, cid: ctr.unfill_disk(c, cid, file))

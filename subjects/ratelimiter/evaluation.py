@@ -39,7 +39,7 @@ from subjects.evaluation import (
 )
 from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.addresses import AddressPlan
-from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab
+from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, open_lab
 from subjects.ratelimiter.oracle import Oracle
 from subjects.ratelimiter.processes import ProcessRecord
 
@@ -272,7 +272,7 @@ def _lab(lab_dir: str) -> RateLimiterLab:
 
 
 def _lab_if_up(lab_dir: str) -> tuple[RateLimiterLab, bool]:
-    lab = RateLimiterLab(lab_dir)
+    lab = open_lab(lab_dir)
     try:
         return lab, lab.state_path.exists() and lab.is_up()
     except LabError:
@@ -309,7 +309,7 @@ def _teardown(manifest: Manifest) -> list[str]:
     if stopped:
         done.append(stopped)
     lab_dir = manifest.admin.get("lab_dir", manifest.trial_dir)
-    lab = RateLimiterLab(lab_dir)
+    lab = open_lab(lab_dir)
     if lab.state_path.exists():
         try:
             report = lab.down()

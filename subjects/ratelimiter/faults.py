@@ -1,10 +1,12 @@
-"""Faults for the rate limiter lab, each recorded with exactly what undoes it.
+"""Faults for the rate limiter lab (process or Docker), each recorded with exactly what undoes it.
 
 ``plan(lab, kind, target=None, params=None, name=None) -> record`` writes down the target and the
 complete undo and changes nothing; ``apply(lab, record)`` then makes the fault. The evaluation
 harness stores the planned record before applying it (write-ahead), so a crash in between still
 leaves an undo on record. ``inject`` is the two at once (for `operator-tui chaos`), and
-``revert(lab, record) -> report`` undoes a record.
+``revert(lab, record) -> report`` undoes a record. The lab (`lab.RateLimiterLab` or
+`docker_lab.DockerRateLimiterLab`, whichever `open_lab` gives) does what differs between processes
+and containers (kill, stop, pause, the run of a process, Redis's disk); a fault asks it.
 
 A record is plain JSON::
 
@@ -13,31 +15,32 @@ A record is plain JSON::
      "facts": {...}, "undo": [step, ...]}
 
 ``facts`` are what the fault's effect and revert checks (`fault_checks`) need that the undo does
-not say: the process a kill or pause hit (pid and start time), a partition's rules, a filler's size.
-Faults work on the process lab and on the Docker lab (`docker_lab`) alike, through the lab's own
-process and disk calls.
+not say: the run a kill, stop, restart or pause hit (pid and start time; a container's id and when
+it started), a partition's rules, a filler's size.
 
 Undo steps (executed in order by `revert`):
 
 - ``{"op": "start_node", "node"}``                         start the node if it is not running
 - ``{"op": "signal", "process", "pid", "starttime", "signal": "SIGCONT"}``  only if that very
   process still exists
+- ``{"op": "unpause", "process", "container"}``            unfreeze a paused container (Docker lab)
 - ``{"op": "node_config", "node", "url", "config": {"fail_mode"?, "cache_ttl_ms"?}, "flush": bool}``
 - ``{"op": "link", "link", "mode", "delay_ms"}``          set a proxy link back
 - ``{"op": "redis_unpause", "until": iso}``                ``CLIENT UNPAUSE``, unless the pause
   already ended by itself
-- ``{"op": "unpause", "process", "container"}``            unfreeze a paused container (Docker lab)
 - ``{"op": "chain", "chain"}``                             delete that iptables chain and its jump,
   check it gone (host step: needs no lab)
-- ``{"op": "unfill", "process", "file"}``                  remove a disk filler and save again, so
-  that Redis takes writes at once rather than at its next retry
+- ``{"op": "remove_file", "path"}``                        delete a filler file (host step)
+- ``{"op": "unfill", "process", "file"}``                  delete a filler inside a container (Docker lab)
+- ``{"op": "redis_bgsave"}``                               a save that starts now, and its outcome:
+  Redis takes writes again once one succeeds (a full disk made it refuse them)
 
 The report of `revert` is ``{"id", "kind", "target", "reverted_at", "undone": [text],
 "nothing_to_do": [text], "failed": [{"step", "reason"}], "ok": bool}``. Reverting twice, after the
 lab was restarted, or after the process died never raises: what could not be undone is listed
 under ``failed`` (and ``ok`` is false), what was already undone under ``nothing_to_do``. With
-``host_only`` (the lab is gone: its processes, links and disk went with it) only the host steps
-run: a chain outlives the lab that it cut.
+``host_only`` (the lab is gone: its processes, containers, links and disk went with it) only the
+host steps run: a chain outlives the lab that it cut.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -58,7 +62,7 @@ from subjects.ratelimiter.lab import REDIS_PROCESS, LabError, RateLimiterLab
 from subjects.ratelimiter.processes import ProcessRecord
 
 HTTP_TIMEOUT_S = 3.0
-HOST_STEPS = ("chain",)
+HOST_STEPS = ("chain", "remove_file")
 CHAIN_PREFIX = "OPRL"
 
 
@@ -93,7 +97,8 @@ class LatencyParams(_Params):
 
 class PartitionParams(_Params):
     direction: Literal["redis", "clients", "both"] = Field(
-        default="redis", description="redis: the node is cut from Redis; clients: its clients are cut from it")
+        default="redis", description="what to cut: the node's traffic to Redis (its link and Redis itself), "
+                                     "its clients' traffic to it, or both")
     chain: str | None = Field(
         default=None, pattern=netfault.CHAIN_NAME.pattern,
         description="the iptables chain to hold the rules (unique per fault); default: one made up")
@@ -146,6 +151,7 @@ Applied = tuple[list[str], datetime | None]
 
 
 def _running(lab: RateLimiterLab, name: str) -> dict:
+    """The current run of the node or ``redis`` (`lab.process_info`); FaultError unless it runs."""
     proc = lab.process_info(name)
     if proc["state"] != processes.RUNNING:
         raise FaultError(f"{name} is not running ({proc['state']})")
@@ -153,39 +159,42 @@ def _running(lab: RateLimiterLab, name: str) -> dict:
 
 
 def _victim(proc: dict) -> dict:
-    return {"pid": proc["pid"], "starttime": proc.get("starttime")}
+    """The identity of one run (a process: pid and start time; a container: its id and start)."""
+    return {k: proc[k] for k in ("pid", "starttime", "container") if k in proc}
 
 
-def _same(lab: RateLimiterLab, name: str, record: dict) -> dict:
-    """The process the fault was planned against, still running (not restarted since)."""
-    proc = _running(lab, name)
-    if proc["pid"] != record["facts"]["process"]["pid"]:
-        raise FaultError(f"{name} was restarted since the fault was planned")
-    return proc
+def _still_running(lab: RateLimiterLab, name: str, record: dict) -> dict:
+    victim = record["facts"]["process"]
+    state, how = lab.run_state(name, victim)
+    if state != processes.RUNNING:
+        raise FaultError(f"{name} changed since the fault was planned: {how}")
+    return victim
 
 
-def _plan_node(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
-    """node_kill, node_stop, node_restart: whatever happens, the undo makes sure the node runs."""
+def _plan_node_run(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
+    """node_kill, node_stop, node_restart: the run hit; the undo starts the node unless it runs."""
     return [{"op": "start_node", "node": node}], {"process": _victim(_running(lab, node))}
 
 
 def _apply_node_kill(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
-    proc = _same(lab, node, record)
+    victim = _still_running(lab, node, record)
     lab.kill_node(node)
-    return [f"SIGKILL {lab.describe(node, proc)}"], None
+    return [f"SIGKILL {lab.describe(node, victim)}"], None
 
 
 def _apply_node_stop(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
-    proc = _same(lab, node, record)
+    victim = _still_running(lab, node, record)
     outcome = lab.stop_node(node)
-    return [f"stop {lab.describe(node, proc)}: {outcome}"], None
+    return [f"stop {lab.describe(node, victim)}: {outcome}"], None
 
 
 def _apply_node_restart(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
-    before = _same(lab, node, record)
+    victim = _still_running(lab, node, record)
     lab.restart_node(node)
-    after = lab.node_process(node)
-    return [f"restart {lab.describe(node, before)} -> {lab.describe(node, after)}"], None
+    after = lab.process_info(node)
+    record["facts"]["after"] = _victim(after)
+    # A restart ends by itself; the undo only makes sure the node runs again.
+    return [f"restart {lab.describe(node, victim)} -> {lab.describe(node, after)}"], None
 
 
 def _plan_node_pause(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
@@ -194,9 +203,9 @@ def _plan_node_pause(lab: RateLimiterLab, node: str, p: NoParams, name: str | No
 
 
 def _apply_node_pause(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
-    proc = _same(lab, node, record)
+    victim = _still_running(lab, node, record)
     lab.pause_node(node)
-    return [f"pause {lab.describe(node, proc)}"], None
+    return [f"pause {lab.describe(node, victim)}"], None
 
 
 def _plan_redis_pause(lab: RateLimiterLab, target: str, p: RedisPauseParams, name: str | None) -> Planned:
@@ -209,9 +218,9 @@ def _plan_redis_pause(lab: RateLimiterLab, target: str, p: RedisPauseParams, nam
 
 def _apply_redis_pause(lab: RateLimiterLab, target: str, p: RedisPauseParams, record: dict) -> Applied:
     if p.mode == "sigstop":
-        proc = _same(lab, REDIS_PROCESS, record)
+        victim = _still_running(lab, REDIS_PROCESS, record)
         lab.pause_redis()
-        return [f"pause {lab.describe('redis-server', proc)}"], None
+        return [f"pause {lab.describe(REDIS_PROCESS, victim)}"], None
     client = lab.redis()
     try:
         # WRITE: scripts and writes block (checks, heartbeats) while PING and reads still answer,
@@ -277,29 +286,26 @@ def _apply_redis_latency(lab: RateLimiterLab, target: str, p: LatencyParams, rec
     return [f"link {n}: delay {p.delay_ms} ms" for n in record["facts"]["links"]], None
 
 
-def _host(url: str) -> str:
-    return url.split("//", 1)[1].split("/")[0].rsplit(":", 1)[0]
-
-
 def _plan_partition(lab: RateLimiterLab, node: str, p: PartitionParams, name: str | None) -> Planned:
-    """DROP rules in a chain of the fault's own. ``redis``: what the node sends to its proxy link and
-    to Redis (named by the node's source address where the lab gives it one, and by its cgroup
-    where it runs in one); ``clients``: everything sent to the node's address and port."""
     state = lab.state
     spec = state.node(node)
-    rec = state.processes.get(node)
-    cgroup = rec.cgroup if rec is not None else None
-    src = _host(spec.url) if state.block else None  # only an address block's nodes connect from their own
+    cgroup = lab.node_cgroup(node)
     chain = p.chain or name or f"{CHAIN_PREFIX}{uuid.uuid4().hex[:10]}"
     if not netfault.CHAIN_NAME.match(chain):
         raise FaultError(f"partition: bad chain name {chain!r} (letters, digits, _ and -, at most 28)")
     rules = []
-    if p.direction in ("clients", "both"):
-        rules.append({"dst": _host(spec.url), "dport": spec.port})
     if p.direction in ("redis", "both"):
-        rules.append({"src": src, "dst": _host(spec.redis_url), "dport": spec.link_port, "cgroup": cgroup})
-        if cgroup or src:  # something tells the node's own packets apart: cut its direct path too
-            rules.append({"src": src, "dst": _host(state.redis_url), "dport": state.redis_port, "cgroup": cgroup})
+        # Whatever the node sends towards Redis: its own proxy link, and Redis itself. The rules
+        # name the node's own address (every node connects from one, in both labs) and, when it
+        # has one, its cgroup (a process; a container has no cgroup v2 path here); the
+        # direct-to-Redis rule only when one of them tells the node apart (on the default process
+        # lab everyone shares 127.0.0.1).
+        rules.append({"src": spec.host, "dst": spec.link_host, "dport": spec.link_port, "cgroup": cgroup})
+        if cgroup or spec.host != state.redis_host:
+            rules.append({"src": spec.host, "dst": state.redis_host, "dport": state.redis_port, "cgroup": cgroup})
+    if p.direction in ("clients", "both"):
+        # Whoever connects to the node: the observer, the load generator, routers.
+        rules.append({"dst": spec.host, "dport": spec.port})
     facts = {"chain": chain, "rules": rules, "node_url": spec.url, "cgroup": cgroup, "direction": p.direction}
     return [{"op": "chain", "chain": chain}], facts
 
@@ -321,20 +327,26 @@ def _apply_partition(lab: RateLimiterLab, node: str, p: PartitionParams, record:
 
 
 def _plan_disk_full(lab: RateLimiterLab, target: str, p: DiskFullParams, name: str | None) -> Planned:
-    _running(lab, REDIS_PROCESS)
+    try:
+        disk = lab.disk()
+    except LabError as e:
+        raise FaultError(str(e)) from e
     stem = name if name and name.replace("-", "").replace("_", "").isalnum() else uuid.uuid4().hex[:10]
-    where = lab.disk_filler(REDIS_PROCESS, stem)
-    facts = {"filler": where["file"], "mount": where["mount"], "free_before": where["free_bytes"],
+    filler = lab.disk_filler(stem)
+    facts = {"mount": disk.path, "filler": filler, "free_before": lab.disk_usage()["free_bytes"],
              "leave_bytes": p.leave_kb * 1024}
-    return [{"op": "unfill", "process": REDIS_PROCESS, "file": where["file"]}], facts
+    return [lab.disk_unfill_undo(filler), {"op": "redis_bgsave"}], facts
 
 
 def _apply_disk_full(lab: RateLimiterLab, target: str, p: DiskFullParams, record: dict) -> Applied:
     facts = record["facts"]
-    filled = lab.fill_disk(REDIS_PROCESS, facts["filler"], facts["leave_bytes"])
-    facts["size"] = filled.get("size")
-    return [f"filled {filled['path']} ({filled['after']['avail_kb']} KiB left) with {facts['filler']}; "
-            f"BGSAVE: {filled['bgsave']}"], None
+    if lab.disk_holds(facts["filler"]):
+        raise FaultError(f"{facts['filler']} already exists: a filler belongs to one fault")
+    facts["size"] = lab.disk_fill(facts["filler"], facts["leave_bytes"])
+    # A save now rather than at Redis's next save point: with the disk full it fails, and Redis
+    # refuses writes from then on.
+    saved = lab.save_and_wait()
+    return [f"filled {facts['mount']} with {facts['size']} bytes ({facts['filler']}); BGSAVE: {saved}"], None
 
 
 @dataclass(frozen=True)
@@ -352,28 +364,30 @@ KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
         Kind("node_kill", "SIGKILL one node (a container: docker kill); revert starts it again", "node", NoParams,
-             _plan_node, _apply_node_kill),
+             _plan_node_run, _apply_node_kill),
         Kind("node_pause", "pause one node (SIGSTOP; a container: the cgroup freezer); revert resumes it", "node",
              NoParams, _plan_node_pause, _apply_node_pause),
         Kind("redis_pause", "stall Redis: CLIENT PAUSE WRITE for duration_ms (self-ending), or SIGSTOP "
-             "redis-server", "redis", RedisPauseParams, _plan_redis_pause, _apply_redis_pause, self_heals=True),
+             "redis-server (a container: the freezer)", "redis", RedisPauseParams, _plan_redis_pause,
+             _apply_redis_pause, self_heals=True),
         Kind("counter_drift", "turn on a long-lived local cache on one node so it over-admits; revert turns it "
              "off and flushes it", "node", DriftParams, _plan_counter_drift, _apply_counter_drift),
         Kind("fail_open", "set one node to fail_mode open and cut its Redis link; revert restores both",
              "node", FailOpenParams, _plan_fail_open, _apply_fail_open),
         Kind("redis_latency", "delay Redis round trips on one node's link or on all links (*); revert restores "
              "them", "links", LatencyParams, _plan_redis_latency, _apply_redis_latency),
-        Kind("node_stop", "stop one node (SIGTERM, SIGKILL after 5 s; a container: docker stop); revert starts "
-             "it", "node", NoParams, _plan_node, _apply_node_stop),
-        Kind("node_restart", "restart one node (a container: docker restart); revert makes sure it runs",
-             "node", NoParams, _plan_node, _apply_node_restart, self_heals=True),
-        Kind("partition", "iptables DROP rules in a chain of the fault's own: the node cut from Redis (direction "
-             "redis: from its address and cgroup to its proxy link and to Redis), its clients cut from it "
-             "(clients), or both; revert deletes the chain and checks it gone", "node", PartitionParams,
-             _plan_partition, _apply_partition),
-        Kind("redis_disk_full", "fill Redis's data disk (a tmpfs: lab up --redis-disk-mb, or the Docker lab's) "
-             "with a filler file, so its saves fail and it refuses writes (MISCONF); revert removes the filler "
-             "and saves again", "redis", DiskFullParams, _plan_disk_full, _apply_disk_full),
+        Kind("node_stop", "stop one node (SIGTERM, SIGKILL after 5 s; a container: docker stop); revert starts it",
+             "node", NoParams, _plan_node_run, _apply_node_stop),
+        Kind("node_restart", "restart one node (a container: docker restart); it ends by itself, revert makes "
+             "sure the node runs", "node", NoParams, _plan_node_run, _apply_node_restart, self_heals=True),
+        Kind("partition", "iptables DROP rules in a chain of the fault's own: cut one node from Redis (direction "
+             "redis, the default: its link and Redis, matched by the node's address and cgroup), from its "
+             "clients (clients: packets to its address and port) or both; revert deletes the chain and checks it "
+             "gone", "node", PartitionParams, _plan_partition, _apply_partition),
+        Kind("redis_disk_full", "fill Redis's data disk (a tmpfs: lab up --redis-disk-mb, or the Redis "
+             "container's in the Docker lab) with a filler file and save: the save fails and Redis refuses "
+             "writes; revert removes the filler and saves again", "redis", DiskFullParams,
+             _plan_disk_full, _apply_disk_full),
     )
 }
 
@@ -491,6 +505,10 @@ def _run_step(lab: RateLimiterLab, step: dict) -> tuple[str, str]:
             return "nothing", f"{step['process']} (pid {step['pid']}) is not stopped"
         processes.signal_and_wait(rec, signal.Signals[step["signal"]])
         return "undone", f"{step['signal']} {step['process']} (pid {step['pid']})"
+    if op == "unpause":
+        outcome = lab.resume(step["process"])
+        return ("undone", f"resumed {step['process']}") if outcome == "resumed" else \
+            ("nothing", f"{step['process']} {outcome}")
     if op == "node_config":
         current = _get(f"{step['url']}/admin/config")
         changes = {k: v for k, v in step["config"].items() if current.get(k) != v}
@@ -527,18 +545,25 @@ def _run_step(lab: RateLimiterLab, step: dict) -> tuple[str, str]:
     if op == "chain":
         chain = netfault.Chain(step["chain"])
         if chain.gone():
-            return "nothing", f"iptables chain {chain.name} already gone"
+            return "nothing", f"iptables chain {chain.name} is already gone"
         chain.delete()
         if not chain.gone():
             raise FaultError(f"iptables chain {chain.name} is still there after deleting it")
-        return "undone", f"deleted iptables chain {chain.name} (checked gone)"
-    if op == "unpause":
-        outcome = lab.resume(step["process"])
-        return ("undone", f"resumed {step['process']}") if outcome == "resumed" else \
-            ("nothing", f"{step['process']} {outcome}")
+        return "undone", f"deleted iptables chain {chain.name} and its jump (checked gone)"
+    if op == "remove_file":
+        path = Path(step["path"])
+        if not path.exists():
+            return "nothing", f"{path} is already gone"
+        path.unlink()
+        return "undone", f"removed {path}"
     if op == "unfill":
         outcome = lab.unfill_disk(step["process"], step["file"])
-        return ("undone" if outcome.startswith("removed") else "nothing"), f"{step['process']} disk: {outcome}"
+        return ("undone" if outcome == "removed" else "nothing"), f"{step['process']} disk: {outcome} {step['file']}"
+    if op == "redis_bgsave":
+        saved = lab.save_and_wait()
+        if saved != "ok":
+            raise FaultError(f"BGSAVE {saved}: Redis still cannot save, so it still refuses writes")
+        return "undone", "BGSAVE ok (Redis takes writes again)"
     raise FaultError(f"unknown undo step {op!r}")
 
 

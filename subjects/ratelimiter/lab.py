@@ -25,6 +25,11 @@ makes its background saves fail and Redis refuse writes (MISCONF), as a full dis
 Each node reaches Redis only through its own proxy link, so one node's Redis connection can be
 delayed or cut (`set_link`) while the others and the observer (which reads Redis directly at
 ``redis_url()``) are unaffected.
+
+The same lab runs as containers (`docker_lab.DockerRateLimiterLab`, ``runtime: docker`` in the
+state file); `open_lab(run_dir)` gives whichever of the two started there. What differs between
+them is behind the lab's methods that faults and actions use: the run of a process or container
+(`process_info`, `run_state`), kill, stop, restart, pause and their undo, Redis's disk (`disk*`).
 """
 
 from __future__ import annotations
@@ -103,7 +108,7 @@ class NodeSpec(BaseModel):
 class RedisDisk(BaseModel):
     """Redis's data folder as a tmpfs of its own (written before it is mounted)."""
 
-    path: str
+    path: str  # on the host; in the Docker lab, inside Redis's container
     size_mb: int
     save_s: int  # Redis saves (BGSAVE) every save_s seconds after at least one write
 
@@ -122,16 +127,16 @@ class LabState(BaseModel):
     load: bool
     load_args: list[str] = []
     processes: dict[str, ProcessRecord] = {}
-    # "process" (this module) or "docker" (subjects.ratelimiter.docker_lab): same layout, as containers
-    runtime: str = "process"
-    docker_host: str | None = None
-    engine_started: bool = False  # the docker lab started the local engine, and stops it at `down`
-    containers: dict[str, ContainerRecord] = {}
     block: str | None = None  # address block "127.B.C" (see `addresses`); None: all on 127.0.0.1
     redis_host: str = LOCALHOST
     proxy_host: str = LOCALHOST
     cgroup: str | None = None  # the lab's cgroup v2 (each process in CGROUP/<name>), when it has one
     redis_disk: RedisDisk | None = None
+    # "process" (this module) or "docker" (subjects.ratelimiter.docker_lab): same layout, as containers
+    runtime: str = "process"
+    docker_host: str | None = None
+    engine_started: bool = False  # the docker lab started the local engine, and stops it at `down`
+    containers: dict[str, ContainerRecord] = {}
 
     @property
     def plan(self) -> AddressPlan:
@@ -426,15 +431,7 @@ class RateLimiterLab:
             "--protected-mode", "yes" if state.redis_host == LOCALHOST else "no",
             "--loglevel", "notice",
         ]  # fmt: skip
-        if disk is None:
-            return [*argv, "--save", ""]
-        # Save points are what make a full disk refuse writes: stop-writes-on-bgsave-error
-        # applies to configured saves only.
-        saves = ["--save", f"{disk.save_s} 1", "--stop-writes-on-bgsave-error", "yes", "--dbfilename", "dump.rdb",
-                 # A lab's data goes at `down`; saving it on the way out would keep a full disk's
-                 # Redis from exiting on SIGTERM at all.
-                 "--shutdown-on-sigterm", "nosave"]
-        return [*argv, *saves]
+        return [*argv, *redis_save_args(disk)]
 
     def _start_all(self, state: LabState, server: str) -> None:
         redis_dir = self.run_dir / REDIS_DIR
@@ -707,9 +704,9 @@ class RateLimiterLab:
             loadgen = json.loads((self.run_dir / LOADGEN_STATUS).read_text())
         disk = None
         if state.redis_disk is not None:
-            disk = {**state.redis_disk.model_dump(), "mounted": tmpfs.is_mounted(state.redis_disk.path)}
-            if disk["mounted"]:
-                disk.update(tmpfs.usage(state.redis_disk.path))
+            disk = {**state.redis_disk.model_dump(), "mounted": False}
+            with contextlib.suppress(LabError, OSError):
+                disk.update(self.disk_usage(), mounted=True)
         live = any(p["state"] in (processes.RUNNING, processes.PAUSED) for p in procs)
         return {
             "subject": SUBJECT,
@@ -803,6 +800,14 @@ class RateLimiterLab:
         rec = self.process(name)
         return {"pid": rec.pid, "starttime": rec.starttime, "state": processes.process_state(rec)}
 
+    def run_state(self, name: str, run: dict) -> tuple[str, str]:
+        """The state of one run of `name` (`run` as `process_info` gave it, e.g. when a fault was
+        planned) and how it reads: that very process, so a restarted node's old run is ``stopped``."""
+        rec = ProcessRecord(name=name, pid=run["pid"], starttime=run["starttime"], argv=[], log="")
+        state = processes.process_state(rec)
+        letter = processes.status_letter(run["pid"]) if state != processes.STOPPED else None
+        return state, f"{name} (pid {run['pid']}) {state}" + (f", State {letter}" if letter else "")
+
     def answers_as(self, node_id: str, stats: dict, proc: dict) -> bool:
         """Whether a node's /api/stats comes from the process `proc` (from `node_process`)."""
         return stats.get("pid") == proc["pid"]
@@ -818,89 +823,92 @@ class RateLimiterLab:
     def resume(self, name: str) -> str:
         return self.resume_redis() if name == REDIS_PROCESS else self.resume_node(name)
 
-    # -- Redis's disk (redis_disk_full) ------------------------------------------------------------
-
-    def disk_filler(self, name: str, stem: str) -> dict:
-        """Where a filler for the data disk of `name` (only ``redis`` has one) goes, before anything
-        is written: ``{"file", "mount", "free_bytes"}`` (the mount and free space on this host)."""
-        disk = self.state.redis_disk
-        if name != REDIS_PROCESS or disk is None:
-            raise LabError("redis_disk_full needs Redis on a disk of its own: `lab up ratelimiter --redis-disk-mb N` "
-                           "(or --docker)")
-        if not tmpfs.is_mounted(disk.path):
-            raise LabError(f"Redis's disk {disk.path} is not mounted")
-        # A neutral name: the file says nothing to an agent that lists the folder.
-        return {"file": str(Path(disk.path) / f"spool-{stem}.dat"), "mount": disk.path,
-                "free_bytes": tmpfs.usage(disk.path)["free_bytes"]}
-
-    def fill_disk(self, name: str, file: str, leave_bytes: int = 0) -> dict:
-        """Take the free space of `name`'s data disk with `file`, then ask Redis to save: the save
-        fails, and with save points configured Redis refuses writes (MISCONF) until one succeeds.
-        Returns ``{"file", "path", "size", "after": {"avail_kb"}, "bgsave"}``."""
-        where = self.disk_filler(name, "x")["mount"]
-        target = Path(file)
-        if target.parent != Path(where):
-            raise LabError(f"{file} is not on Redis's disk {where}")
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        size = 0
-        try:
-            # The free space moves while Redis writes: take what is free now, a little less on ENOSPC.
-            for _ in range(20):
-                size = max(0, tmpfs.usage(where)["free_bytes"] - leave_bytes)
-                try:
-                    if size:
-                        os.posix_fallocate(fd, 0, size)
-                    break
-                except OSError:
-                    leave_bytes += 4096
-            else:
-                raise LabError(f"could not fill {where}")
-        except BaseException:
-            os.close(fd)
-            target.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        after = tmpfs.usage(where)["free_bytes"]
-        return {"file": file, "path": where, "size": size, "after": {"avail_kb": after // 1024},
-                "bgsave": self._save_and_wait(expect_ok=False)}
-
-    def unfill_disk(self, name: str, file: str) -> str:
-        """Remove the filler and save again (Redis takes writes once a save succeeds)."""
-        target = Path(file)
-        if not target.exists():
-            return "no filler file"
-        target.unlink()
-        return f"removed {file}; BGSAVE {self._save_and_wait(expect_ok=True)}"
-
-    def _save_and_wait(self, expect_ok: bool, timeout_s: float = 10.0) -> str:
-        """BGSAVE and wait for its outcome: ``ok`` or ``err`` (LabError if it is not the one expected)."""
-        import redis
-
-        client = self.redis()
-        try:
-            last_save = client.lastsave()
-            try:
-                client.bgsave()
-            except redis.ResponseError as e:
-                if "in progress" not in str(e):
-                    raise
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                info = client.info("persistence")
-                if not info.get("rdb_bgsave_in_progress") and (
-                        client.lastsave() != last_save or info.get("rdb_last_bgsave_status") == "err"):
-                    result = str(info.get("rdb_last_bgsave_status"))
-                    if (result == "ok") != expect_ok:
-                        raise LabError(f"BGSAVE ended {result}, expected {'ok' if expect_ok else 'err'}")
-                    return result
-                time.sleep(0.1)
-            raise LabError(f"BGSAVE did not finish within {timeout_s:.0f}s")
-        finally:
-            client.close()
-
     def describe(self, name: str, proc: dict) -> str:
         """How faults name a process: ``n2 (pid 1234)``."""
         return f"{name} (pid {proc['pid']})"
+
+    def node_cgroup(self, node_id: str) -> str | None:
+        """The cgroup v2 a node's process runs in (what a partition can match its traffic by)."""
+        rec = self.state.processes.get(node_id)
+        return rec.cgroup if rec is not None else None
+
+    # -- Redis's data disk (the redis_disk_full fault) --------------------------------------------
+
+    def disk(self) -> RedisDisk:
+        """Redis's own data disk; LabError, saying how to get one, when the lab has none."""
+        disk = self.state.redis_disk
+        if disk is None:
+            raise LabError("this lab's Redis has no disk of its own to fill: start the lab with --redis-disk-mb MB "
+                           "(a tmpfs of that size) or --docker (a tmpfs in Redis's container)")
+        if not tmpfs.is_mounted(disk.path):
+            raise LabError(f"Redis's disk {disk.path} is not mounted")
+        return disk
+
+    def disk_usage(self) -> dict[str, int]:
+        """``{"total_bytes", "free_bytes", "used_bytes"}`` of Redis's data disk."""
+        return tmpfs.usage(self.disk().path)
+
+    def disk_filler(self, stem: str) -> str:
+        """Where a filler named `stem` goes: a neutral name that tells an agent nothing."""
+        return str(Path(self.disk().path) / f"spool-{stem}.dat")
+
+    def disk_fill(self, filler: str, leave_bytes: int) -> int:
+        """Fill Redis's disk with one new file, leaving about `leave_bytes` free; returns its size."""
+        path = Path(filler)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            # The free space moves while Redis writes: take what is free now, a little less on ENOSPC.
+            for _ in range(20):
+                size = max(0, self.disk_usage()["free_bytes"] - leave_bytes)
+                try:
+                    if size:
+                        os.posix_fallocate(fd, 0, size)
+                    return size
+                except OSError:
+                    leave_bytes += 4096
+            raise LabError(f"could not fill {self.disk().path}")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+
+    def disk_holds(self, filler: str) -> bool:
+        return Path(filler).exists()
+
+    def disk_unfill_undo(self, filler: str) -> dict:
+        """The undo step that removes a filler: a host step here (the file is on the host, and a
+        lab that is gone took its disk with it)."""
+        return {"op": "remove_file", "path": filler}
+
+    def save_and_wait(self, timeout_s: float = 10.0) -> str:
+        """A BGSAVE that starts now (not one already under way) and its outcome: ``ok`` or ``err``.
+        With save points configured, an ``err`` makes Redis refuse writes and an ``ok`` ends that."""
+        import redis
+
+        client = self.redis()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                forks = client.info("stats")["total_forks"]
+                try:
+                    client.bgsave()
+                    break
+                except redis.ResponseError as e:
+                    if "in progress" not in str(e) or time.monotonic() > deadline:
+                        raise LabError(f"BGSAVE: {e}") from e
+                    time.sleep(0.05)
+            # Done once no save runs and one forked since we asked (ours, or a later one).
+            while time.monotonic() < deadline:
+                info = client.info("persistence")
+                if not info.get("rdb_bgsave_in_progress") and client.info("stats")["total_forks"] > forks:
+                    return str(info.get("rdb_last_bgsave_status"))
+                time.sleep(0.05)
+            raise LabError(f"BGSAVE did not finish within {timeout_s:.0f}s")
+        except redis.RedisError as e:
+            raise LabError(f"BGSAVE: {type(e).__name__}: {e}") from e
+        finally:
+            client.close()
 
     def process(self, name: str) -> ProcessRecord:
         state = self.state
@@ -946,6 +954,28 @@ class RateLimiterLab:
         return r.json()
 
 
+def _remove_cgroup(path: str, timeout_s: float = STOP_GRACE_S) -> bool:
+    """Remove a cgroup whose processes were just stopped: one that exited a moment ago may still
+    be listed for a short while."""
+    deadline = time.monotonic() + timeout_s
+    while not netfault.cgroup_remove(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def redis_save_args(disk: RedisDisk | None) -> list[str]:
+    """Redis's persistence flags: none without a disk of its own; with one, save points, which are
+    what make a full disk refuse writes (stop-writes-on-bgsave-error applies to configured saves)."""
+    if disk is None:
+        return ["--save", ""]
+    return ["--save", f"{disk.save_s} 1", "--stop-writes-on-bgsave-error", "yes", "--dbfilename", "dump.rdb",
+            # A lab's data goes at `down`; saving it on the way out would keep a full disk's Redis
+            # from exiting on SIGTERM at all.
+            "--shutdown-on-sigterm", "nosave"]
+
+
 def wait_answering(url: str, deadline: float, alive: Callable[[], None], what: str) -> None:
     """Poll `url` until it answers 200; `alive()` raises LabError once what should answer has died."""
     last = "no answer yet"
@@ -972,17 +1002,3 @@ def open_lab(run_dir: str | Path) -> RateLimiterLab:
 
         return DockerRateLimiterLab(run_dir)
     return lab
-
-
-
-def _remove_cgroup(path: str, timeout_s: float = STOP_GRACE_S) -> bool:
-    """Remove a cgroup whose processes were just stopped: one that exited a moment ago may still
-    be listed for a short while."""
-    deadline = time.monotonic() + timeout_s
-    while not netfault.cgroup_remove(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from subjects.plugin import LabReport
-from subjects.ratelimiter.lab import LabError, RateLimiterLab, free_lab_ports, open_lab
+from subjects.ratelimiter.lab import RateLimiterLab, free_lab_ports, open_lab
 
 
 def _ranges(ports: list[int]) -> str:
@@ -28,23 +28,18 @@ def _ranges(ports: list[int]) -> str:
 class RateLimiterLabCommand:
     def up(self, run_dir: Path, options: dict[str, Any]) -> LabReport:
         """`free_ports`: any free ports (in 20000-32000) instead of the defaults or the ones given."""
-        extra = {k: options[k] for k in ("addresses", "redis_disk_mb") if options.get(k) is not None}
         if options.get("docker"):
             from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
 
-            if extra:
-                raise LabError(f"--{next(iter(extra)).replace('_', '-')} is for the process lab: the Docker lab has "
-                               "its own addresses (127.18.0.N) and a 32 MiB tmpfs for Redis")
             lab: RateLimiterLab = DockerRateLimiterLab(run_dir)
         else:
             lab = RateLimiterLab(run_dir)
-            extra = {"block": extra.get("addresses"), "redis_disk_mb": extra.get("redis_disk_mb")}
         nodes = options.get("nodes", 3)
         redis_port, base_port = options.get("redis_port"), options.get("base_port")
         if options.get("free_ports"):
             redis_port, base_port = free_lab_ports(nodes)
         state = lab.up(nodes=nodes, redis_port=redis_port, base_port=base_port, load=not options.get("no_load"),
-                       **extra)
+                       block=options.get("addresses"), redis_disk_mb=options.get("redis_disk_mb"))
 
         def who(name: str) -> str:
             if state.runtime == "docker":
@@ -56,10 +51,11 @@ class RateLimiterLabCommand:
             head += f" (containers on {state.docker_host}" + (", engine started for it)" if state.engine_started
                                                                else ")")
         disk = state.redis_disk
+        where = "in its container at " if state.runtime == "docker" else "at "
         lines = [
             head,
             f"  redis   {state.redis_url}  ({who('redis')}"
-            + (f"; data on a {disk.size_mb} MiB tmpfs at {disk.path}, saved every {disk.save_s}s" if disk else "")
+            + (f"; data on a {disk.size_mb} MiB tmpfs {where}{disk.path}, saved every {disk.save_s}s" if disk else "")
             + ")",
             f"  proxy   {state.proxy_url}  ({who('proxy')}; links "
             + ", ".join(f"{n.id}->{n.link_port}" for n in state.nodes) + ")",
@@ -83,10 +79,10 @@ class RateLimiterLabCommand:
         else:
             lines = [f"{s['name']:<8} pid {s['pid']:<8} {s['outcome']}" for s in report["stopped"]]
             lines.append(f"no process left; ports {_ranges(report['ports_checked'])} no longer listening")
-            if report["unmounted"]:
-                lines.append(f"unmounted {report['unmounted']}")
-            if report["cgroups_removed"]:
-                lines.append(f"removed cgroup {report['cgroups_removed']}")
+        if report["unmounted"]:
+            lines.append(f"unmounted {report['unmounted']}")
+        if report["cgroups_removed"]:
+            lines.append(f"removed cgroup {report['cgroups_removed']}")
         lines.extend(f"removed {path}" for path in report["removed"])
         lines.append(f"logs kept in {report['logs']}")
         return LabReport(lines, report)
@@ -106,7 +102,7 @@ class RateLimiterLabCommand:
             f"  redis {status['redis_url']}   proxy {status['proxy_url']}",
             *([f"  redis disk {disk['path']}: " + (f"{disk['free_bytes'] // 1024} KiB free of {disk['total_bytes'] // 1024}"
                                                    if disk["mounted"] else "NOT MOUNTED")]
-              if (disk := status.get("redis_disk")) else []),
+              if (disk := status["redis_disk"]) else []),
             f"  {'PROCESS':<8} {'PID':<8} {'STATE':<7} PORT" + ("  CONTAINER" if docker else ""),
         ]
         lines += [f"  {p['name']:<8} {p['pid']:<8} {p['state']:<7} {p['port'] or '-'}"

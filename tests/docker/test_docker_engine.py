@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from docker_support import assert_lab_gone
-from rl_support import free_lab_ports
+from rl_support import free_block_lab
 
 from containers import engine, images
 
@@ -75,16 +75,20 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def test_lab_up_status_down_from_the_cli(docker_client: Any, tmp_path: Path) -> None:
-    redis_port, base = free_lab_ports(2)
+    """--docker combines with --addresses (the containers' loopback block) and --redis-disk-mb (the
+    size of Redis's tmpfs in its container)."""
+    block, base = free_block_lab(2)
     where = ["--lab-dir", str(tmp_path)]
-    up = cli("lab", "up", "ratelimiter", "--docker", "--nodes", "2", "--redis-port", str(redis_port),
-             "--base-port", str(base), "--no-load", *where)
+    up = cli("lab", "up", "ratelimiter", "--docker", "--nodes", "2", "--addresses", f"{block}.0/24",
+             "--redis-disk-mb", "8", "--redis-port", str(base), "--base-port", str(base), "--no-load", *where)
     try:
         assert up.returncode == 0, up.stderr
-        assert "containers on unix://" in up.stdout and "n2      http://127.18.0.2:" in up.stdout
+        assert "containers on unix://" in up.stdout and f"n2      http://{block}.12:{base + 2}" in up.stdout
+        assert "data on a 8 MiB tmpfs in its container at /data" in up.stdout
         status = cli("lab", "status", "ratelimiter", "--json", *where)
         data = json.loads(status.stdout)
-        assert data["up"] and data["runtime"] == "docker"
+        assert data["up"] and data["runtime"] == "docker" and data["addresses"] == f"{block}.0/24"
+        assert data["redis_disk"]["mounted"] and 7 * 2**20 <= data["redis_disk"]["total_bytes"] <= 8 * 2**20
         assert [n["health"] for n in data["nodes"]] == ["ok", "ok"]
         assert {p["name"]: p["state"] for p in data["processes"]} == dict.fromkeys(("redis", "proxy", "n1", "n2"),
                                                                                   "alive")
