@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import netfault, tmpfs, workload_process
+from subjects import manifest_sweep, netfault, workload_process
 from subjects.evaluation import (
     FaultKind,
     FaultPlan,
@@ -41,7 +40,6 @@ from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.addresses import AddressPlan
 from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, open_lab
 from subjects.ratelimiter.oracle import Oracle
-from subjects.ratelimiter.processes import ProcessRecord
 
 SUBJECT = "ratelimiter"
 EFFECT_TIMEOUT_S = 8.0  # under the harness's 10 s effect deadline
@@ -279,10 +277,6 @@ def _lab_if_up(lab_dir: str) -> tuple[RateLimiterLab, bool]:
         return lab, False
 
 
-def _record(ref: ProcessRef) -> ProcessRecord:
-    return ProcessRecord(name=ref.name, pid=ref.pid, starttime=ref.start_time, argv=[], log="")
-
-
 def _workload_start(manifest: Manifest, spec: WorkloadSpec) -> None:
     admin = manifest.admin
     params = dict(spec.params)
@@ -321,48 +315,17 @@ def _teardown(manifest: Manifest) -> list[str]:
                 done.append(f"removed cgroup {report['cgroups_removed']}")
         except LabError as e:
             done.append(f"lab down: {e}")
-    for ref in manifest.processes:
-        rec = _record(ref)
-        if processes.is_live(rec):
-            processes.send(rec, signal.SIGCONT)
-            processes.send(rec, signal.SIGKILL)
-            processes.wait_dead(rec, 5.0)
-            processes.reap(rec.pid)
-            done.append(f"killed {rec.name} (pid {rec.pid})")
-    for path in manifest.mounts:
-        if tmpfs.is_mounted(path):
-            done.append(f"unmounted {path}" if tmpfs.unmount(path) else f"could not unmount {path}")
-    for name in manifest.chains:
-        chain = netfault.Chain(name)
-        if not chain.gone():
-            chain.delete()
-            done.append(f"deleted iptables chain {name}")
-    for path in manifest.cgroups:
-        if (netfault.CGROUP_ROOT / path).exists():
-            done.append(f"removed cgroup {path}" if netfault.cgroup_remove(path) else f"could not remove cgroup {path}")
+    done += manifest_sweep.sweep(manifest)
     return done
 
 
 def _leftovers(manifest: Manifest) -> list[str]:
-    left = []
     workload = workload_process.process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
-    records = [_record(ref) for ref in manifest.processes] + ([workload] if workload else [])
+    records = [workload] if workload else []
     lab = RateLimiterLab(manifest.admin.get("lab_dir", manifest.trial_dir))
     try:
         if lab.state_path.exists():
             records += list(lab.state.processes.values())
     except LabError:
         pass
-    seen = set()
-    for rec in records:
-        if (rec.pid, rec.starttime) in seen:
-            continue
-        seen.add((rec.pid, rec.starttime))
-        state = processes.process_state(rec)
-        if state in (processes.RUNNING, processes.PAUSED):
-            left.append(f"process {rec.name} (pid {rec.pid}) {state}")
-    left += [f"mount {path}" for path in manifest.mounts if tmpfs.is_mounted(path)]
-    left += [f"iptables chain {name}" for name in manifest.chains if fault_checks.chain_listed(name)]
-    left += [f"cgroup {path}" for path in manifest.cgroups if (netfault.CGROUP_ROOT / path).exists()]
-    return left
-
+    return manifest_sweep.remaining(manifest, records)
