@@ -7,6 +7,11 @@ checks `fault_checks`, the oracle `oracle`, the workload `workload` (its own pro
 buckets to the trial folder). Everything the harness stores (manifest, fault undo) is plain JSON
 that `teardown`, `revert_fault` and `fault_reverted` can act on alone after a crash.
 
+With the lab option ``kind: docker`` the same lab runs as containers (`docker_lab`) on the slot's
+block, Redis's tmpfs inside its container; the manifest records the containers' ids (and the
+engine), by which a crashed trial's containers are removed. Faults, checks, the oracle and the
+workload are the same.
+
 Trial folder layout (TRIAL_DIR is the lab's run folder)::
 
     TRIAL_DIR/state.json, logs/, redis/ (the tmpfs)   the lab
@@ -20,10 +25,12 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from containers import engine
+from containers import nodes as ctr
 from subjects import manifest_sweep, netfault, workload_process
 from subjects.evaluation import (
     FaultKind,
@@ -38,6 +45,7 @@ from subjects.evaluation import (
 )
 from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.addresses import AddressPlan
+from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
 from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, open_lab
 from subjects.ratelimiter.oracle import Oracle
 
@@ -52,6 +60,7 @@ class LabOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["process", "docker"] = "process"  # processes, or containers on a Docker engine
     nodes: int = Field(3, ge=1, le=20)
     redis_disk_mb: int = Field(16, ge=1, le=1024)
     redis_save_s: int = Field(1, ge=1, le=60)
@@ -119,15 +128,19 @@ class RateLimiterEvaluation:
         still = await self.leftovers(stale)
         if still:
             raise RuntimeError(f"a previous lab in {trial_dir} could not be removed: {'; '.join(still)} ({left})")
-        lab = RateLimiterLab(trial_dir)
         block = request.block
         node_options = NodeOptions(heartbeat_ms=options.heartbeat_ms, node_ttl_ms=options.node_ttl_ms,
                                    redis_timeout_ms=options.redis_timeout_ms, fail_mode=options.fail_mode)
+        up: dict[str, Any] = {"nodes": options.nodes, "redis_port": block.port(0), "base_port": block.port(0),
+                              "load": False, "node_options": node_options, "block": block.prefix,
+                              "redis_disk_mb": options.redis_disk_mb, "redis_save_s": options.redis_save_s}
+        if options.kind == "docker":
+            lab: RateLimiterLab = DockerRateLimiterLab(trial_dir)
+        else:
+            lab = RateLimiterLab(trial_dir)
+            up["ident"] = request.ident  # names the lab's cgroup after the trial
         try:
-            state = await _run_sync(lambda: lab.up(
-                nodes=options.nodes, redis_port=block.port(0), base_port=block.port(0), load=False,
-                node_options=node_options, block=block.prefix, redis_disk_mb=options.redis_disk_mb,
-                redis_save_s=options.redis_save_s, ident=request.ident))
+            state = await _run_sync(lambda: lab.up(**up))
         except LabError as e:
             raise RuntimeError(f"ratelimiter lab: {e}") from e
         plan = AddressPlan(state.block)
@@ -145,11 +158,14 @@ class RateLimiterEvaluation:
         manifest.processes = [ProcessRef(rec.name, rec.pid, rec.starttime, rec.argv, rec.cgroup)
                               for rec in state.processes.values()]
         manifest.cgroups = [state.cgroup] if state.cgroup else []
-        manifest.mounts = [state.redis_disk.path] if state.redis_disk else []
+        manifest.mounts = [state.redis_disk.path] if state.redis_disk and state.runtime == "process" else []
         manifest.data_dirs = [str(lab.run_dir)]
         manifest.entities = [*(f"node:{n.id}" for n in state.nodes), "redis"]
         manifest.extra = {"ports": {what: f"{h}:{p}" for what, (h, p) in state.endpoints().items()},
                           "options": options.model_dump(), "redis_disk_mb": options.redis_disk_mb}
+        if state.runtime == "docker":
+            manifest.extra.update(docker_host=state.docker_host,
+                                  containers={name: rec.id for name, rec in state.containers.items()})
         return manifest
 
     async def teardown(self, manifest: Manifest) -> list[str]:
@@ -316,16 +332,58 @@ def _teardown(manifest: Manifest) -> list[str]:
         except LabError as e:
             done.append(f"lab down: {e}")
     done += manifest_sweep.sweep(manifest)
+    done += _remove_containers(manifest)
     return done
+
+
+def _engine(manifest: Manifest) -> Any | None:
+    """The engine of a Docker trial's lab, or None when it does not answer (a stopped engine runs
+    nothing: `lab down` stops the one it started only once no container is left)."""
+    try:
+        return engine.connect(manifest.extra.get("docker_host"), timeout_s=10)
+    except engine.EngineError:
+        return None
+
+
+def _containers(manifest: Manifest, client: Any) -> dict[str, tuple[str, str]]:
+    """The manifest's containers that still exist: {name: (id, state)}."""
+    found = {}
+    for name, cid in (manifest.extra.get("containers") or {}).items():
+        state = ctr.state(client, cid)
+        if state != ctr.MISSING:
+            found[name] = (cid, state)
+    return found
+
+
+def _remove_containers(manifest: Manifest) -> list[str]:
+    """Whatever containers of the manifest are still there (a crash between `up` and `down`), by id."""
+    if not manifest.extra.get("containers") or (client := _engine(manifest)) is None:
+        return []
+    try:
+        done = []
+        for name, (cid, _state) in _containers(manifest, client).items():
+            client.containers.get(cid).remove(force=True, v=True)
+            done.append(f"removed container {name} ({cid[:12]})")
+        return done
+    finally:
+        client.close()
 
 
 def _leftovers(manifest: Manifest) -> list[str]:
     workload = workload_process.process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
     records = [workload] if workload else []
-    lab = RateLimiterLab(manifest.admin.get("lab_dir", manifest.trial_dir))
+    lab = open_lab(manifest.admin.get("lab_dir", manifest.trial_dir))
     try:
         if lab.state_path.exists():
             records += list(lab.state.processes.values())
     except LabError:
         pass
-    return manifest_sweep.remaining(manifest, records)
+    left = manifest_sweep.remaining(manifest, records)
+    if manifest.extra.get("containers") and (client := _engine(manifest)) is not None:
+        try:
+            left += [f"container {name} ({cid[:12]}) {state}" for name, (cid, state) in
+                     _containers(manifest, client).items()]
+        finally:
+            client.close()
+    return left
+

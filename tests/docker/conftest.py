@@ -17,6 +17,7 @@ import pytest
 from containers import engine, images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ratelimiter"))  # rl_support, rl_subject_support
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))  # rl_eval_support
 from docker_support import assert_lab_gone
 
 
