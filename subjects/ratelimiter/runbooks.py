@@ -207,7 +207,9 @@ def redis_serves_others(ctx: RunbookContext) -> Finding:
 @signal("node_answers", "the node's own process answers its API (alive, not hung or paused)", weight=1.0)
 def node_answers(ctx: RunbookContext) -> Finding:
     n = target_node(ctx)
-    return _finding("node_answers", n, None if n is None else answering(n), n.state_detail if n else "")
+    alive = None if n is None else answering(n)
+    return _finding("node_answers", n, alive, f"node {n.id} answers its API" if alive else
+                    f"node {n.id if n else '?'} does not answer: {n.state_detail if n else ''}")
 
 
 def redis_failures(ctx: RunbookContext) -> tuple[int, int, int]:
