@@ -76,6 +76,7 @@ class Database:
         self.conn = conn
         self._write_lock = asyncio.Lock()
         self._closed = False
+        self.run_locks: dict[int, Any] = {}  # run id -> the RunLock this process holds for it
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
@@ -130,6 +131,11 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        # A run still open when its store closes has nobody left to drive it: its lock goes (the
+        # file stays, unlocked), so other processes see it as dead and take over its work.
+        for lock in self.run_locks.values():
+            lock.release(remove=False)
+        self.run_locks.clear()
         await self.conn.close()
 
     @property
