@@ -84,7 +84,8 @@ class EtcdEvaluation:
     def fault_kinds(self) -> dict[str, FaultKind]:
         return {k.name: FaultKind(name=k.name, description=k.description,
                                   target_kind="member name (m1, m2, ...) or leader",
-                                  params={n: f.default for n, f in k.params.model_fields.items()})
+                                  params={n: f.default for n, f in k.params.model_fields.items()},
+                                  self_heals=k.name == "restart_member")  # a restart ends by itself
                 for k in faults.KINDS.values()}
 
     def lab_defaults(self) -> dict[str, Any]:
@@ -211,6 +212,7 @@ class EtcdEvaluation:
                                              undo["fid"])
         except faults.FaultError as e:
             raise RuntimeError(str(e)) from e
+        record["planned_process"] = undo["member_process"]  # what the checks compare the member's run with
         undo["record"] = record
         return {"done": record["done"], "effect": record["effect"], "injected_at": record["injected_at"]}
 
@@ -303,7 +305,7 @@ def _pending_steps(lab: EtcdLab | None, undo: dict[str, Any]) -> list[dict]:
         if kind == "disk_full":
             steps.append({"op": "remove_file", "member": member,
                           "path": str(Path(lab.member(member).folder) / f"chaos-filler-{fid}")})
-        if kind in ("kill_member", "disk_full"):
+        if kind in ("kill_member", "stop_member", "restart_member", "disk_full"):
             steps.append({"op": "start_member", "member": member})
         if kind in ("disk_full", "quota_fill"):
             op = "delete_prefix" if kind == "disk_full" else "quota_recover"

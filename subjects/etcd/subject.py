@@ -90,15 +90,18 @@ class EtcdSubject:
     async def aclose(self) -> None:
         await self.observer.aclose()
         await self._client.aclose()
+        if self.lab is not None:
+            self.lab.close()
 
 
 def _load_lab(lab_dir: str | None) -> Any:
     if not lab_dir:
         return None
-    from subjects.etcd.lab import EtcdLab, LabError
+    from subjects.etcd.lab import LabError, open_lab
 
+    lab = open_lab(lab_dir)
     try:
-        lab = EtcdLab.load(lab_dir)
+        lab.state  # noqa: B018 - raises LabError when no lab is up there
     except LabError:
         return None
     return lab if lab.is_up() else None
