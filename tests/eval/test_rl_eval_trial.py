@@ -23,12 +23,12 @@ SCRIPT = Path(sys.executable).parent / "operator-tui"
 CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "operator_tui"]
 
 
-def eval_run(tmp_path: Path, kind: str, budget_s: int) -> tuple[AddressBlock, dict]:
+def eval_run(tmp_path: Path, kind: str, budget_s: int, hold_s: int = 3) -> tuple[AddressBlock, dict]:
     block = free_block()
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
     run = subprocess.run(
         [*CLI, "eval", "run", "--subject", "ratelimiter", "--chaos", kind, "--target", "n2",
-         "--budget", str(budget_s), "--pre-window", "2", "--hold", "3", "--slot", str(block.slot),
+         "--budget", str(budget_s), "--pre-window", "2", "--hold", str(hold_s), "--slot", str(block.slot),
          "--port-base", str(block.port_base), "--db", str(tmp_path / "e.db"), "--json"],
         capture_output=True, text=True, timeout=240, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -64,7 +64,9 @@ def test_a_node_cut_from_redis_is_drained_and_escalated_which_mitigates(tmp_path
     """The partition stays for the whole trial: the agent drains n2 (no restart: the process is
     alive, its network is cut) and escalates the network; the other nodes carry the workload within
     its SLO, so the oracle, which does not probe a node out of rotation, sees the service mitigated."""
-    block, report = eval_run(tmp_path, "partition", 45)
+    # The escalation follows the drain's failed verification; the hold keeps the trial's agent
+    # running long enough for it on a loaded machine (with a 3 s hold it could end first).
+    block, report = eval_run(tmp_path, "partition", 45, hold_s=15)
     assert block.prefix + "." not in iptables_listing()
     trial = report["trials"][0]
     assert trial["outcome"] == "success" and not trial["self_healed"], (trial["reason"], trial["error"])
