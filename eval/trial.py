@@ -402,7 +402,9 @@ async def revert_one(store: Store, adapter: EvaluationAdapter, fault_id: int, un
                 await store.update_eval_fault(fault_id, status="reverted", reverted_ns=now_ns(),
                                               revert_attempts=attempts)
                 verdict = await adapter.fault_reverted(undo)
-        except (TimeoutError, RuntimeError, OSError, ValueError) as e:
+        except Exception as e:
+            # Any adapter failure fails this attempt (a firewall, tmpfs, PD or Docker error too): the
+            # fault must end revert_verified or revert_failed, never stay "reverting".
             detail = f"{type(e).__name__}: {e}"
             verdict = None
         if verdict is not None and verdict.ok:
