@@ -352,9 +352,16 @@ class TiKVEvaluation:
                 problems.append(f"chain {undo['chain']} still exists")
         try:
             fault = await _sim_fault(undo)
-        except httpx.HTTPError:
-            evidence["lab"] = "unreachable"
+        except httpx.ConnectError:
+            # nothing listens: the simulator, and every fault it held, is gone
+            evidence["lab"] = "gone"
             return Verdict(not problems, "; ".join(problems) or "the lab is gone and so is the fault", evidence)
+        except (httpx.HTTPError, ValueError) as e:
+            # a simulator that accepts but does not answer (hung, stopped) may still hold the fault
+            evidence["lab"] = f"not answering: {type(e).__name__}"
+            problems.append(f"the simulator's admin API does not answer ({type(e).__name__}): "
+                            f"cannot tell whether fault {undo['fault_id']} is gone")
+            return Verdict(False, "; ".join(problems), evidence)
         evidence["sim_fault"] = fault
         if fault is not None and fault.get("active"):
             problems.append(f"simulator fault {undo['fault_id']} still active")
@@ -404,7 +411,10 @@ def _error(r: httpx.Response) -> str:
 async def _sim_fault(undo: dict[str, Any]) -> dict[str, Any] | None:
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
         r = await client.get(f"{undo['admin']}/sim/v1/faults/{undo['fault_id']}")
-    return r.json() if r.status_code == 200 else None
+    if r.status_code == 404:
+        return None  # the simulator does not know it: reverted and forgotten, or a restarted simulator
+    r.raise_for_status()
+    return r.json()
 
 
 async def _connects(address: str, timeout: float = 1.0) -> bool:

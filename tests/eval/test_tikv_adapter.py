@@ -4,7 +4,9 @@ and two slots on the same ports never meet."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,21 @@ async def test_two_slots_on_the_same_ports_never_meet(labs: Callable[..., Any]) 
             await ADAPTER.revert_fault(p.undo)
     assert (await until(lambda: ADAPTER.fault_reverted(plan.undo))).ok
     assert chains_named(plan.undo["chain"]) == []
+
+
+async def test_a_hung_simulator_is_not_taken_for_a_reverted_fault(labs: Callable[..., Any]) -> None:
+    """SIGSTOP the simulator while it holds a fault: its port still accepts, nothing answers. The
+    revert check must say it cannot tell (the fault may be active), not "the lab is gone"."""
+    manifest = await labs(free_slot(), free_port_base())
+    plan = await ADAPTER.plan_fault(manifest, "kill_store", "store:2", {}, random.Random(3), f"{manifest.ident}h")
+    await ADAPTER.apply_fault(manifest, plan)
+    assert (await until(lambda: ADAPTER.fault_effect(manifest, plan))).ok
+    [sim] = [p for p in manifest.processes if p.name == "tikv-sim"]
+    os.kill(sim.pid, signal.SIGSTOP)
+    try:
+        verdict = await ADAPTER.fault_reverted(plan.undo)
+        assert not verdict.ok and "does not answer" in verdict.detail, verdict
+    finally:
+        os.kill(sim.pid, signal.SIGCONT)
+    await ADAPTER.revert_fault(plan.undo)
+    assert (await until(lambda: ADAPTER.fault_reverted(plan.undo))).ok
