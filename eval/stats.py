@@ -205,7 +205,7 @@ def stratified_bootstrap(
     these. n is the total number of values (pairs); empty strata are left out."""
     groups = [list(v) for _, v in sorted(strata.items()) if len(v) > 0]
     n = sum(len(g) for g in groups)
-    label = f"stratified bootstrap percentile B={resamples}, {len(groups)} strata"
+    label = f"stratified bootstrap percentile B={resamples}, {len(groups)} scenario{'' if len(groups) == 1 else 's'}"
     if not groups:
         return Estimate(None, None, None, 0, label, confidence)
     value = mean([mean(g) for g in groups])

@@ -129,7 +129,7 @@ def test_bootstrap_is_seeded_and_close_to_scipy() -> None:
 def test_stratified_bootstrap_macro_averages() -> None:
     est = stats.stratified_bootstrap({"s1": [1.0, 1.0, 1.0, 1.0], "s2": [10.0, 10.0]}, seed=3, resamples=200)
     assert est.value == pytest.approx(5.5)  # equal weight per scenario, not per pair (4.0)
-    assert (est.lo, est.hi) == (5.5, 5.5) and est.n == 6 and "2 strata" in est.method
+    assert (est.lo, est.hi) == (5.5, 5.5) and est.n == 6 and "2 scenarios" in est.method
 
 
 def test_derive_seed_is_stable() -> None:
