@@ -87,7 +87,8 @@ class SubjectPlugin:
                watch, else what to pass instead (one line); `async start(section, ctx) ->
                handle` with `handle.section` (the section pointing at it), `handle.endpoint`
                (for display) and `async handle.stop()`.
-    evaluation the subject's adapter for the evaluation harness (see subjects/evaluation.py).
+    evaluation the subject's adapter for the evaluation harness: an object following
+               `subjects.evaluation.EvaluationAdapter` ("subjects.<name>.evaluation:ADAPTER").
     """
 
     name: str
