@@ -225,11 +225,14 @@ def _decide(campaign: Campaign, c: dict[str, Any]) -> None:
 
 
 def compare(campaign: Campaign, trials: list[TrialResult], a: str, b: str,
-            metrics: Iterable[str] = ("success_rate", "ttm_rmst")) -> list[dict[str, Any]]:
-    """A against B on every faulted scenario that runs both, and over all of them."""
+            metrics: Iterable[str] = ("success_rate", "ttm_rmst"),
+            scenarios: list[str] | None = None) -> list[dict[str, Any]]:
+    """A against B on every faulted scenario that runs both (or on `scenarios`), and over all of
+    them."""
     spec = campaign.spec
-    scenarios = [s.name for s in spec.scenarios if not s.control
-                 and {a, b} <= {v.name for v in spec.variants_of(s)}]
+    if scenarios is None:
+        scenarios = [s.name for s in spec.scenarios if not s.control
+                     and {a, b} <= {v.name for v in spec.variants_of(s)}]
     out: list[dict[str, Any]] = []
     for metric in metrics:
         family = [_compare_scenario(campaign, trials, s, a, b, metric) for s in scenarios]
