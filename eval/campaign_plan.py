@@ -68,7 +68,7 @@ class Plan:
         k, n = self.shard
         shard = f", shard {k}/{n}: {len(self.mine)} trials" if n > 1 else ""
         return (f"campaign {spec.name}: {len(spec.scenarios)} scenarios x {len(spec.variants)} variants, "
-                f"{spec.seeds} seeds x {spec.repeats} repeats = {len(self.trials)} trials{shard}; "
+                f"{spec.seeds} seeds x {spec.repeats} repeats: {len(self.trials)} trials{shard}; "
                 f"parallel {self.parallel}; worst case {_duration(self.worst_case_wall_s)} "
                 f"(budget {_duration(spec.budget.campaign_wall_s)})")
 
@@ -102,9 +102,11 @@ def trials_of(campaign: Campaign, shards: int = 1) -> list[PlannedTrial]:
     spec = campaign.spec
     out: list[PlannedTrial] = []
     load = [0.0] * shards  # worst-case seconds dealt to each shard so far
-    for seed_index in range(spec.seeds):
+    for seed_index in range(max(spec.seeds_of(s) for s in spec.scenarios)):
         for repeat in range(spec.repeats):
             for scenario in spec.scenarios:
+                if seed_index >= spec.seeds_of(scenario):
+                    continue
                 variants = [v.name for v in spec.variants_of(scenario)]
                 pair_key = f"{scenario.name}|{seed_index}|{repeat}"
                 if spec.schedule == "blocked_random":
@@ -185,8 +187,7 @@ def _pairs(campaign: Campaign, t: Threshold) -> dict[str, int]:
     spec = campaign.spec
     assert t.compare is not None
     a, b = t.compare
-    per = spec.seeds * spec.repeats
-    return {s.name: per for s in spec.scenarios
+    return {s.name: spec.pairs_of(s) for s in spec.scenarios
             if (t.scenario is None or s.name == t.scenario) and not s.control
             and {a, b} <= {v.name for v in spec.variants_of(s)}}
 
@@ -194,7 +195,6 @@ def _pairs(campaign: Campaign, t: Threshold) -> dict[str, int]:
 def check_thresholds(campaign: Campaign) -> None:
     spec = campaign.spec
     src = campaign.source
-    per_cell = spec.seeds * spec.repeats
     conf = spec.stats.confidence
     for i, t in enumerate(spec.thresholds):
         here = ("thresholds", i)
@@ -215,8 +215,14 @@ def check_thresholds(campaign: Campaign) -> None:
                 raise src.error(here, f"{t.label}: applies to no trial (no variant of that kind runs a "
                                 "scenario with a fault)")
             if t.metric in RATE_METRICS:
-                n = per_cell if t.scope == "each_scenario" or t.scenario else per_cell * len(
-                    {s for s, _ in cells})
+                per_cell = {c: spec.pairs_of(spec.scenario(c[0])) for c in cells}
+                if t.scope == "each_scenario" or t.scenario:
+                    n = min(per_cell.values())
+                else:  # pooled per variant: the smallest variant's total
+                    totals: dict[str, int] = {}
+                    for (_, v), k in per_cell.items():
+                        totals[v] = totals.get(v, 0) + k
+                    n = min(totals.values())
                 _check_rate(src, here, t, n, conf)
         elif t.metric == "invalid_fraction" and ((t.min or 0) > 1 or (t.max if t.max is not None else 0) < 0):
             raise src.error(here, f"{t.label}: a fraction lies between 0 and 1")

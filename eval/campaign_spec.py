@@ -244,6 +244,7 @@ class Scenario(Strict):
     faults: list[FaultSpec] = []
     expect: Expect = Expect()
     variants: list[Name] | None = None  # default: every variant of the campaign
+    seeds: int | None = Field(None, ge=1, le=1000)  # default: the campaign's
     pre_window_s: Seconds | None = None
     inject_jitter_s: tuple[Seconds, Seconds] | None = None
     observe_budget_s: float | None = Field(None, gt=0)
@@ -378,6 +379,13 @@ class CampaignSpec(Strict):
 
     def scenario(self, name: str) -> Scenario:
         return next(s for s in self.scenarios if s.name == name)
+
+    def seeds_of(self, scenario: Scenario) -> int:
+        return scenario.seeds or self.seeds
+
+    def pairs_of(self, scenario: Scenario) -> int:
+        """Trials per (scenario, variant) cell: the pairs a comparison on it can have."""
+        return self.seeds_of(scenario) * self.repeats
 
     def variants_of(self, scenario: Scenario) -> list[Variant]:
         names = scenario.variants

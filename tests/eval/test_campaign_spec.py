@@ -207,3 +207,16 @@ def test_planner_refuses_thresholds_that_can_never_pass(tmp_path: Path) -> None:
                                 "{variant: baseline, scenario: control, metric: success_rate")
     with pytest.raises(SpecError, match="applies to no trial"):
         plan_campaign(load_campaign(write(tmp_path, only_control)), adapter_of=None)
+
+
+def test_a_scenario_may_have_its_own_number_of_seeds(tmp_path: Path) -> None:
+    text = GOOD.replace("    variants: [embedded]", "    variants: [embedded]\n    seeds: 1")
+    plan = plan_campaign(load_campaign(write(tmp_path, text)), adapter_of=None)
+    control = [t for t in plan.trials if t.scenario == "control"]
+    assert [(t.seed_index, t.repeat) for t in control] == [(0, 0), (0, 1)]
+    assert len([t for t in plan.trials if t.scenario == "kill"]) == 18
+    # a rate threshold on a scenario with fewer seeds is judged on its own n
+    low = text.replace("{variant: embedded, metric: success_rate, scope: each_scenario, min: 0.5, use: point}",
+                       "{variant: embedded, scenario: control, metric: false_tickets, max: 0}\n"
+                       "  - {variant: embedded, scenario: kill, metric: success_rate, min: 0.6, use: ci_lower}")
+    plan_campaign(load_campaign(write(tmp_path, low)), adapter_of=None)  # 6/6 reaches 0.61
