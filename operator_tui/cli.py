@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--headless", action="store_true", help="accepted for clarity: `run` never draws a screen")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until signalled)")
+    # The eval harness runs each trial's operator under the trial's own run (internal).
+    run.add_argument("--attach-run", type=int, metavar="ID", help=argparse.SUPPRESS)
     _option_groups(run, sub=True)
 
     tickets = sub.add_parser("tickets", help="list and show tickets", description="Tickets in the store.")

@@ -43,8 +43,8 @@ def log_action(action: ActionRecord) -> None:
     log.info("action #%d %s %s: %s", action.id, action.name, action.state, action.reason)
 
 
-async def run_headless(settings: CoreSettings, duration: float | None) -> int:
-    runtime = await Runtime.open(settings, "headless")
+async def run_headless(settings: CoreSettings, duration: float | None, attach_run: int | None = None) -> int:
+    runtime = await Runtime.open(settings, "headless", attach_run=attach_run)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals_seen: list[int] = []

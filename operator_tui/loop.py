@@ -39,7 +39,8 @@ class OperatorLoop:
             diagnoser = make_diagnoser(settings.agent, settings.agent_options, subject=runtime.subject,
                                        store=runtime.store, engine=engine, run_id=runtime.run_id)
             agent = Agent(runtime.store, runtime.subject, engine, runtime.run_id, diagnoser, settings.agent_options,
-                          history=lambda: list(monitor.history), on_event=on_agent_event)
+                          history=lambda: list(monitor.history), on_event=on_agent_event,
+                          claim_scope=f"run:{runtime.run_id}" if runtime.attached else None)
         return cls(runtime, monitor, engine, agent)
 
     async def run(self, stop: asyncio.Event, duration: float | None = None) -> None:

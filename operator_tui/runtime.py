@@ -65,6 +65,7 @@ class Runtime:
     section: Any = None  # the subject's settings, pointing at the embedded cluster when one runs
     embedded: Any = None  # the embedded cluster's handle, when we started one
     closers: list[Any] = field(default_factory=list)
+    attached: bool = False  # the run was created by someone else (an eval trial) and stays theirs to end
 
     @property
     def endpoint(self) -> str | None:
@@ -72,9 +73,10 @@ class Runtime:
 
     @classmethod
     async def open(cls, settings: CoreSettings, kind: str, *, with_subject: bool = True,
-                   allow_embedded: bool | None = None) -> Runtime:
+                   allow_embedded: bool | None = None, attach_run: int | None = None) -> Runtime:
         """`allow_embedded`: start the embedded simulated cluster when no endpoint is given
-        (default: only when --sim was passed)."""
+        (default: only when --sim was passed). `attach_run`: work under this existing run (an eval
+        trial's) instead of starting one; --mode and --approval then set that run's own policy."""
         allow = settings.sim if allow_embedded is None else allow_embedded
         store = await Store.open(settings.db)
         embedded = None
@@ -83,13 +85,22 @@ class Runtime:
             if with_subject:
                 section, embedded = await start_embedded(settings, kind, allow)
             subject = await build_subject(settings, section, kind) if with_subject else None
-            run_id = await store.start_run(kind, settings.subject, _run_config(settings, section, embedded))
+            if attach_run is None:
+                run_id = await store.start_run(kind, settings.subject, _run_config(settings, section, embedded))
+            else:
+                run = await store.get_run(attach_run)
+                if run is None or run.ended_at is not None:
+                    raise UserError(f"run {attach_run} does not exist or has ended: nothing to attach to")
+                if run.subject != settings.subject:
+                    raise UserError(f"run {attach_run} watches {run.subject}, not {settings.subject}")
+                run_id = attach_run
             actor = human_actor()
+            for_run = attach_run
             if settings.mode is not None:
-                await set_mode(store, settings.mode, actor, run_id)
+                await set_mode(store, settings.mode, actor, run_id, for_run=for_run)
             if settings.approval is not None:
-                await set_approval(store, settings.approval, actor, run_id)
-            return cls(settings, store, subject, run_id, section, embedded)
+                await set_approval(store, settings.approval, actor, run_id, for_run=for_run)
+            return cls(settings, store, subject, run_id, section, embedded, attached=attach_run is not None)
         except BaseException:
             if embedded is not None:
                 await embedded.stop()
@@ -101,7 +112,8 @@ class Runtime:
 
     async def close(self, status: str = "completed") -> None:
         try:
-            await self.store.end_run(self.run_id, status)
+            if not self.attached:
+                await self.store.end_run(self.run_id, status)
         finally:
             try:
                 if self.subject is not None:

@@ -103,6 +103,12 @@ async def release_killswitch(store: Store, actor: str, run_id: int | None = None
     await set_killswitch(store, False, actor, run_id)
 
 
+async def engage_run_killswitch(store: Store, run_id: int, actor: str) -> list[int]:
+    """One run's own kill switch: blocks and cancels that run's actions only."""
+    await set_killswitch(store, True, actor, run_id, for_run=run_id)
+    return await cancel_pending(store, actor, f"the run's kill switch engaged by {actor}", run_id=run_id)
+
+
 async def change_mode(store: Store, mode: str, actor: str, run_id: int | None = None) -> list[int]:
     await set_mode(store, mode, actor, run_id)
     if mode == "observe":

@@ -180,7 +180,7 @@ class ActionEngine:
 
     async def dry_run(self, request: ActionRequest, actor: str) -> DryRun:
         v = self.validate([request])[0]
-        policy = await load_policy(self.store)
+        policy = await load_policy(self.store, self.run_id)
         obs = await self.observe()
         problems = await self._precheck(v.definition, obs, v.params)
         blocked = None
@@ -196,7 +196,7 @@ class ActionEngine:
     # -- running ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.policy = await load_policy(self.store)
+        self.policy = await load_policy(self.store, self.run_id)
         await self.reconcile_orphans()
         self._loop_task = asyncio.create_task(self._loop(), name="action-engine")
 
@@ -232,7 +232,7 @@ class ActionEngine:
     async def step(self) -> None:
         """One pass: policy changes, cancel requests, and every action of this run that can move."""
         previous = self.policy
-        self.policy = await load_policy(self.store)
+        self.policy = await load_policy(self.store, self.run_id)
         if self.policy.killswitch:
             reason = f"kill switch engaged by {self.policy.killswitch_by}"
             for action_id, running in list(self._running.items()):

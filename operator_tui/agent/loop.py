@@ -80,8 +80,11 @@ class Agent:
     def __init__(self, store: Store, subject: Subject, engine: ActionEngine, run_id: int, diagnoser: Diagnoser,
                  settings: AgentSettings | None = None, *, history: Callable[[], list[Observation]] | None = None,
                  clock: Clock = SYSTEM_CLOCK, on_event: Callable[[AgentEvent], None] | None = None,
-                 max_concurrent: int = 4, poll_interval: float = 0.5):
+                 max_concurrent: int = 4, poll_interval: float = 0.5, claim_scope: str | None = None):
         self.store = store
+        # One session per entity across processes, within a scope: the subject (every process
+        # watching the same cluster), or one run (an eval trial's lab is its own cluster).
+        self.claim_scope = claim_scope or subject.name
         self.subject = subject
         self.engine = engine
         self.run_id = run_id
@@ -140,7 +143,7 @@ class Agent:
                    else f"still broken after {age:.0f} s")
             await self._escalate_unclaimed(ticket, why, sessions)
             return
-        session_id = await self.store.claim_ticket(ticket.id, self.run_id, f"{self.subject.name}|{ticket.entity}",
+        session_id = await self.store.claim_ticket(ticket.id, self.run_id, f"{self.claim_scope}|{ticket.entity}",
                                                    self.diagnoser.name, attempt)
         if session_id is None:
             return  # someone else holds the ticket or its entity
@@ -238,7 +241,7 @@ class Agent:
                                           {"session_id": session_id, "summary": diagnosis.summary,
                                            "confidence": diagnosis.confidence})
 
-        policy = await load_policy(self.store)
+        policy = await load_policy(self.store, self.run_id)
         if policy.mode == "observe":
             await self._end(session_id, ticket.id, "diagnosed", "observe mode: diagnosis only",
                             TicketStatus.escalated, {"reason": "observe mode: the agent only diagnoses; a human acts",

@@ -17,4 +17,4 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(settings.log_level)
     from operator_tui.headless import run_headless
 
-    return asyncio.run(run_headless(settings, args.duration))
+    return asyncio.run(run_headless(settings, args.duration, getattr(args, "attach_run", None)))

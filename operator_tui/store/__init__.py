@@ -13,6 +13,7 @@ from operator_tui.store.actions import ActionsRepo
 from operator_tui.store.agent import AgentRepo
 from operator_tui.store.audit import AuditRepo
 from operator_tui.store.db import Database, StoreError
+from operator_tui.store.evals import EvalsRepo
 from operator_tui.store.faults import FaultsRepo
 from operator_tui.store.runs import RunsRepo
 from operator_tui.store.settings import SettingsRepo
@@ -21,7 +22,7 @@ from operator_tui.store.tickets import TicketsRepo, TickResult, TickWrite
 __all__ = ["Store", "StoreError", "TickResult", "TickWrite"]
 
 
-class Store(RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRepo, FaultsRepo):
+class Store(RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRepo, FaultsRepo, EvalsRepo):
     def __init__(self, db: Database):
         self.db = db
 

@@ -180,6 +180,156 @@ MIGRATIONS: list[str] = [
         actor TEXT NOT NULL
     );
     """,
+    # 5: the evaluation harness: campaigns, variants, scenarios, trials (each trial is its own run),
+    # faults with their write-ahead undo, harness events, oracle checks, workload buckets, comparisons.
+    # Times of a trial are nanoseconds on the monotonic clock since the trial's origin (*_ns, t_*_ns),
+    # with the origin's wall time on the trial so that wall UTC rows (tickets, actions) convert.
+    """
+    CREATE TABLE eval_campaigns (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        spec_yaml TEXT NOT NULL DEFAULT '',
+        spec_sha256 TEXT NOT NULL DEFAULT '',
+        root_seed INTEGER NOT NULL DEFAULT 0,
+        git_rev TEXT NOT NULL DEFAULT '',
+        git_dirty INTEGER NOT NULL DEFAULT 0,
+        packages_json TEXT NOT NULL DEFAULT '{}',
+        host_json TEXT NOT NULL DEFAULT '{}',
+        parallel INTEGER NOT NULL DEFAULT 1,
+        status TEXT NOT NULL DEFAULT 'planned',
+        verdict TEXT,
+        exit_code INTEGER,
+        resumed_from INTEGER REFERENCES eval_campaigns(id),
+        created_at TEXT NOT NULL,
+        ended_at TEXT
+    );
+    CREATE TABLE eval_variants (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES eval_campaigns(id),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        config_json TEXT NOT NULL DEFAULT '{}',
+        config_sha256 TEXT NOT NULL DEFAULT '',
+        UNIQUE (campaign_id, name)
+    );
+    CREATE TABLE eval_scenarios (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES eval_campaigns(id),
+        name TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        lab_json TEXT NOT NULL DEFAULT '{}',
+        workload_json TEXT NOT NULL DEFAULT '{}',
+        faults_json TEXT NOT NULL DEFAULT '[]',
+        oracle_json TEXT NOT NULL DEFAULT '{}',
+        ground_truth_json TEXT NOT NULL DEFAULT '{}',
+        budgets_json TEXT NOT NULL DEFAULT '{}',
+        spec_sha256 TEXT NOT NULL DEFAULT '',
+        UNIQUE (campaign_id, name)
+    );
+    CREATE TABLE eval_trials (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES eval_campaigns(id),
+        scenario_id INTEGER NOT NULL REFERENCES eval_scenarios(id),
+        variant_id INTEGER NOT NULL REFERENCES eval_variants(id),
+        seed_index INTEGER NOT NULL DEFAULT 0,
+        repeat INTEGER NOT NULL DEFAULT 0,
+        pair_key TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        slot INTEGER NOT NULL DEFAULT 0,
+        run_id INTEGER NOT NULL UNIQUE REFERENCES runs(id),
+        ident TEXT NOT NULL,
+        phase TEXT NOT NULL DEFAULT 'planned',
+        outcome TEXT,
+        valid TEXT NOT NULL DEFAULT 'unknown',
+        error_json TEXT,
+        t_origin_mono_ns INTEGER,
+        t_origin_wall REAL,
+        phases_json TEXT NOT NULL DEFAULT '[]',
+        metrics_json TEXT NOT NULL DEFAULT '{}',
+        final_observation_json TEXT,
+        lab_manifest_json TEXT,
+        lab_state TEXT NOT NULL DEFAULT 'none',
+        artifacts_dir TEXT NOT NULL DEFAULT '',
+        harness_pid INTEGER,
+        harness_start_time INTEGER,
+        created_at TEXT NOT NULL,
+        ended_at TEXT
+    );
+    CREATE INDEX eval_trials_by_campaign ON eval_trials(campaign_id, id);
+    CREATE TABLE eval_faults (
+        id INTEGER PRIMARY KEY,
+        trial_id INTEGER NOT NULL REFERENCES eval_trials(id),
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        target_entity TEXT,
+        spec_json TEXT NOT NULL DEFAULT '{}',
+        affected_json TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL DEFAULT 'planned',
+        invoke_ns INTEGER,
+        applied_ns INTEGER,
+        effect_verified_ns INTEGER,
+        revert_invoke_ns INTEGER,
+        reverted_ns INTEGER,
+        revert_verified_ns INTEGER,
+        undo_json TEXT NOT NULL,
+        verify_json TEXT NOT NULL DEFAULT '{}',
+        revert_attempts INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (trial_id, seq)
+    );
+    CREATE TABLE eval_events (
+        id INTEGER PRIMARY KEY,
+        trial_id INTEGER NOT NULL REFERENCES eval_trials(id),
+        t_mono_ns INTEGER NOT NULL,
+        t_wall TEXT NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX eval_events_by_trial ON eval_events(trial_id, t_mono_ns);
+    CREATE TABLE eval_oracle_checks (
+        id INTEGER PRIMARY KEY,
+        trial_id INTEGER NOT NULL REFERENCES eval_trials(id),
+        t_mono_ns INTEGER NOT NULL,
+        check_name TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL DEFAULT 'health'
+    );
+    CREATE INDEX eval_oracle_checks_by_trial ON eval_oracle_checks(trial_id, t_mono_ns);
+    CREATE TABLE eval_workload_buckets (
+        id INTEGER PRIMARY KEY,
+        trial_id INTEGER NOT NULL REFERENCES eval_trials(id),
+        t_bucket_ns INTEGER NOT NULL,
+        t_wall REAL NOT NULL,
+        planned INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        fail INTEGER NOT NULL,
+        indeterminate INTEGER NOT NULL DEFAULT 0,
+        lat_p50_ms REAL,
+        lat_p99_ms REAL,
+        over_slo_latency INTEGER NOT NULL DEFAULT 0,
+        slo_ok INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (trial_id, t_wall)
+    );
+    CREATE TABLE eval_comparisons (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES eval_campaigns(id),
+        scope TEXT NOT NULL,
+        variant_a TEXT NOT NULL,
+        variant_b TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        n_pairs INTEGER NOT NULL,
+        estimate REAL,
+        ci_lo REAL,
+        ci_hi REAL,
+        method TEXT NOT NULL DEFAULT '',
+        p REAL,
+        p_holm REAL,
+        decision TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

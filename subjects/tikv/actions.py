@@ -242,16 +242,16 @@ async def add_operator(pd: PDClient, body: dict[str, Any], what: str) -> None:
 
 # -- the catalogue ----------------------------------------------------------------------------
 
-def build_actions(pd: PDClient, host_control: bool = False) -> list[ActionDef]:
+def build_actions(pd: PDClient, host_agent: PDClient | None = None) -> list[ActionDef]:
     actions = [
         _transfer_leader(pd), _transfer_peer(pd), _add_peer(pd), _remove_peer(pd), _drain_store(pd),
         _undrain_store(pd), _remove_scheduler(pd), _add_scheduler(pd), _split_region(pd), _set_store_weight(pd),
         _set_config(pd), _remove_store(pd),
     ]
-    if host_control:
+    if host_agent is not None:
         from subjects.tikv.lab import host_actions
 
-        actions.extend(host_actions(pd))
+        actions.extend(host_actions(host_agent))
     return actions
 
 

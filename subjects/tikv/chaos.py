@@ -1,4 +1,5 @@
-"""Faults for TiKV, injected through the simulator's fault API and undone through it.
+"""Faults for TiKV, injected through the simulator's fault API (its admin listener, never PD's
+port) and undone through it.
 
 A real cluster has no such API; faults there come from the lab that runs it (signals, iptables,
 full disks). Every record names the exact call that undoes it.
@@ -51,7 +52,7 @@ async def inject(options: dict[str, Any], kind: str, target: str | None, params:
             body[target_param] = int(target)
         elif target_param not in body:
             body[target_param] = 1  # a deterministic default; the record says which
-    pd = PDClient(options["pd_url"])
+    pd = PDClient(options["admin_url"])
     try:
         response = await pd.request("POST", "/sim/v1/faults", json_body=body)
         fault_id = response.json()["id"]
@@ -63,12 +64,12 @@ async def inject(options: dict[str, Any], kind: str, target: str | None, params:
         await pd.aclose()
     target_value = body.get(target_param) if target_param else None
     return FaultRecord(subject="tikv", kind=kind, target=None if target_value is None else str(target_value),
-                       params=body, undo={"method": "DELETE", "url": options["pd_url"], "path": f"/sim/v1/faults/{fault_id}"},
+                       params=body, undo={"method": "DELETE", "url": options["admin_url"], "path": f"/sim/v1/faults/{fault_id}"},
                        detail=f"{kind} {target_param}={target_value}" if target_param else kind)
 
 
 async def revert(options: dict[str, Any], record: FaultRecord) -> str:
-    pd = PDClient(record.undo.get("url") or options["pd_url"])
+    pd = PDClient(record.undo.get("url") or options["admin_url"])
     try:
         await pd.request(record.undo["method"], record.undo["path"])
     except PDError as e:
@@ -83,13 +84,17 @@ async def revert(options: dict[str, Any], record: FaultRecord) -> str:
 
 
 def options(section: Any, ctx: SubjectContext) -> dict[str, Any]:
-    """Where faults go: the section's PD (a simulator), else the lab's or a console's embedded one."""
-    pd = section.pd
-    if not pd:
-        from subjects.tikv.lab import lab_status
+    """Where faults go: the simulator's admin API the section names, else the lab's or a console's
+    embedded simulator (when the section names no PD, or the same PD)."""
+    if section.sim_admin:
+        return {"pd_url": section.pd, "admin_url": section.sim_admin}
+    from subjects.tikv.lab import lab_status
 
-        state = lab_status(ctx.lab_dir)
-        if not state or not state.get("alive"):
-            raise ChaosError("no TiKV cluster to hit: pass --pd URL (a simulator), or `operator-tui lab up tikv`")
-        pd = state["pd_url"]
-    return {"pd_url": pd}
+    state = lab_status(ctx.lab_dir)
+    alive = bool(state and state.get("alive") and state.get("admin_url"))
+    if section.pd and not (alive and state and state["pd_url"] == section.pd.rstrip("/")):
+        raise ChaosError(f"faults go to a simulator's admin API, not to PD: pass --sim-admin URL (printed by "
+                         f"`operator-tui sim tikv`) with --pd {section.pd}")
+    if not alive or state is None:
+        raise ChaosError("no TiKV cluster to hit: `operator-tui lab up tikv`, or pass --sim-admin URL (a simulator)")
+    return {"pd_url": state["pd_url"], "admin_url": state["admin_url"]}

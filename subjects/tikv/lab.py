@@ -1,8 +1,10 @@
-"""The local TiKV lab: the simulator as a background process, and the node-level actions its host
-control offers (what an agent on each machine would let us do: restart or stop a store).
+"""The local TiKV lab: the simulator as a background process, and the node-level actions a host
+agent offers (what a supervisor on each machine lets an operator do: restart or stop a store).
 
-A real cluster gets these from whatever manages its machines (systemd, TiUP, Kubernetes); here
-they exist only when the simulator's host API answers, and the subject offers them only then.
+A real cluster gets these from whatever manages its machines (systemd, TiUP, Kubernetes); the
+simulator serves a host agent of its own (`/host/v1`, on its own listener), and the subject
+offers these actions only when it is told the host agent's URL (`[tikv] host_agent`). The
+simulator's fault API is on yet another listener that the operator is never told about.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ RESTART_WAIT_S = 30.0
 
 async def _host(pd: PDClient, method: str, path: str) -> Any:
     try:
-        response = await pd.request(method, f"/sim/v1/{path}")
+        response = await pd.request(method, f"/host/v1/{path}")
         return response.json()
     except PDError as e:
         raise ActionFailed(f"host control refused {method} {path}: {e.message}") from e
@@ -51,6 +53,7 @@ async def _process(pd: PDClient, store_id: int) -> dict[str, Any] | None:
 
 
 def host_actions(pd: PDClient) -> list[ActionDef]:
+    """`pd`: a client for the host agent's URL."""
     async def exists(obs: Observation, p: StoreParams) -> list[str]:
         if store_node(obs, p.store_id) is None:
             return [f"store {p.store_id} does not exist"]
@@ -91,10 +94,10 @@ def host_actions(pd: PDClient) -> list[ActionDef]:
         ActionDef("restart_node", "Restart the TiKV process of a store through the host's control agent "
                   "(brings a dead or hung store back).", StoreParams, RiskTier.high, True,
                   lambda p: f"store:{p.store_id}", exists, restart,
-                  lambda p: f"POST /sim/v1/stores/{p.store_id}/restart", reconcile_restart),
+                  lambda p: f"POST /host/v1/stores/{p.store_id}/restart", reconcile_restart),
         ActionDef("stop_node", "Stop the TiKV process of a store through the host's control agent.", StoreParams,
                   RiskTier.high, True, lambda p: f"store:{p.store_id}", exists, stop,
-                  lambda p: f"POST /sim/v1/stores/{p.store_id}/stop", reconcile_stop),
+                  lambda p: f"POST /host/v1/stores/{p.store_id}/stop", reconcile_stop),
     ]
 
 
@@ -153,20 +156,23 @@ def lab_up(run_dir: Path, *, port: int = 2379, stores: int = 5, regions: int = 2
     with open(log_path, "ab") as log, open(run_dir / "sim.out", "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + wait_s
-    pd_url = None
+    pd_url = admin_url = host_agent_url = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text()[-400:].strip().splitlines()
             raise LabError(f"the simulator exited with status {proc.returncode}: {tail[-1] if tail else ''}")
         text = (run_dir / "sim.out").read_text()
-        if "listening on " in text:
+        if "listening on " in text and "host agent (restart, stop) on " in text:
             pd_url = text.split("listening on ", 1)[1].split()[0]
+            admin_url = text.split("admin API (faults, workload) on ", 1)[1].split()[0]
+            host_agent_url = text.split("host agent (restart, stop) on ", 1)[1].split()[0]
             break
         time.sleep(0.1)
     if pd_url is None:
         os.killpg(proc.pid, signal.SIGKILL)
         raise LabError(f"the simulator did not start within {wait_s:g} s (see {log_path})")
-    state = {"pid": proc.pid, "pd_url": pd_url, "port": port, "stores": stores, "regions": regions,
+    state = {"pid": proc.pid, "pd_url": pd_url, "admin_url": admin_url, "host_agent_url": host_agent_url,
+             "port": port, "stores": stores, "regions": regions,
              "time_scale": time_scale, "seed": seed, "log": str(log_path)}
     state_file(run_dir).write_text(json.dumps(state, indent=2))
     return state
@@ -201,8 +207,8 @@ def lab_down(run_dir: Path, grace_s: float = 5.0) -> str:
 
 # -- a running process's own simulator, advertised where `chaos` and `lab status` look -------------
 
-def advertise_embedded(run_dir: Path, pd_url: str) -> bool:
-    """Write {"pid", "pd_url", "embedded": true} so `operator-tui chaos ... --subject tikv` can hit
+def advertise_embedded(run_dir: Path, pd_url: str, admin_url: str, host_agent_url: str) -> bool:
+    """Write {"pid", "pd_url", "admin_url", "host_agent_url", "embedded": true} so `operator-tui chaos ... --subject tikv` can hit
     the simulator this process runs, unless a live lab (or another process) owns the file."""
     try:
         current = lab_status(run_dir)
@@ -213,7 +219,8 @@ def advertise_embedded(run_dir: Path, pd_url: str) -> bool:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = state_file(run_dir)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "pd_url": pd_url, "embedded": True}, indent=2))
+    tmp.write_text(json.dumps({"pid": os.getpid(), "pd_url": pd_url, "admin_url": admin_url,
+                               "host_agent_url": host_agent_url, "embedded": True}, indent=2))
     tmp.replace(path)
     return True
 
@@ -239,7 +246,8 @@ class TiKVLab:
         return LabReport([
             f"tikv lab up: simulator pid {state['pid']}, PD at {state['pd_url']} ({state['stores']} stores, "
             f"{state['regions']} regions, time-scale {state['time_scale']:g})",
-            f"  watch it:  operator-tui --pd {state['pd_url']}",
+            f"  watch it:  operator-tui --pd {state['pd_url']} --host-agent {state['host_agent_url']}",
+            f"  faults:    operator-tui chaos inject KIND (admin API {state['admin_url']})",
         ], state)
 
     def down(self, run_dir: Path) -> LabReport:

@@ -167,11 +167,3 @@ class PDClient:
     async def metrics_text(self) -> str:
         response = await self.request("GET", "/metrics")
         return response.text
-
-    async def sim_info(self) -> dict[str, Any] | None:
-        """The simulator's own info endpoint, or None against a real PD."""
-        try:
-            body = await self.get_json("/sim/v1/info")
-        except (PDError, PDUnreachable):
-            return None
-        return body if isinstance(body, dict) and "time_scale" in body else None

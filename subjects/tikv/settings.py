@@ -27,6 +27,8 @@ class SimSettings(Strict):
 class TiKVSettings(Strict):
     pd: str | None = None  # PD endpoint; None: the embedded simulator (console, --sim)
     prometheus: str | None = None  # read metrics through this Prometheus server instead of scraping
+    host_agent: str | None = None  # restarts or stops a store's process: offers restart_node and stop_node
+    sim_admin: str | None = None  # a simulator's admin API: where `chaos` sends faults (never the operator)
     probe_timeout: float = Field(1.0, gt=0)
     prometheus_window: str = "30s"
     slo_p99_ms: float = Field(50.0, gt=0)
@@ -40,6 +42,7 @@ def subject_options(section: TiKVSettings) -> dict[str, Any]:
         "prometheus_url": section.prometheus,
         "prometheus_window": section.prometheus_window,
         "probe_timeout": section.probe_timeout,
+        "host_agent": section.host_agent,
         "thresholds": {"slo_p99_ms": section.slo_p99_ms, "graces": section.graces},
     }
 
@@ -57,6 +60,7 @@ class EmbeddedSim:
 
     def __init__(self, sim: Any, section: TiKVSettings, lab_dir: Any):
         self.sim = sim
+        self.admin_url = sim.admin_url
         self.section = section
         self.endpoint = sim.pd_url
         self.lab_dir = lab_dir
@@ -85,7 +89,9 @@ class Embedded:
         sim = await asyncio.to_thread(start_sim_thread, SimConfig(
             host="127.0.0.1", port=0, stores=s.stores, regions=s.regions, replicas=s.replicas,
             time_scale=s.time_scale, seed=s.seed))
-        if not await asyncio.to_thread(advertise_embedded, ctx.lab_dir, sim.pd_url):
+        if not await asyncio.to_thread(advertise_embedded, ctx.lab_dir, sim.pd_url, sim.admin_url,
+                                       sim.host_agent_url):
             logging.getLogger("subjects.tikv").info(
                 "a TiKV lab already owns %s: the embedded simulator is not advertised there", ctx.lab_dir)
-        return EmbeddedSim(sim, section.model_copy(update={"pd": sim.pd_url}), ctx.lab_dir)
+        return EmbeddedSim(sim, section.model_copy(update={"pd": sim.pd_url, "host_agent": sim.host_agent_url,
+                                                           "sim_admin": sim.admin_url}), ctx.lab_dir)

@@ -20,17 +20,17 @@ class TiKVOptions(BaseModel):
     prometheus_window: str = "30s"
     probe_timeout: float = 1.0
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    host_control: bool | None = None  # None: offer node actions when the simulator's host API answers
+    host_agent: str | None = None  # a host agent that restarts or stops stores: offers restart_node/stop_node
 
 
 class TiKVSubject:
     name = "tikv"
 
-    def __init__(self, options: TiKVOptions, pd: PDClient, host_control: bool):
+    def __init__(self, options: TiKVOptions, pd: PDClient, host_agent: PDClient | None):
         self.options = options
         self.pd = pd
-        self.host_control = host_control
-        self.display = f"TiKV via PD {options.pd_url}" + (" (simulated)" if host_control else "")
+        self.host_agent = host_agent
+        self.display = f"TiKV via PD {options.pd_url}" + (" (with a host agent)" if host_agent else "")
         self.observer = TiKVObserver(pd, prometheus_url=options.prometheus_url,
                                      prometheus_window=options.prometheus_window,
                                      probe_timeout=options.probe_timeout,
@@ -51,17 +51,17 @@ class TiKVSubject:
     def actions(self) -> list[ActionDef]:
         from subjects.tikv.actions import build_actions
 
-        return build_actions(self.pd, host_control=self.host_control)
+        return build_actions(self.pd, host_agent=self.host_agent)
 
     async def aclose(self) -> None:
         await self.observer.aclose()
         await self.pd.aclose()
+        if self.host_agent is not None:
+            await self.host_agent.aclose()
 
 
 async def build(options: dict[str, Any]) -> TiKVSubject:
     opts = TiKVOptions.model_validate(options)
     pd = PDClient(opts.pd_url, timeout=max(2.0, opts.probe_timeout * 2))
-    host_control = opts.host_control
-    if host_control is None:
-        host_control = await pd.sim_info() is not None
-    return TiKVSubject(opts, pd, host_control)
+    host_agent = PDClient(opts.host_agent, timeout=5.0) if opts.host_agent else None
+    return TiKVSubject(opts, pd, host_agent)

@@ -51,7 +51,9 @@ async def test_end_to_end_fault_approval_resolution(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: len([t for t in app.screen.query(NodeTile) if t.view.key.startswith("store:")]) == 5,
                     timeout=20, what="5 store tiles")
-        assert json.loads(lab_file.read_text()) == {"pid": os.getpid(), "pd_url": app.state.endpoint, "embedded": True}
+        advertised = json.loads(lab_file.read_text())
+        assert advertised["pid"] == os.getpid() and advertised["pd_url"] == app.state.endpoint
+        assert advertised["embedded"] is True and advertised["admin_url"] != app.state.endpoint
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Chaos: kill_store on store 2")

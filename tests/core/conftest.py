@@ -39,7 +39,7 @@ async def make_subject(pd_url: str, **options: Any) -> TiKVSubject:
 async def subject(sim: SimThread) -> AsyncIterator[TiKVSubject]:
     # Short graces so faults show quickly; high_latency keeps its default so that, as in production,
     # the node-level cause (slow or hot store) opens first and inhibits the cluster-wide symptom.
-    s = await make_subject(sim.pd_url, thresholds={"graces": {k: 0.0 for k in (
+    s = await make_subject(sim.pd_url, host_agent=sim.host_agent_url, thresholds={"graces": {k: 0.0 for k in (
         "regions_under_replicated", "leader_imbalance", "leftover_evict_scheduler", "low_space", "slow_store",
         "hot_store")}})
     try:
@@ -48,16 +48,16 @@ async def subject(sim: SimThread) -> AsyncIterator[TiKVSubject]:
         await s.aclose()
 
 
-async def fault(pd_url: str, body: dict[str, Any]) -> str:
+async def fault(admin_url: str, body: dict[str, Any]) -> str:
     async with httpx.AsyncClient() as client:
-        r = await client.post(f"{pd_url}/sim/v1/faults", json=body)
+        r = await client.post(f"{admin_url}/sim/v1/faults", json=body)
         assert r.status_code == 200, r.text
         return r.json()["id"]
 
 
-async def revert(pd_url: str, fault_id: str) -> None:
+async def revert(admin_url: str, fault_id: str) -> None:
     async with httpx.AsyncClient() as client:
-        r = await client.delete(f"{pd_url}/sim/v1/faults/{fault_id}")
+        r = await client.delete(f"{admin_url}/sim/v1/faults/{fault_id}")
         assert r.status_code == 200, r.text
 
 

@@ -169,11 +169,11 @@ async def test_remove_store_and_pd_refusals(sim: SimThread, engine: ActionEngine
 async def test_restart_and_stop_node_through_host_control(sim: SimThread, engine: ActionEngine) -> None:
     stopped = await run_one(engine, "stop_node", {"store_id": 2})
     assert stopped.state == "succeeded", stopped.reason
-    hosts = {h["id"]: h for h in httpx.get(f"{sim.pd_url}/sim/v1/stores").json()}
+    hosts = {h["id"]: h for h in httpx.get(f"{sim.host_agent_url}/host/v1/stores").json()}
     assert not hosts[2]["running"]
     restarted = await run_one(engine, "restart_node", {"store_id": 2})
     assert restarted.state == "succeeded", restarted.reason
-    assert {h["id"]: h for h in httpx.get(f"{sim.pd_url}/sim/v1/stores").json()}[2]["running"]
+    assert {h["id"]: h for h in httpx.get(f"{sim.host_agent_url}/host/v1/stores").json()}[2]["running"]
 
 
 async def test_approval_all_waits_then_approve_runs_it(sim: SimThread, engine: ActionEngine, store: Store) -> None:

@@ -22,10 +22,11 @@ FAST_GRACES = {"leftover_evict_scheduler": 1.0, "leader_imbalance": 2.0, "slow_s
 
 
 @contextlib.asynccontextmanager
-async def operator(pd_url: str, store: Store, *, graces: dict[str, float] | None = None,
+async def operator(sim: SimThread, store: Store, *, graces: dict[str, float] | None = None,
                    agent_settings: AgentSettings | None = None,
                    runbook_settings: dict[str, Any] | None = None) -> AsyncIterator[Running]:
-    subject = await make_subject(pd_url, thresholds={"graces": {**FAST_GRACES, **(graces or {})}})
+    subject = await make_subject(sim.pd_url, host_agent=sim.host_agent_url,
+                                 thresholds={"graces": {**FAST_GRACES, **(graces or {})}})
     try:
         async with run_operator(subject, store, agent_settings=agent_settings,
                                 runbook_settings=runbook_settings) as running:
@@ -35,7 +36,7 @@ async def operator(pd_url: str, store: Store, *, graces: dict[str, float] | None
 
 
 async def test_leftover_evict_scheduler_is_removed_and_verified(sim: SimThread, store: Store) -> None:
-    async with operator(sim.pd_url, store) as op:
+    async with operator(sim, store) as op:
         r = httpx.post(f"{sim.pd_url}/pd/api/v1/schedulers", json={"name": "evict-leader-scheduler", "store_id": 3})
         assert r.status_code == 200
         ticket = await op.ticket("leftover_evict_scheduler", "resolved", timeout=60)
@@ -58,13 +59,13 @@ async def test_leftover_evict_scheduler_is_removed_and_verified(sim: SimThread, 
 
 
 async def test_killed_store_is_restarted_through_host_control(sim: SimThread, store: Store) -> None:
-    async with operator(sim.pd_url, store) as op:
-        await fault(sim.pd_url, {"kind": "kill_store", "store_id": 2})
+    async with operator(sim, store) as op:
+        await fault(sim.admin_url, {"kind": "kill_store", "store_id": 2})
         ticket = await op.ticket("store_unreachable", "resolved", timeout=60)
     assert ticket.resolution["by"] == "agent"
     actions = await store.list_actions(ticket_id=ticket.id)
     assert [(a.name, a.params, a.state) for a in actions] == [("restart_node", {"store_id": 2}, "succeeded")]
-    hosts = {h["id"]: h for h in httpx.get(f"{sim.pd_url}/sim/v1/stores").json()}
+    hosts = {h["id"]: h for h in httpx.get(f"{sim.host_agent_url}/host/v1/stores").json()}
     assert hosts[2]["running"]
 
 
@@ -72,15 +73,15 @@ async def test_slow_store_is_drained_and_the_undrain_is_scheduled(sim: SimThread
     # PD v8.5's evict-slow-store-scheduler would evict the leaders itself; this is the cluster
     # without it (older PD, or disabled), where the operator has to act.
     assert httpx.delete(f"{sim.pd_url}/pd/api/v1/schedulers/evict-slow-store-scheduler").status_code == 200
-    async with operator(sim.pd_url, store, runbook_settings={"undrain_after_s": 4.0}) as op:
-        fid = await fault(sim.pd_url, {"kind": "slow_store", "store_id": 4, "latency_ms": 300})
+    async with operator(sim, store, runbook_settings={"undrain_after_s": 4.0}) as op:
+        fid = await fault(sim.admin_url, {"kind": "slow_store", "store_id": 4, "latency_ms": 300})
         ticket = await op.ticket("slow_store", "resolved", timeout=90)
         actions = list(reversed(await store.list_actions(ticket_id=ticket.id)))
         assert [a.name for a in actions] == ["drain_store", "undrain_store"]
         assert actions[0].state == "succeeded" and actions[1].delay_s == 4.0
         assert actions[1].workflow_id == actions[0].workflow_id and actions[1].step == 1
         assert httpx.get(f"{sim.pd_url}/pd/api/v1/store/4").json()["status"].get("leader_count", 0) == 0
-        await revert(sim.pd_url, fid)
+        await revert(sim.admin_url, fid)
 
         async def undrained() -> Any:
             a = await store.get_action(actions[1].id)
@@ -93,8 +94,8 @@ async def test_slow_store_is_drained_and_the_undrain_is_scheduled(sim: SimThread
 
 
 async def test_leader_skew_is_rebalanced(sim: SimThread, store: Store) -> None:
-    async with operator(sim.pd_url, store) as op:
-        await fault(sim.pd_url, {"kind": "skew_leaders", "store_id": 1})
+    async with operator(sim, store) as op:
+        await fault(sim.admin_url, {"kind": "skew_leaders", "store_id": 1})
         ticket = await op.ticket("leader_imbalance", "resolved", timeout=90)
     names = [a.name for a in await store.list_actions(ticket_id=ticket.id)]
     assert "add_scheduler" in names
@@ -103,8 +104,8 @@ async def test_leader_skew_is_rebalanced(sim: SimThread, store: Store) -> None:
 
 async def test_hot_store_region_is_split_and_moved(sim: SimThread, store: Store) -> None:
     region = httpx.get(f"{sim.pd_url}/pd/api/v1/region/id/10").json()
-    async with operator(sim.pd_url, store) as op:
-        await fault(sim.pd_url, {"kind": "hot_region", "region_id": region["id"], "qps": 60000})
+    async with operator(sim, store) as op:
+        await fault(sim.admin_url, {"kind": "hot_region", "region_id": region["id"], "qps": 60000})
         ticket = await op.ticket("hot_store", timeout=60)
         [session] = await op.until(lambda: store.sessions_for_ticket(ticket.id), timeout=30, what="a session")
 
@@ -120,7 +121,7 @@ async def test_hot_store_region_is_split_and_moved(sim: SimThread, store: Store)
 
 async def test_first_attempt_fails_second_succeeds(sim: SimThread, store: Store) -> None:
     """A script keeps re-adding the scheduler once: the first fix does not hold, the second does."""
-    async with operator(sim.pd_url, store, agent_settings=AgentSettings(verify_delay_s=3.0, max_attempts=3)) as op:
+    async with operator(sim, store, agent_settings=AgentSettings(verify_delay_s=3.0, max_attempts=3)) as op:
         httpx.post(f"{sim.pd_url}/pd/api/v1/schedulers", json={"name": "evict-leader-scheduler", "store_id": 2})
 
         async def first_removal() -> Any:
@@ -139,7 +140,7 @@ async def test_first_attempt_fails_second_succeeds(sim: SimThread, store: Store)
 
 async def test_observe_mode_only_diagnoses(sim: SimThread, store: Store) -> None:
     await set_mode(store, "observe", "human:test")
-    async with operator(sim.pd_url, store) as op:
+    async with operator(sim, store) as op:
         httpx.post(f"{sim.pd_url}/pd/api/v1/schedulers", json={"name": "evict-leader-scheduler", "store_id": 3})
         ticket = await op.ticket("leftover_evict_scheduler", "escalated", timeout=60)
         [session] = await store.sessions_for_ticket(ticket.id)
@@ -151,10 +152,10 @@ async def test_observe_mode_only_diagnoses(sim: SimThread, store: Store) -> None
 
 
 async def test_pd_down_escalates_without_acting(sim: SimThread, store: Store) -> None:
-    async with operator(sim.pd_url, store) as op:
-        fid = await fault(sim.pd_url, {"kind": "pd_down"})
+    async with operator(sim, store) as op:
+        fid = await fault(sim.admin_url, {"kind": "pd_down"})
         ticket = await op.ticket("pd_unreachable", "escalated", timeout=30)
-        await revert(sim.pd_url, fid)
+        await revert(sim.admin_url, fid)
         resolved = await op.ticket("pd_unreachable", "resolved", timeout=30)
     assert resolved.id == ticket.id and resolved.resolution["by"] == "monitor"
     assert await store.list_actions() == []
@@ -164,7 +165,7 @@ async def test_rejected_fix_is_escalated_not_retried(sim: SimThread, store: Stor
     from operator_tui.actions import decisions
 
     await set_approval(store, "all", "human:test")
-    async with operator(sim.pd_url, store) as op:
+    async with operator(sim, store) as op:
         httpx.post(f"{sim.pd_url}/pd/api/v1/schedulers", json={"name": "evict-leader-scheduler", "store_id": 5})
 
         async def awaiting() -> Any:
@@ -180,7 +181,7 @@ async def test_rejected_fix_is_escalated_not_retried(sim: SimThread, store: Stor
 
 async def test_stopping_interrupts_a_waiting_session(sim: SimThread, store: Store) -> None:
     await set_approval(store, "all", "human:test")
-    async with operator(sim.pd_url, store) as op:
+    async with operator(sim, store) as op:
         httpx.post(f"{sim.pd_url}/pd/api/v1/schedulers", json={"name": "evict-leader-scheduler", "store_id": 5})
         ticket = await op.ticket("leftover_evict_scheduler", "investigating", timeout=60)
     [session] = await store.sessions_for_ticket(ticket.id)
@@ -189,8 +190,8 @@ async def test_stopping_interrupts_a_waiting_session(sim: SimThread, store: Stor
 
 
 async def test_agent_events_reach_listeners(sim: SimThread, store: Store) -> None:
-    async with operator(sim.pd_url, store) as op:
-        await fault(sim.pd_url, {"kind": "kill_store", "store_id": 3})
+    async with operator(sim, store) as op:
+        await fault(sim.admin_url, {"kind": "kill_store", "store_id": 3})
         await op.ticket("store_unreachable", "resolved", timeout=60)
         kinds = [e.kind for e in op.events]
     assert kinds[:2] == ["context", "diagnosis"] and kinds[-1] == "end"

@@ -132,7 +132,7 @@ def test_headless_run_opens_and_resolves_a_ticket_for_a_killed_store(sim: SimThr
         while not db.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(2)
-        fault = httpx.post(f"{sim.pd_url}/sim/v1/faults", json={"kind": "kill_store", "store_id": 2}).json()["id"]
+        fault = httpx.post(f"{sim.admin_url}/sim/v1/faults", json={"kind": "kill_store", "store_id": 2}).json()["id"]
         killed_at = time.monotonic()
         opened = None
         while time.monotonic() - killed_at < 10:
@@ -144,7 +144,7 @@ def test_headless_run_opens_and_resolves_a_ticket_for_a_killed_store(sim: SimThr
         assert opened is not None, "no ticket within 10 s of the kill"
         assert opened["status"] == "open"
         assert {"id", "invariant", "entity", "severity", "status", "opened_at", "resolved_at", "occurrences"} <= set(opened)
-        httpx.delete(f"{sim.pd_url}/sim/v1/faults/{fault}")
+        httpx.delete(f"{sim.admin_url}/sim/v1/faults/{fault}")
         reverted_at = time.monotonic()
         status = None
         while time.monotonic() - reverted_at < 15:

@@ -47,16 +47,16 @@ async def test_metrics_through_promql_and_invariants_fire(sim: SimThread, prom: 
         assert report.observation.workload.p99_ms > 0
         assert "metrics_error" not in report.observation.details
 
-        fid = await fault(sim.pd_url, {"kind": "disk_full", "store_id": 2, "used_ratio": 0.95})
+        fid = await fault(sim.admin_url, {"kind": "disk_full", "store_id": 2, "used_ratio": 0.95})
         await tick_until(monitor, has_active("low_space", "store:2"), timeout=30)
-        await revert(sim.pd_url, fid)
+        await revert(sim.admin_url, fid)
         await tick_until(monitor, none_active("low_space"), timeout=30)
 
-        kill = await fault(sim.pd_url, {"kind": "kill_store", "store_id": 3})
+        kill = await fault(sim.admin_url, {"kind": "kill_store", "store_id": 3})
         started = time.monotonic()
         await tick_until(monitor, has_active("store_unreachable", "store:3"), timeout=10)
         assert time.monotonic() - started < 10  # the direct probe, not Prometheus's `up`, is the signal
-        await revert(sim.pd_url, kill)
+        await revert(sim.admin_url, kill)
     finally:
         await subject.aclose()
 

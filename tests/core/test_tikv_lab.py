@@ -27,6 +27,11 @@ def test_lab_up_chaos_down(tmp_path: Path) -> None:
     try:
         state = lab_status(labs / "tikv")
         assert state and state["alive"] and state["pd_url"].startswith("http://127.0.0.1:")
+        assert state["admin_url"] != state["pd_url"] != state["host_agent_url"]
+        # PD's port does not take faults: `chaos --pd` without the admin API is refused
+        refused = cli("chaos", "inject", "kill_store", "--target", "2", "--pd", "http://127.0.0.1:9",
+                      "--lab-dir", str(labs), "--db", str(tmp_path / "c.db"))
+        assert refused.returncode == 2 and "--sim-admin" in refused.stderr
         again = cli("lab", "up", "tikv", "--port", "0", "--lab-dir", str(labs))
         assert again.returncode == 2 and "already up" in again.stderr
         db = str(tmp_path / "c.db")
@@ -58,13 +63,14 @@ def test_a_consoles_embedded_simulator_is_not_the_labs_to_stop(tmp_path: Path) -
 
 def test_embedded_simulator_is_advertised_only_when_free_and_withdrawn_only_by_its_owner(tmp_path: Path) -> None:
     folder = tmp_path / "tikv"
-    assert advertise_embedded(folder, "http://127.0.0.1:1")
-    assert json.loads(state_file(folder).read_text())["embedded"] is True
+    assert advertise_embedded(folder, "http://127.0.0.1:1", "http://127.0.0.1:3", "http://127.0.0.1:4")
+    state = json.loads(state_file(folder).read_text())
+    assert state["embedded"] is True and state["admin_url"] == "http://127.0.0.1:3"
     withdraw_embedded(folder)
     assert not state_file(folder).exists()
     # Another live lab (here: pid 1) owns it: neither taken over nor removed.
     folder.mkdir(exist_ok=True)
     state_file(folder).write_text(json.dumps({"pid": 1, "pd_url": "http://127.0.0.1:2"}))
-    assert not advertise_embedded(folder, "http://127.0.0.1:1")
+    assert not advertise_embedded(folder, "http://127.0.0.1:1", "http://127.0.0.1:3", "http://127.0.0.1:4")
     withdraw_embedded(folder)
     assert json.loads(state_file(folder).read_text())["pd_url"] == "http://127.0.0.1:2"

@@ -23,13 +23,15 @@ async def make_manual() -> AsyncIterator[Callable[..., Any]]:
         server = SimServer(small_config(**overrides), clock=clock)
         await server.start()
         client = httpx.AsyncClient(base_url=server.pd_url, timeout=10.0)
-        m = Manual(server, clock, client)
+        admin = httpx.AsyncClient(base_url=server.admin_url, timeout=10.0)
+        m = Manual(server, clock, client, admin)
         started.append(m)
         return m
 
     yield make
     for m in started:
         await m.client.aclose()
+        await m.admin.aclose()
         await m.server.stop()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 
 import httpx
@@ -346,3 +347,45 @@ async def test_kill_drops_open_keep_alive_connections(sim) -> None:
         await asyncio.sleep(0.05)
         with pytest.raises(httpx.TransportError):
             await client.get("/status")
+
+
+async def test_host_agent_listener_serves_only_host_control(sim) -> None:
+    async with httpx.AsyncClient(base_url=sim.server.host_agent_url, timeout=10) as host:
+        assert [h["id"] for h in (await host.get("/host/v1/stores")).json()] == [1, 2, 3, 4, 5]
+        assert (await host.post("/host/v1/stores/3/stop")).json()["running"] is False
+        assert not sim.cluster.stores[3].running
+        assert (await host.post("/host/v1/stores/3/restart")).json()["running"] is True
+        assert (await host.post("/sim/v1/faults", json={"kind": "pd_down"})).status_code == 404
+        assert (await host.get("/pd/api/v1/stores")).status_code == 404
+    assert sim.server.admin_url != sim.server.host_agent_url != sim.server.pd_url
+
+
+async def test_fault_with_a_chosen_id_and_a_duration_ends_by_itself(sim) -> None:
+    fault = await sim.inject(kind="kill_store", store_id=2, id="ev1a2b-1", duration_s=30)
+    assert fault["id"] == "ev1a2b-1" and fault["expires_at"] == fault["injected_at"] + 30
+    assert not sim.cluster.stores[2].running
+    r = await sim.post("/sim/v1/faults", json={"kind": "slow_store", "store_id": 3, "id": "ev1a2b-1"})
+    assert r.status_code == 400 and "already exists" in r.json()["error"]
+    for bad in ({"id": "f9"}, {"id": "a b"}, {"duration_s": 0}, {"duration_s": "5"}, {"duration_s": True}):
+        r = await sim.post("/sim/v1/faults", json={"kind": "slow_store", "store_id": 3, **bad})
+        assert r.status_code == 400, bad
+    sim.advance(31)
+    listing = {f["id"]: f for f in (await sim.get("/sim/v1/faults")).json()}
+    assert listing["ev1a2b-1"]["active"] is False and listing["ev1a2b-1"]["reverted_by"] == "expired"
+    assert sim.cluster.stores[2].running
+    assert (await sim.delete("/sim/v1/faults/ev1a2b-1")).json()["active"] is False  # idempotent
+
+
+def test_workload_buckets_one_per_wall_second(live) -> None:
+    import time
+
+    time.sleep(2.5)
+    buckets = httpx.get(f"{live.admin_url}/sim/v1/workload/buckets", timeout=5).json()
+    assert len(buckets) >= 1
+    b = buckets[-1]
+    assert b["planned"] == b["ok"] + b["fail"] and b["planned"] > 0 and b["p99_ms"] > 0
+    assert all(x["t_wall"] == int(x["t_wall"]) for x in buckets)
+    assert all(a["t_wall"] < c["t_wall"] for a, c in itertools.pairwise(buckets))
+    later = httpx.get(f"{live.admin_url}/sim/v1/workload/buckets", params={"after": b["t_wall"]}, timeout=5).json()
+    assert all(x["t_wall"] > b["t_wall"] for x in later)
+    assert httpx.get(f"{live.admin_url}/sim/v1/workload/buckets", params={"after": "x"}, timeout=5).status_code == 400

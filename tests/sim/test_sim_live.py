@@ -27,7 +27,7 @@ def test_killed_store_timeline_and_recovery(live: SimThread) -> None:
         assert [s["store"]["state_name"] for s in stores] == ["Up"] * 5
         address = stores[0]["store"]["status_address"]
         assert httpx.get(f"http://{address}/status", timeout=5).status_code == 200
-        fault = client.post("/sim/v1/faults", json={"kind": "kill_store", "store_id": 1}).json()
+        fault = httpx.post(f"{live.admin_url}/sim/v1/faults", json={"kind": "kill_store", "store_id": 1}).json()
         assert refused(address)
 
         def state() -> str:
@@ -44,7 +44,7 @@ def test_killed_store_timeline_and_recovery(live: SimThread) -> None:
         # PD then replaces the Down store's replicas on the spare stores
         wait_for(lambda: client.get(f"{PD}/store/1").json()["status"]["region_count"] == 0, timeout=60)
         assert client.get(f"{PD}/regions/check/miss-peer").json()["count"] == 0
-        client.delete(f"/sim/v1/faults/{fault['id']}")
+        httpx.delete(f"{live.admin_url}/sim/v1/faults/{fault['id']}")
         assert state() == "Up"
         wait_for(lambda: httpx.get(f"http://{address}/status", timeout=5).status_code == 200, timeout=10)
     finally:

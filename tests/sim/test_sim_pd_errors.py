@@ -322,6 +322,12 @@ async def test_unknown_routes(sim) -> None:
     assert r.status_code == 404 and r.text == "404 page not found\n"
     r = await sim.get("/sim/v1/nothing")
     assert r.status_code == 404 and "error" in r.json()
+    # PD's port serves only PD's API: the fault API and host control are elsewhere
+    for path in ("/sim/v1/faults", "/sim/v1/info", "/host/v1/stores"):
+        r = await sim.client.get(path)
+        assert r.status_code == 404 and r.text == "404 page not found\n", path
+    r = await sim.client.post("/sim/v1/faults", json={"kind": "kill_store", "store_id": 1})
+    assert r.status_code == 404 and sim.cluster.stores[1].running
 
 
 async def test_unexpected_exception_becomes_a_500_with_a_body(sim, monkeypatch, caplog) -> None:

@@ -17,12 +17,18 @@ PD = "/pd/api/v1"
 
 
 class Manual:
-    """A SimServer whose time moves only when the test says so, plus an HTTP client for it."""
+    """A SimServer whose time moves only when the test says so, plus HTTP clients for it: PD's
+    port, and the admin listener (where every /sim/v1 path goes; PD's port does not serve them)."""
 
-    def __init__(self, server: SimServer, clock: ManualClock, client: httpx.AsyncClient) -> None:
+    def __init__(self, server: SimServer, clock: ManualClock, client: httpx.AsyncClient,
+                 admin: httpx.AsyncClient) -> None:
         self.server = server
         self.clock = clock
         self.client = client
+        self.admin = admin
+
+    def _for(self, path: str) -> httpx.AsyncClient:
+        return self.admin if path.startswith("/sim/") else self.client
 
     @property
     def cluster(self) -> Cluster:
@@ -36,13 +42,13 @@ class Manual:
             self.server.sync()
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
-        return await self.client.get(path, **kw)
+        return await self._for(path).get(path, **kw)
 
     async def post(self, path: str, **kw: Any) -> httpx.Response:
-        return await self.client.post(path, **kw)
+        return await self._for(path).post(path, **kw)
 
     async def delete(self, path: str, **kw: Any) -> httpx.Response:
-        return await self.client.delete(path, **kw)
+        return await self._for(path).delete(path, **kw)
 
     async def store(self, sid: int) -> dict[str, Any]:
         r = await self.get(f"{PD}/store/{sid}")

@@ -34,6 +34,17 @@ class SimConfig(BaseModel):
     read_ratio: float = Field(default=0.75, ge=0, le=1)
     # Wall seconds between two steps of the server's tick loop.
     tick_interval: float = Field(default=0.05, gt=0, le=5)
+    # Store N's status listener binds store_hosts[N-1] when given (each store on an address of its
+    # own, as on separate machines), else `host`.
+    store_hosts: tuple[str, ...] = ()
+    # The simulator's own API (faults, workload read-out, info) on a listener of its own that the
+    # operator is never told about; None: `host`. Port 0 picks a free one.
+    admin_host: str | None = None
+    admin_port: int = Field(default=0, ge=0, le=65535)
+    # The host agent (restart or stop a store's process), what a machine's supervisor offers the
+    # operator; None: `host`.
+    host_agent_host: str | None = None
+    host_agent_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("max_store_down_time")
     @classmethod
@@ -47,6 +58,8 @@ class SimConfig(BaseModel):
     def _consistent(self) -> SimConfig:
         if self.replicas > self.stores:
             raise ValueError(f"replicas ({self.replicas}) cannot exceed stores ({self.stores})")
+        if self.store_hosts and len(self.store_hosts) != self.stores:
+            raise ValueError(f"store_hosts names {len(self.store_hosts)} addresses for {self.stores} stores")
         if self.status_base_port and self.status_base_port + self.stores > 65535:
             raise ValueError("status_base_port + stores must stay below 65536")
         return self

@@ -6,6 +6,7 @@ put the cluster back the way it found it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -118,15 +119,20 @@ def _validation_message(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-class Fault:
-    __slots__ = ("active", "id", "injected_at", "kind", "params", "reverted_at", "reverted_by", "undo")
+FAULT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
-    def __init__(self, fault_id: str, kind: str, params: dict[str, Any], now: float) -> None:
+
+class Fault:
+    __slots__ = ("active", "expires_at", "id", "injected_at", "kind", "params", "reverted_at", "reverted_by", "undo")
+
+    def __init__(self, fault_id: str, kind: str, params: dict[str, Any], now: float,
+                 duration_s: float | None = None) -> None:
         self.id = fault_id
         self.kind = kind
         self.params = params
         self.active = True
         self.injected_at = now
+        self.expires_at = None if duration_s is None else now + duration_s
         self.reverted_at: float | None = None
         self.reverted_by: str | None = None
         self.undo: dict[str, Any] = {}
@@ -135,6 +141,7 @@ class Fault:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, **self.params}
         out["active"] = self.active
         out["injected_at"] = self.injected_at
+        out["expires_at"] = self.expires_at
         out["reverted_at"] = self.reverted_at
         if self.reverted_by:
             out["reverted_by"] = self.reverted_by
@@ -174,8 +181,22 @@ class FaultManager:
     # ------------------------------------------------------------ inject
 
     def inject(self, body: Any) -> dict[str, Any]:
+        """Inject a fault. Besides the kind's parameters the body may name the fault's `id` (so a
+        harness can write down what undoes it before injecting) and a `duration_s` (simulated
+        seconds) after which the fault ends by itself, as a supervisor restarting a process would."""
         if not isinstance(body, dict):
             raise FaultError('the body must be a JSON object such as {"kind": "kill_store", "store_id": 1}')
+        body = dict(body)
+        wanted_id = body.pop("id", None)
+        duration = body.pop("duration_s", None)
+        if wanted_id is not None:
+            if not isinstance(wanted_id, str) or not FAULT_ID.match(wanted_id) or wanted_id.startswith("f"):
+                raise FaultError("id: letters, digits, _ and -, at most 40, not starting with 'f'")
+            if wanted_id in self.faults:
+                raise FaultError(f"a fault with id {wanted_id} already exists")
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)
+                                     or not 0 < duration <= 86_400):
+            raise FaultError("duration_s: a number of seconds in (0, 86400]")
         kind = body.get("kind")
         if kind is None:
             raise FaultError(f'missing "kind"; one of: {", ".join(FAULT_KINDS)}')
@@ -197,7 +218,8 @@ class FaultManager:
             raise FaultError(f"region {params['region_id']} not found")
         self._check_conflicts(kind, params)
         self._seq += 1
-        fault = Fault(f"f{self._seq}", kind, params, self.c.now)
+        fault = Fault(wanted_id or f"f{self._seq}", kind, params, self.c.now,
+                      None if duration is None else float(duration))
         # pd_down and pd_garbage have no injector: the server reads them on every PD request
         injector = getattr(self, f"_inject_{kind}", None)
         if injector is not None:
@@ -279,6 +301,13 @@ class FaultManager:
         if f.active:
             self._revert(f, "api")
         return f.as_dict()
+
+    def expire(self) -> None:
+        """End the transient faults whose duration is over."""
+        now = self.c.now
+        for f in self.faults.values():
+            if f.active and f.expires_at is not None and now >= f.expires_at:
+                self._revert(f, "expired")
 
     def revert_all(self) -> None:
         for f in list(self.faults.values()):

@@ -1,4 +1,5 @@
-"""HTTP handlers: PD's API under /pd/api/v1, PD's /metrics, and the simulator's own /sim/v1.
+"""HTTP handlers: PD's API under /pd/api/v1 and PD's /metrics (the PD port); the simulator's own
+/sim/v1 (the admin listener); the host agent's /host/v1 (restart or stop a store's process).
 
 Every handler first brings the model up to the current simulated time, so an answer always
 reflects "now". Errors use PD's status codes and its two body shapes; an unexpected exception
@@ -64,6 +65,9 @@ def _is_pd_route(path: str) -> bool:
     return path.startswith("/pd/") or path == "/metrics"
 
 
+IS_PD = web.AppKey("is_pd", bool)  # PD's port answers in PD's shapes; the others in the simulator's
+
+
 class Routes:
     """The route table and its handlers, bound to one running SimServer."""
 
@@ -78,6 +82,7 @@ class Routes:
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        app[IS_PD] = True
         r = app.router
         get, post, delete = r.add_get, r.add_post, r.add_delete
         # stores
@@ -140,8 +145,15 @@ class Routes:
         get(P + "/hotspot/stores", self.get_hot_stores, allow_head=False)
         # PD's metrics
         get("/metrics", self.get_pd_metrics, allow_head=False)
-        # the simulator's own API
+        return app
+
+    def build_admin_app(self) -> web.Application:
+        """The simulator's own API: faults, workload, info and host control, for a harness only."""
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        get, post, delete = r.add_get, r.add_post, r.add_delete
         get("/sim/v1/info", self.sim_info, allow_head=False)
+        get("/sim/v1/workload/buckets", self.sim_workload_buckets, allow_head=False)
         get("/sim/v1/workload", self.sim_workload, allow_head=False)
         get("/sim/v1/faults", self.sim_faults, allow_head=False)
         post("/sim/v1/faults", self.sim_inject)
@@ -152,10 +164,20 @@ class Routes:
         post("/sim/v1/stores/{id}/stop", self.sim_stop)
         return app
 
+    def build_host_app(self) -> web.Application:
+        """The host agent: what a supervisor on each machine lets an operator do to a process."""
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_get("/host/v1/stores", self.sim_stores, allow_head=False)
+        r.add_post("/host/v1/stores/{id}/restart", self.sim_restart)
+        r.add_post("/host/v1/stores/{id}/stop", self.sim_stop)
+        return app
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         path = request.path
-        pd_route = _is_pd_route(path)
+        is_pd = request.app.get(IS_PD, False)
+        pd_route = is_pd and _is_pd_route(path)
         try:
             self.server.sync()
             if pd_route and self.server.faults.pd_down:
@@ -173,18 +195,18 @@ class Routes:
         except PDError as e:
             return pd_error(e)
         except web.HTTPNotFound:
-            if path.startswith("/sim/"):
+            if not is_pd:
                 return sim_error(f"no such route: {request.method} {path}", 404)
             return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
         except web.HTTPMethodNotAllowed:
-            if path.startswith("/sim/"):
+            if not is_pd:
                 return sim_error(f"method {request.method} not allowed on {path}", 405)
             return web.Response(status=405)
         except web.HTTPException:
             raise
         except Exception as e:
             log.exception("%s %s failed", request.method, path)
-            if path.startswith("/sim/"):
+            if not is_pd:
                 return sim_error(f"internal error: {type(e).__name__}: {e}", 500)
             return pd_json(f"internal error: {type(e).__name__}: {e}", 500)
 
@@ -724,6 +746,14 @@ class Routes:
 
     async def sim_workload(self, request: web.Request) -> web.Response:
         return sim_json(self.server.workload_view())
+
+    async def sim_workload_buckets(self, request: web.Request) -> web.Response:
+        raw = request.query.get("after")
+        try:
+            after = float(raw) if raw is not None else None
+        except ValueError:
+            return sim_error(f"after must be a number (Unix seconds), got {raw!r}")
+        return sim_json(self.server.workload_buckets(after))
 
     async def sim_faults(self, request: web.Request) -> web.Response:
         return sim_json(self.server.faults.listing())

@@ -1,4 +1,6 @@
-"""The simulator as a server: PD's port, one status port per store, and the tick loop.
+"""The simulator as a server: PD's port, one status port per store, the admin listener (faults,
+workload read-out: a harness's, never the operator's), the host agent (restart or stop a store),
+and the tick loop.
 
 `SimServer` runs on the caller's event loop; `SimThread` runs one on its own loop in a daemon
 thread (so that simulated time keeps going whatever the UI's loop is doing); `run_until_signal` is
@@ -10,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,8 +48,14 @@ class SimServer:
         self.faults: FaultManager
         self.listeners: dict[int, StatusListener] = {}
         self._runner: web.AppRunner | None = None
+        self._side_runners: list[web.AppRunner] = []
         self._tick_task: asyncio.Task[None] | None = None
         self._port = 0
+        self._admin_port = 0
+        self._host_agent_port = 0
+        # one workload bucket per wall second, for the admin listener's read-out (the last hour)
+        self._buckets: deque[dict[str, Any]] = deque(maxlen=3600)
+        self._bucket_second: int | None = None
         self._started = False
         self._workload_cache: tuple[int, dict[str, Any]] | None = None
         self._warmer = pd_views.RegionCacheWarmer()
@@ -58,9 +69,30 @@ class SimServer:
             host = f"[{host}]"
         return f"http://{host}:{self._port}"
 
+    @staticmethod
+    def _url(host: str, port: int) -> str:
+        if host in _WILDCARDS:
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    @property
+    def admin_url(self) -> str:
+        return self._url(self.config.admin_host or self.config.host, self._admin_port)
+
+    @property
+    def host_agent_url(self) -> str:
+        return self._url(self.config.host_agent_host or self.config.host, self._host_agent_port)
+
     @property
     def status_host(self) -> str:
         return "127.0.0.1" if self.config.host in _WILDCARDS else self.config.host
+
+    def store_host(self, sid: int) -> str:
+        if self.config.store_hosts:
+            return self.config.store_hosts[sid - 1]
+        return self.status_host
 
     async def start(self) -> None:
         if self._started:
@@ -70,19 +102,24 @@ class SimServer:
             self.clock = WallClock(cfg.time_scale)
         try:
             await self._start_pd()
+            routes = Routes(self)
+            self._admin_port = await self._start_side(routes.build_admin_app(), cfg.admin_host or cfg.host,
+                                                      cfg.admin_port)
+            self._host_agent_port = await self._start_side(routes.build_host_app(),
+                                                           cfg.host_agent_host or cfg.host, cfg.host_agent_port)
             for sid in range(1, cfg.stores + 1):
                 port = cfg.status_base_port + sid if cfg.status_base_port else 0
-                listener = StatusListener(sid, self.status_host, port, self._handle_status)
+                listener = StatusListener(sid, self.store_host(sid), port, self._handle_status)
                 try:
                     listener.open()
                 except OSError as e:
                     raise OSError(e.errno, f"status port {port} of store {sid}: {e.strerror or e}") from e
                 self.listeners[sid] = listener
-            host = self.status_host
-            address_host = f"[{host}]" if ":" in host else host
-            self.cluster = Cluster(
-                cfg, self.clock.now(), status_address=lambda sid: f"{address_host}:{self.listeners[sid].port}"
-            )
+            def address(sid: int) -> str:
+                host = self.store_host(sid)
+                return f"[{host}]:{self.listeners[sid].port}" if ":" in host else f"{host}:{self.listeners[sid].port}"
+
+            self.cluster = Cluster(cfg, self.clock.now(), status_address=address)
             self.cluster.pd.pd_url = self.pd_url
             self.cluster.process_hook = self._on_process
             self.faults = FaultManager(self.cluster, on_unhang=self._on_unhang)
@@ -111,6 +148,16 @@ class SimServer:
         assert server is not None and server.sockets
         self._port = server.sockets[0].getsockname()[1]
 
+    async def _start_side(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await runner.setup()
+        self._side_runners.append(runner)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        return int(server.sockets[0].getsockname()[1])
+
     async def stop(self) -> None:
         """Close every listener and the tick task; idempotent."""
         self._started = False
@@ -131,10 +178,15 @@ class SimServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        side, self._side_runners = self._side_runners, []
+        for runner in side:
+            await runner.cleanup()
 
     def sync(self) -> None:
-        """Bring the model up to the clock's current simulated time."""
+        """Bring the model up to the clock's current simulated time (ending transient faults whose
+        time is up)."""
         self.cluster.advance_to(self.clock.now())
+        self.faults.expire()
 
     async def _tick_loop(self) -> None:
         interval = self.config.tick_interval
@@ -143,8 +195,27 @@ class SimServer:
             try:
                 self.sync()
                 self._warmer.step(self.cluster)
+                self._record_bucket()
             except Exception:
                 log.exception("simulator tick failed")
+
+    def _record_bucket(self) -> None:
+        """At each new wall second, the workload model's figures as that second's bucket (the
+        model's request rate, split by its error rate; its client-side p99)."""
+        second = int(time.time())
+        if second == self._bucket_second:
+            return
+        self._bucket_second = second
+        view = self.workload_view()
+        planned = round(float(view["qps"]))
+        fail = min(planned, math.ceil(planned * float(view["error_rate"])))
+        self._buckets.append({"t_wall": float(second), "planned": planned, "ok": planned - fail, "fail": fail,
+                              "indeterminate": 0, "p50_ms": None, "p99_ms": float(view["p99_ms"]), "over_slo": 0})
+
+    def workload_buckets(self, after: float | None) -> list[dict[str, Any]]:
+        """Complete buckets (the current second's is not) after `after`, oldest first."""
+        current = self._bucket_second
+        return [b for b in self._buckets if (after is None or b["t_wall"] > after) and b["t_wall"] != current]
 
     def workload_view(self) -> dict[str, Any]:
         version = self.cluster.load_version
@@ -251,6 +322,18 @@ class SimThread:
         return self.server.pd_url
 
     @property
+    def admin_url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("the simulator is not running")
+        return self.server.admin_url
+
+    @property
+    def host_agent_url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("the simulator is not running")
+        return self.server.host_agent_url
+
+    @property
     def cluster(self) -> Cluster:
         if self.server is None:
             raise RuntimeError("the simulator is not running")
@@ -309,6 +392,8 @@ def run_until_signal(config: SimConfig, log_level: str = "info") -> int:
             f"time-scale {config.time_scale:g})",
             flush=True,
         )
+        print(f"admin API (faults, workload) on {server.admin_url}", flush=True)
+        print(f"host agent (restart, stop) on {server.host_agent_url}", flush=True)
         try:
             await stop.wait()
             log.info("signal received: shutting down")
