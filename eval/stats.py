@@ -67,10 +67,11 @@ def _fmt(x: float | None, digits: int) -> str:
 
 
 def derive_seed(root: int | str, *labels: object) -> int:
-    """A 64-bit seed derived from a root seed and labels; stable across processes and Python
-    versions (hash() of a str is salted per process, so it is never used)."""
+    """A 63-bit seed (it fits SQLite's signed integers) derived from a root seed and labels;
+    stable across processes and Python versions (hash() of a str is salted per process, so it is
+    never used)."""
     text = "\x1f".join(str(x) for x in (root, *labels))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 # -- proportions ---------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def test_derive_seed_is_stable() -> None:
     assert stats.derive_seed(20261121, "tikv-store-kill", 0) == stats.derive_seed(20261121, "tikv-store-kill", 0)
     assert stats.derive_seed(1, "a", 0) != stats.derive_seed(1, "a", 1)
     assert stats.derive_seed(1, "ab") != stats.derive_seed(1, "a", "b")
-    assert stats.derive_seed(5, "x") == 11219685420925778906  # fixed: reports must stay reproducible
+    assert stats.derive_seed(5, "x") == 5609842710462889453  # fixed: reports must stay reproducible
 
 
 def _est(lo: float, hi: float, n: int) -> stats.Estimate:
