@@ -261,8 +261,65 @@ def build_parser() -> argparse.ArgumentParser:
             help="where labs keep their state (default: beside the store)",
         )
 
-    add_eval_parser(sub)
+    _eval_parser(sub)
     return parser
+
+
+def _eval_parser(sub: Any) -> None:
+    from subjects import registry
+
+    ev = sub.add_parser("eval", help="evaluation: trials, campaigns, comparisons, reports, clean-up",
+                        description="Evaluate the operator: inject a real fault into a fresh lab, watch it with the "
+                                    "harness's own oracle, score detection, recovery and safety, revert everything. "
+                                    "Campaigns (YAML) run many such trials, pair variants on the same seeds and "
+                                    "judge thresholds.")
+    e_sub = ev.add_subparsers(dest="eval_command", metavar="COMMAND", required=True)
+    e_run = e_sub.add_parser(
+        "run", help="run N trials of one fault under one variant",
+        description="Run trials: lab reset, healthy, operator start, workload, pre-window, inject (effect checked), "
+                    "observe until the oracle is clean and held (or the budget), quiesce, revert (verified), capture. "
+                    "Exit 4 when a fault or lab could not be verified undone.",
+        epilog="example: operator-tui eval run --subject tikv --chaos kill_store --trials 3 --json")
+    e_run.add_argument("--subject", dest="eval_subject", choices=registry.names(), required=True, help="the subject to evaluate")
+    e_run.add_argument("--chaos", required=True, metavar="KIND", help="the fault kind, or `none` for a no-fault "
+                       "control")
+    e_run.add_argument("--target", metavar="ID", help="what to hit (default: chosen with the seed)")
+    e_run.add_argument("--param", action="append", default=[], metavar="K=V", help="fault parameter (repeatable), "
+                       "e.g. duration_s=20 for a fault that ends by itself")
+    e_run.add_argument("--baseline", action="store_true", help="the no-agent baseline: monitor in observe mode")
+    e_run.add_argument("--variant", choices=["embedded", "claude"], help="the agent variant (default: embedded)")
+    e_run.add_argument("--model", help="claude variant: the model (default: the config's)")
+    e_run.add_argument("--trials", type=int, default=1, metavar="N", help="how many trials (default: 1)")
+    e_run.add_argument("--seed", type=int, default=0, metavar="N", help="root seed; trials of the same seed hit the "
+                       "same targets in every variant (default: 0)")
+    e_run.add_argument("--budget", type=float, default=60.0, metavar="S", help="observe budget after the fault "
+                       "(default: 60)")
+    e_run.add_argument("--pre-window", type=float, default=5.0, metavar="S", help="steady window before the fault, "
+                       "where tickets count as false positives (default: 5)")
+    e_run.add_argument("--hold", type=float, default=5.0, metavar="S", help="how long the oracle must stay clean "
+                       "(default: 5)")
+    e_run.add_argument("--clean-checks", type=int, default=3, metavar="N", help="consecutive clean oracle checks "
+                       "before the hold (default: 3)")
+    e_run.add_argument("--slot", type=int, default=0, metavar="K", help="address block 127.(K+10).0.0/24 "
+                       "(default: 0)")
+    e_run.add_argument("--port-base", type=int, default=24000, metavar="P", help="first port of the lab "
+                       "(default: 24000)")
+    e_run.add_argument("--artifacts", metavar="DIR", help="trial folders (default: eval/ beside the store)")
+    e_run.add_argument("--json", action="store_true", help="the report as JSON (schema operator-eval-report/1)")
+    e_list = e_sub.add_parser("list", help="evaluations, newest first")
+    e_list.add_argument("--limit", type=int, default=50)
+    e_list.add_argument("--json", action="store_true", help="machine-readable output")
+    e_show = e_sub.add_parser("show", help="a trial (phases, faults with undo and verification, scores, "
+                              "the incident's events) or a campaign (c<ID>)")
+    e_show.add_argument("id", metavar="ID", help="a trial id (12) or a campaign id (c3)")
+    e_show.add_argument("--json", action="store_true", help="machine-readable output")
+    e_an = e_sub.add_parser("analyze", help="recompute a trial's (or campaign's) scores from its stored events")
+    e_an.add_argument("id", metavar="ID", help="a trial id (12) or a campaign id (c3)")
+    e_an.add_argument("--json", action="store_true", help="machine-readable output")
+    e_cl = e_sub.add_parser("cleanup", help="undo every fault and lab that crashed trials left behind")
+    e_cl.add_argument("--json", action="store_true", help="machine-readable output")
+    for p in (e_run, e_list, e_show, e_an, e_cl, *add_campaign_parsers(e_sub)):
+        _option_groups(p, sub=True, subject=False, policy=False)
 
 
 def add_campaign_options(p: argparse.ArgumentParser) -> None:
@@ -281,12 +338,9 @@ def add_report_options(p: argparse.ArgumentParser, *, json_flag: str = "--json")
     p.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
 
 
-def add_eval_parser(sub: Any) -> None:
-    """`operator-tui eval ...`: campaigns, comparisons and reports (issue 13)."""
-    ev = sub.add_parser("eval", help="evaluation: campaigns, comparisons, reports",
-                        description="Evaluation campaigns: seeded trials of every scenario and variant, paired "
-                                    "comparisons, thresholds; reports as JSON, JUnit and Markdown.")
-    e_sub = ev.add_subparsers(dest="eval_command", metavar="COMMAND", required=True)
+def add_campaign_parsers(e_sub: Any) -> list[argparse.ArgumentParser]:
+    """`operator-tui eval campaign|resume|compare|compare-baseline|compare-variants|merge|report`:
+    campaigns, comparisons and reports (issue 13)."""
     camp = e_sub.add_parser("campaign", help="run a campaign file",
                             description="Run every trial of a campaign file (scenarios/campaigns/*.yaml) and judge "
                                         "its thresholds. Exit codes: 0 all thresholds pass, 1 a threshold failed, 2 "
@@ -322,8 +376,10 @@ def add_eval_parser(sub: Any) -> None:
     add_report_options(rep, json_flag="--report-json")
     for p in (camp, res, cmp_, cb, cv, mg, rep):
         p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-        _option_groups(p, sub=True, subject=False, policy=False)
+    return [camp, res, cmp_, cb, cv, mg, rep]
 
+
+CAMPAIGN_COMMANDS = ("campaign", "resume", "compare", "compare-baseline", "compare-variants", "merge", "report")
 
 # command -> module in operator_tui.commands that defines `run(args) -> int`
 COMMANDS = {
@@ -338,7 +394,7 @@ COMMANDS = {
     "approval": "policy",
     "audit": "audit",
     "chaos": "chaos",
-    "eval": "eval_campaign",
+    "eval": "eval",
     "--eval": "eval_campaign",
 }
 
@@ -351,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command is not None:
             parser.error("--eval runs a campaign on its own; give no command with it")
         command = "--eval"
+    elif command == "eval" and args.eval_command in CAMPAIGN_COMMANDS:
+        command = "--eval"  # the campaign commands live beside --eval
     elif any(getattr(args, k, None) for k in ("junit", "json_path", "markdown", "parallel", "shard",
                                                  "allow_over_budget")) and command is None:
         parser.error("--junit, --json, --markdown, --parallel, --shard and --allow-over-budget go with --eval FILE")

@@ -40,7 +40,8 @@ class OperatorLoop:
                                        store=runtime.store, engine=engine, run_id=runtime.run_id)
             agent = Agent(runtime.store, runtime.subject, engine, runtime.run_id, diagnoser, settings.agent_options,
                           history=lambda: list(monitor.history), on_event=on_agent_event,
-                          claim_scope=f"run:{runtime.run_id}" if runtime.attached else None)
+                          claim_scope=f"run:{runtime.run_id}" if runtime.attached else None,
+                          memory="run" if runtime.attached else "all")
         return cls(runtime, monitor, engine, agent)
 
     async def run(self, stop: asyncio.Event, duration: float | None = None) -> None:

@@ -101,6 +101,13 @@ def cgroup_pids(path: str) -> list[int]:
         return []
 
 
+def listing_naming(name: str) -> list[str]:
+    """Every line of `iptables -S` (the whole filter table) that names `name`: its chain, its rules
+    or a jump to it. Empty once a chain is really gone."""
+    out = _iptables("-S", check=False).stdout
+    return [line for line in out.splitlines() if name in line.split()]
+
+
 # -- chains: the rules of one fault -----------------------------------------------------------
 
 class Chain:

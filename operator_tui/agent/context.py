@@ -60,10 +60,12 @@ class AgentContext:
         }
 
 
-async def similar_tickets(store: Store, ticket: Ticket, limit: int = 5) -> list[dict[str, Any]]:
-    """Earlier tickets for the same invariant, and how they ended (what was run, with outcomes)."""
+async def similar_tickets(store: Store, ticket: Ticket, limit: int = 5,
+                          run_id: int | None = None) -> list[dict[str, Any]]:
+    """Earlier tickets for the same invariant, and how they ended (what was run, with outcomes);
+    only those of run `run_id` when given (an eval trial learns nothing from earlier trials)."""
     out = []
-    for t in await store.list_tickets(limit=200):
+    for t in await store.list_tickets(run_id=run_id, limit=200):
         if t.id == ticket.id or t.invariant != ticket.invariant or t.status not in ("resolved", "escalated"):
             continue
         actions = await store.list_actions(ticket_id=t.id)

@@ -80,8 +80,10 @@ class Agent:
     def __init__(self, store: Store, subject: Subject, engine: ActionEngine, run_id: int, diagnoser: Diagnoser,
                  settings: AgentSettings | None = None, *, history: Callable[[], list[Observation]] | None = None,
                  clock: Clock = SYSTEM_CLOCK, on_event: Callable[[AgentEvent], None] | None = None,
-                 max_concurrent: int = 4, poll_interval: float = 0.5, claim_scope: str | None = None):
+                 max_concurrent: int = 4, poll_interval: float = 0.5, claim_scope: str | None = None,
+                 memory: str = "all"):
         self.store = store
+        self.memory = memory  # "all": similar past tickets from every run; "run": this run's only
         # One session per entity across processes, within a scope: the subject (every process
         # watching the same cluster), or one run (an eval trial's lab is its own cluster).
         self.claim_scope = claim_scope or subject.name
@@ -215,7 +217,8 @@ class Agent:
             ticket=ticket, violation=violation, observation=obs, history=self.history(),
             runbook=self.runbooks.get(ticket.invariant), invariant=invariant, catalogue=self.engine.describe(),
             attempt=attempt, ticket_age_s=(utcnow() - ticket.opened_at).total_seconds(), still_violated=still,
-            metric_history=metric_history, similar=await similar_tickets(self.store, ticket),
+            metric_history=metric_history, similar=await similar_tickets(self.store, ticket,
+                                                                     run_id=self.run_id if self.memory == "run" else None),
             timeline=[e.model_dump(mode="json") for e in await self.store.ticket_events(ticket.id)],
             previous_actions=previous, allow_destructive=self.settings.allow_destructive,
             settings={"pending_actions": pending, **self.runbook_settings},

@@ -69,10 +69,14 @@ async def revert(options: dict[str, Any], record: FaultRecord) -> str:
         raise ChaosError("the fault record names no lab folder to revert in")
     lab = RateLimiterLab(lab_dir)
     if not lab.state_path.exists() or not lab.is_up():
-        # `lab down` stopped every process the fault touched and removed its Redis: nothing survives.
-        return (f"the lab in {Path(lab_dir)} is down: every process and the Redis data this {record.kind} touched "
-                "are gone, nothing left to undo")
-    report = await asyncio.to_thread(faults.revert, lab, lab_record)
+        # `lab down` stopped every process the fault touched and unmounted Redis's disk; only what
+        # the fault put on the host itself (an iptables chain) can outlive the lab.
+        report = await asyncio.to_thread(faults.revert, lab, lab_record, True)
+        if report["ok"] and not report["undone"]:
+            return (f"the lab in {Path(lab_dir)} is down: every process and the Redis data this {record.kind} "
+                    "touched are gone, nothing left to undo")
+    else:
+        report = await asyncio.to_thread(faults.revert, lab, lab_record)
     parts = []
     if report["undone"]:
         parts.append("undone: " + "; ".join(report["undone"]))

@@ -1,16 +1,26 @@
 """The rate limiter's local lab: redis-server, a fault proxy, N nodes and a load generator.
 
-Everything runs as detached processes on 127.0.0.1, described by ``RUN_DIR/state.json``
-(`LabState`) so that any process can drive a lab another one started
-(``RateLimiterLab(run_dir)`` reads the state file on every call).
+Everything runs as detached processes, described by ``RUN_DIR/state.json`` (`LabState`) so that
+any process can drive a lab another one started (``RateLimiterLab(run_dir)`` reads the state file
+on every call).
 
-Layout (BASE = ``base_port``, default 17100; Redis default 16379)::
+Layout (BASE = ``base_port``, default 17100; Redis default 16379; addresses: see `addresses`)::
 
-    redis-server             127.0.0.1:REDIS   (--save '', no AOF, data in RUN_DIR/redis)
-    proxy control API        127.0.0.1:BASE+100
-    proxy link of node i     127.0.0.1:BASE+100+i  -> redis   (link name = node id)
-    node i (id "n<i>")       127.0.0.1:BASE+i      --redis redis://127.0.0.1:BASE+100+i/0
+    redis-server             REDIS_HOST:REDIS      (--save '', no AOF, data in RUN_DIR/redis)
+    proxy control API        PROXY_HOST:BASE+100
+    proxy link of node i     LINK_HOST(i):BASE+100+i  -> redis   (link name = node id)
+    node i (id "n<i>")       NODE_HOST(i):BASE+i   --redis redis://LINK_HOST(i):BASE+100+i/0
     load generator           no port; status in RUN_DIR/loadgen.json
+
+By default every host is 127.0.0.1. Given an address block (``block="127.11.0"``), every part
+listens on and connects from an address of its own in that block, so labs in different blocks
+share port numbers without meeting, and one node's traffic can be told apart by its address.
+Each process also runs in a cgroup v2 of its own (``operator-tui/rl-<hash of RUN_DIR>/<name>``,
+when the machine has a cgroup v2 hierarchy), so iptables can match what it sends.
+
+With ``redis_disk_mb``, Redis's data folder is a tmpfs of that size mounted at start (and
+unmounted, verified, at `down`), and Redis saves every ``redis_save_s`` seconds: filling that disk
+makes its background saves fail and Redis refuse writes (MISCONF), as a full disk does.
 
 Each node reaches Redis only through its own proxy link, so one node's Redis connection can be
 delayed or cut (`set_link`) while the others and the observer (which reads Redis directly at
@@ -21,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -34,15 +46,21 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from subjects import netfault
 from subjects.plugin import PluginError
-from subjects.ratelimiter import processes
+from subjects.ratelimiter import addresses, processes, tmpfs
+from subjects.ratelimiter.addresses import LOCALHOST, AddressError, AddressPlan
 from subjects.ratelimiter.processes import ProcessRecord
 
 SUBJECT = "ratelimiter"
 DEFAULT_REDIS_PORT = 16379
 DEFAULT_BASE_PORT = 17100
 PROXY_OFFSET = 100
-MAX_NODES = 50
+MAX_NODES = addresses.MAX_NODES
+CGROUP_PARENT = "operator-tui"
+IDENT = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+DEFAULT_SAVE_S = 1
+REDIS_DIR = "redis"
 STATE_VERSION = 1
 STATE_FILE = "state.json"
 LOCK_FILE = "lab.lock"
@@ -76,6 +94,16 @@ class NodeSpec(BaseModel):
     url: str
     link_port: int
     redis_url: str  # what the node connects to: its proxy link
+    host: str = LOCALHOST  # where it listens and connects from
+    link_host: str = LOCALHOST  # where its proxy link listens
+
+
+class RedisDisk(BaseModel):
+    """Redis's data folder as a tmpfs of its own (written before it is mounted)."""
+
+    path: str
+    size_mb: int
+    save_s: int  # Redis saves (BGSAVE) every save_s seconds after at least one write
 
 
 class LabState(BaseModel):
@@ -91,6 +119,15 @@ class LabState(BaseModel):
     node_options: NodeOptions
     load: bool
     processes: dict[str, ProcessRecord] = {}
+    block: str | None = None  # address block "127.B.C" (see `addresses`); None: all on 127.0.0.1
+    redis_host: str = LOCALHOST
+    proxy_host: str = LOCALHOST
+    cgroup: str | None = None  # the lab's cgroup v2 (each process in CGROUP/<name>), when it has one
+    redis_disk: RedisDisk | None = None
+
+    @property
+    def plan(self) -> AddressPlan:
+        return AddressPlan(self.block)
 
     def node(self, node_id: str) -> NodeSpec:
         for spec in self.nodes:
@@ -101,11 +138,16 @@ class LabState(BaseModel):
 
     def ports(self) -> dict[str, int]:
         """Every port the lab listens on, by what listens there."""
-        ports = {REDIS_PROCESS: self.redis_port, "proxy control": self.proxy_control_port}
+        return {what: port for what, (_, port) in self.endpoints().items()}
+
+    def endpoints(self) -> dict[str, tuple[str, int]]:
+        """Every (address, port) the lab listens on, by what listens there."""
+        found = {REDIS_PROCESS: (self.redis_host, self.redis_port),
+                 "proxy control": (self.proxy_host, self.proxy_control_port)}
         for spec in self.nodes:
-            ports[spec.id] = spec.port
-            ports[f"link {spec.id}"] = spec.link_port
-        return ports
+            found[spec.id] = (spec.host, spec.port)
+            found[f"link {spec.id}"] = (spec.link_host, spec.link_port)
+        return found
 
 
 def plan_ports(nodes: int, redis_port: int, base_port: int) -> dict[str, int]:
@@ -235,11 +277,27 @@ class RateLimiterLab:
         load: bool = True,
         node_options: NodeOptions | None = None,
         load_args: list[str] | None = None,
+        block: str | None = None,
+        redis_disk_mb: int | None = None,
+        redis_save_s: int = DEFAULT_SAVE_S,
+        ident: str | None = None,
     ) -> LabState:
-        """Start everything and return once every node answers /health with 200."""
+        """Start everything and return once every node answers /health with 200.
+
+        `block` ("127.B.C" or "127.B.C.0/24") gives every part an address of its own (see
+        `addresses`); `redis_disk_mb` puts Redis's data on a tmpfs of that size, saved every
+        `redis_save_s` seconds. `ident` names the lab's cgroup (default: from the run folder)."""
         redis_port = DEFAULT_REDIS_PORT if redis_port is None else redis_port
         base_port = DEFAULT_BASE_PORT if base_port is None else base_port
         ports = plan_ports(nodes, redis_port, base_port)
+        try:
+            plan = AddressPlan(block)
+        except AddressError as e:
+            raise LabError(str(e)) from e
+        if redis_disk_mb is not None and not 1 <= redis_disk_mb <= 4096:
+            raise LabError(f"--redis-disk-mb must be between 1 and 4096, got {redis_disk_mb}")
+        if not 1 <= redis_save_s <= 3600:
+            raise LabError(f"redis_save_s must be between 1 and 3600, got {redis_save_s}")
         server = shutil.which("redis-server")
         if server is None:
             raise LabError("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -252,75 +310,115 @@ class RateLimiterLab:
                         f"a {SUBJECT} lab is already up in {self.run_dir}: {', '.join(live)}; "
                         f"stop it with `operator-tui lab down {SUBJECT}`"
                     )
+                left = self._release(old)
+                if left:
+                    raise LabError(f"the previous lab in {self.run_dir} left things behind: {'; '.join(left)}")
                 self._remove_transient()
-            taken = [f"{port} ({what})" for what, port in ports.items() if not processes.port_free(port)]
+            state = LabState(
+                run_dir=str(self.run_dir),
+                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                redis_port=redis_port,
+                redis_url=f"redis://{plan.redis}:{redis_port}/0",
+                proxy_control_port=ports["proxy control"],
+                proxy_url=f"http://{plan.proxy}:{ports['proxy control']}",
+                nodes=[
+                    NodeSpec(
+                        id=f"n{i}",
+                        port=ports[f"n{i}"],
+                        url=f"http://{plan.node(i)}:{ports[f'n{i}']}",
+                        link_port=ports[f"link n{i}"],
+                        redis_url=f"redis://{plan.link(i)}:{ports[f'link n{i}']}/0",
+                        host=plan.node(i),
+                        link_host=plan.link(i),
+                    )
+                    for i in range(1, nodes + 1)
+                ],
+                node_options=node_options or NodeOptions(),
+                load=load,
+                block=plan.block,
+                redis_host=plan.redis,
+                proxy_host=plan.proxy,
+                cgroup=self.cgroup_path(ident) if netfault.cgroup_available() else None,
+                redis_disk=RedisDisk(path=str(self.run_dir / REDIS_DIR), size_mb=redis_disk_mb, save_s=redis_save_s)
+                if redis_disk_mb is not None
+                else None,
+            )
+            taken = [
+                f"{host}:{port} ({what})" if plan.block else f"{port} ({what})"
+                for what, (host, port) in state.endpoints().items()
+                if not processes.port_free(port, host)
+            ]
             if taken:
                 raise LabError(
                     f"port{'s' if len(taken) > 1 else ''} already in use: {', '.join(taken)}; "
                     "choose others with --redis-port / --base-port"
                 )
-            options = node_options or NodeOptions()
-            state = LabState(
-                run_dir=str(self.run_dir),
-                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                redis_port=redis_port,
-                redis_url=f"redis://127.0.0.1:{redis_port}/0",
-                proxy_control_port=ports["proxy control"],
-                proxy_url=f"http://127.0.0.1:{ports['proxy control']}",
-                nodes=[
-                    NodeSpec(
-                        id=f"n{i}",
-                        port=ports[f"n{i}"],
-                        url=f"http://127.0.0.1:{ports[f'n{i}']}",
-                        link_port=ports[f"link n{i}"],
-                        redis_url=f"redis://127.0.0.1:{ports[f'link n{i}']}/0",
-                    )
-                    for i in range(1, nodes + 1)
-                ],
-                node_options=options,
-                load=load,
-            )
             shutil.rmtree(self.logs_dir, ignore_errors=True)
             try:
+                self._write(state)  # write-ahead: a mount or cgroup made below is always on record
                 self._start_all(state, server, load_args or [])
             except BaseException as e:
                 # Leave nothing half-started behind: stop what did start, then report why.
                 self._stop_all(state)
-                self._remove_transient()
-                if isinstance(e, LabError):
-                    raise
+                left = self._release(state)
+                if not left:
+                    self._remove_transient()
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                raise LabError(f"lab failed to start: {type(e).__name__}: {e}") from e
+                why = str(e) if isinstance(e, LabError) else f"lab failed to start: {type(e).__name__}: {e}"
+                if left:
+                    why += f" (and could not clean up: {'; '.join(left)}; state kept in {self.state_path})"
+                if isinstance(e, LabError) and not left:
+                    raise
+                raise LabError(why) from e
             return state
 
+    def cgroup_path(self, ident: str | None = None) -> str:
+        """The lab's cgroup (relative to the v2 root): `ident`, or unique per run folder."""
+        if ident is not None and not IDENT.match(ident):
+            raise LabError(f"bad lab ident {ident!r}: letters, digits, - and _, at most 32")
+        return f"{CGROUP_PARENT}/rl-{ident or hashlib.sha1(str(self.run_dir).encode()).hexdigest()[:10]}"
+
+    def _spawn(self, state: LabState, name: str, argv: list[str], log: str, **kwargs) -> ProcessRecord:
+        cgroup = None
+        if state.cgroup:
+            cgroup = f"{state.cgroup}/{name}"
+            netfault.cgroup_create(cgroup)
+        return processes.spawn(name, argv, self.logs_dir / log, cgroup=cgroup, **kwargs)
+
+    def _redis_argv(self, state: LabState, server: str) -> list[str]:
+        disk = state.redis_disk
+        argv = [
+            server,
+            "--bind", state.redis_host,
+            "--port", str(state.redis_port),
+            "--appendonly", "no",
+            "--dir", str(self.run_dir / REDIS_DIR),
+            "--daemonize", "no",
+            # Protected mode accepts clients from 127.0.0.1 only; on an address block the clients
+            # come from their own loopback addresses (the server still listens on loopback only).
+            "--protected-mode", "yes" if state.redis_host == LOCALHOST else "no",
+            "--loglevel", "notice",
+        ]  # fmt: skip
+        if disk is None:
+            return [*argv, "--save", ""]
+        # Save points are what make a full disk refuse writes: stop-writes-on-bgsave-error
+        # applies to configured saves only.
+        saves = ["--save", f"{disk.save_s} 1", "--stop-writes-on-bgsave-error", "yes", "--dbfilename", "dump.rdb"]
+        return [*argv, *saves]
+
     def _start_all(self, state: LabState, server: str, load_args: list[str]) -> None:
-        redis_dir = self.run_dir / "redis"
+        redis_dir = self.run_dir / REDIS_DIR
         redis_dir.mkdir(parents=True, exist_ok=True)
-        rec = processes.spawn(
-            REDIS_PROCESS,
-            [
-                server,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(state.redis_port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(redis_dir),
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "yes",
-                "--loglevel",
-                "notice",
-            ],
-            self.logs_dir / "redis.log",
-            port=state.redis_port,
-        )
+        if state.redis_disk is not None:
+            try:
+                tmpfs.mount(redis_dir, state.redis_disk.size_mb)
+            except tmpfs.TmpfsError as e:
+                raise LabError(f"Redis's disk: {e}") from e
+        rec = self._spawn(
+            state, REDIS_PROCESS, self._redis_argv(state, server), "redis.log",
+            port=state.redis_port, host=state.redis_host,
+        )  # fmt: skip
         self._record(state, rec)
         self._wait_redis(state, rec)
 
@@ -330,15 +428,20 @@ class RateLimiterLab:
             "subjects.ratelimiter.proxy",
             "--control-port",
             str(state.proxy_control_port),
+            "--bind",
+            state.proxy_host,
+            "--source-address",
+            state.proxy_host,
         ]
-        argv += ["--upstream", f"127.0.0.1:{state.redis_port}"]
+        argv += ["--upstream", f"{state.redis_host}:{state.redis_port}"]
         for spec in state.nodes:
-            argv += ["--link", f"{spec.id}={spec.link_port}"]
-        rec = processes.spawn(
-            PROXY_PROCESS, argv, self.logs_dir / "proxy.log", env=_child_env(), port=state.proxy_control_port
-        )
+            argv += ["--link", f"{spec.id}={spec.link_host}:{spec.link_port}"]
+        rec = self._spawn(
+            state, PROXY_PROCESS, argv, "proxy.log", env=child_env(), port=state.proxy_control_port,
+            host=state.proxy_host,
+        )  # fmt: skip
         self._record(state, rec)
-        if not processes.wait_port(state.proxy_control_port, START_TIMEOUT_S, alive=rec):
+        if not processes.wait_port(state.proxy_control_port, START_TIMEOUT_S, alive=rec, host=state.proxy_host):
             raise LabError(f"the proxy did not start: {processes.log_tail(rec.log)}")
 
         for spec in state.nodes:
@@ -354,11 +457,13 @@ class RateLimiterLab:
                 "subjects.ratelimiter.loadgen",
                 "--status-file",
                 str(self.run_dir / LOADGEN_STATUS),
+                "--source-address",
+                state.plan.loadgen,
             ]
             for spec in state.nodes:
                 argv += ["--seed-url", spec.url]
-            rec = processes.spawn(
-                LOADGEN_PROCESS, argv + load_args, self.logs_dir / "loadgen.log", env=_child_env()
+            rec = self._spawn(
+                state, LOADGEN_PROCESS, argv + load_args, "loadgen.log", env=child_env(), host=state.plan.loadgen
             )
             self._record(state, rec)
             time.sleep(0.3)
@@ -373,7 +478,7 @@ class RateLimiterLab:
         import redis
 
         client = redis.Redis(
-            host="127.0.0.1", port=state.redis_port, socket_timeout=1.0, socket_connect_timeout=1.0
+            host=state.redis_host, port=state.redis_port, socket_timeout=1.0, socket_connect_timeout=1.0
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
@@ -397,9 +502,10 @@ class RateLimiterLab:
         argv = [
             sys.executable, "-m", "subjects.ratelimiter.service",
             "--node-id", spec.id,
-            "--host", "127.0.0.1",
+            "--host", spec.host,
             "--port", str(spec.port),
             "--redis", spec.redis_url,
+            "--source-address", spec.host,
             "--fail-mode", o.fail_mode,
             "--local-cache-ms", str(o.local_cache_ms),
             "--default-limit", str(o.default_limit),
@@ -408,8 +514,8 @@ class RateLimiterLab:
             "--node-ttl-ms", str(o.node_ttl_ms),
             "--redis-timeout-ms", str(o.redis_timeout_ms),
         ]  # fmt: skip
-        return processes.spawn(
-            spec.id, argv, self.logs_dir / f"{spec.id}.log", env=_child_env(), port=spec.port
+        return self._spawn(
+            state, spec.id, argv, f"{spec.id}.log", env=child_env(), port=spec.port, host=spec.host
         )
 
     def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
@@ -431,36 +537,44 @@ class RateLimiterLab:
     # -- down ----------------------------------------------------------------------------------
 
     def down(self) -> dict:
-        """Stop every process (load, nodes, proxy, redis), verify nothing is left, clean up.
+        """Stop every process (load, nodes, proxy, redis), unmount Redis's disk, remove the lab's
+        cgroups, verify nothing is left, clean up.
 
         Returns ``{"run_dir", "stopped": [{"name", "pid", "outcome"}], "ports_checked",
-        "ports_still_listening", "removed", "logs"}``; raises LabError if something survived.
+        "ports_still_listening", "unmounted", "cgroups_removed", "removed", "logs"}``; raises
+        LabError if something survived.
         """
         with self._locked():
             state = self.state
             stopped = self._stop_all(state)
-            ports = state.ports()
+            endpoints = state.endpoints()
             deadline = time.monotonic() + STOP_GRACE_S
             while True:
-                listening = processes.listening_ports()
-                left = {what: port for what, port in ports.items() if port in listening}
+                table = processes.listening()
+                left = {what: hp for what, hp in endpoints.items() if processes.is_listening(*hp, table)}
                 if not left or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
             survivors = [s for s in stopped if s["outcome"].startswith("FAILED")]
+            leftovers = [] if survivors else self._release(state)
             # Keep the state file while anything survives: it is how the next `down` finds it.
-            removed = [] if survivors or left else self._remove_transient()
+            removed = [] if survivors or left or leftovers else self._remove_transient()
             report = {
                 "run_dir": str(self.run_dir),
                 "stopped": stopped,
-                "ports_checked": sorted(ports.values()),
-                "ports_still_listening": [f"{port} ({what})" for what, port in left.items()],
+                "ports_checked": sorted(p for _, p in endpoints.values()),
+                "ports_still_listening": [
+                    f"{h}:{p} ({what})" if state.block else f"{p} ({what})" for what, (h, p) in left.items()
+                ],
+                "unmounted": state.redis_disk.path if state.redis_disk and not survivors else None,
+                "cgroups_removed": state.cgroup if state.cgroup and not survivors else None,
                 "removed": removed,
                 "logs": str(self.logs_dir),
             }
-            if survivors or left:
+            if survivors or left or leftovers:
                 problems = [f"{s['name']} (pid {s['pid']}): {s['outcome']}" for s in survivors]
                 problems += [f"port {p} still listening" for p in report["ports_still_listening"]]
+                problems += leftovers
                 raise LabError(
                     "lab down left things behind: "
                     + "; ".join(problems)
@@ -482,6 +596,17 @@ class RateLimiterLab:
             out.append({"name": name, "pid": rec.pid, "outcome": outcome})
         return out
 
+    def _release(self, state: LabState) -> list[str]:
+        """Unmount Redis's disk and remove the lab's cgroups (once its processes are gone), by what
+        the state file recorded; returns what could not be released."""
+        left = []
+        if state.redis_disk is not None and not tmpfs.unmount(state.redis_disk.path):
+            left.append(f"{state.redis_disk.path} is still mounted")
+        if state.cgroup and not _remove_cgroup(state.cgroup):
+            pids = [pid for name in state.processes for pid in netfault.cgroup_pids(f"{state.cgroup}/{name}")]
+            left.append(f"cgroup {state.cgroup} still holds processes {pids}")
+        return left
+
     def _remove_transient(self) -> list[str]:
         removed = []
         for name in (STATE_FILE, LOADGEN_STATUS, "state.tmp"):
@@ -489,8 +614,8 @@ class RateLimiterLab:
             if path.exists():
                 path.unlink()
                 removed.append(str(path))
-        redis_dir = self.run_dir / "redis"
-        if redis_dir.exists():
+        redis_dir = self.run_dir / REDIS_DIR
+        if redis_dir.exists() and not tmpfs.is_mounted(redis_dir):
             shutil.rmtree(redis_dir, ignore_errors=True)
             removed.append(str(redis_dir))
         return removed
@@ -498,12 +623,13 @@ class RateLimiterLab:
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict:
-        """Processes (pid, state, port), node health, proxy links, load generator progress."""
+        """Processes (pid, state, address, port), node health, proxy links, Redis's disk, load."""
         state = self.state
         procs = []
         for name, rec in state.processes.items():
             procs.append(
-                {"name": name, "pid": rec.pid, "state": processes.process_state(rec), "port": rec.port}
+                {"name": name, "pid": rec.pid, "state": processes.process_state(rec), "host": rec.host,
+                 "port": rec.port, "cgroup": rec.cgroup}
             )
         nodes = []
         for spec in state.nodes:
@@ -529,14 +655,22 @@ class RateLimiterLab:
         loadgen = None
         with contextlib.suppress(OSError, ValueError):
             loadgen = json.loads((self.run_dir / LOADGEN_STATUS).read_text())
+        disk = None
+        if state.redis_disk is not None:
+            disk = {**state.redis_disk.model_dump(), "mounted": tmpfs.is_mounted(state.redis_disk.path)}
+            if disk["mounted"]:
+                disk.update(tmpfs.usage(state.redis_disk.path))
         live = any(p["state"] in (processes.RUNNING, processes.PAUSED) for p in procs)
         return {
             "subject": SUBJECT,
             "run_dir": str(self.run_dir),
             "up": live,
             "started_at": state.started_at,
+            "addresses": state.plan.cidr(),
             "redis_url": state.redis_url,
             "proxy_url": state.proxy_url,
+            "redis_disk": disk,
+            "cgroup": state.cgroup,
             "processes": procs,
             "nodes": nodes,
             "links": links,
@@ -562,11 +696,11 @@ class RateLimiterLab:
                 return "already running"
             if rec is not None:
                 processes.reap(rec.pid)
-            if not processes.port_free(spec.port):
-                raise LabError(f"cannot start {node_id}: port {spec.port} is in use")
+            if not processes.port_free(spec.port, spec.host):
+                raise LabError(f"cannot start {node_id}: port {spec.host}:{spec.port} is in use")
             new = self._spawn_node(state, spec)
             self._record(state, new)
-        if wait and not processes.wait_port(spec.port, START_TIMEOUT_S, alive=new):
+        if wait and not processes.wait_port(spec.port, START_TIMEOUT_S, alive=new, host=spec.host):
             raise LabError(f"node {node_id} did not start: {processes.log_tail(new.log)}")
         return "started"
 
@@ -658,7 +792,18 @@ class RateLimiterLab:
         return r.json()
 
 
-def _child_env() -> dict[str, str]:
+def _remove_cgroup(path: str, timeout_s: float = STOP_GRACE_S) -> bool:
+    """Remove a cgroup whose processes were just stopped: one that exited a moment ago may still
+    be listed for a short while."""
+    deadline = time.monotonic() + timeout_s
+    while not netfault.cgroup_remove(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def child_env() -> dict[str, str]:
     """Children find this checkout's packages even when it is not installed in their Python."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)

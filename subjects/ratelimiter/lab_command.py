@@ -29,10 +29,14 @@ class RateLimiterLabCommand:
     def up(self, run_dir: Path, options: dict[str, Any]) -> LabReport:
         lab = RateLimiterLab(run_dir)
         state = lab.up(nodes=options.get("nodes", 3), redis_port=options.get("redis_port"),
-                       base_port=options.get("base_port"), load=not options.get("no_load"))
+                       base_port=options.get("base_port"), load=not options.get("no_load"),
+                       block=options.get("addresses"), redis_disk_mb=options.get("redis_disk_mb"))
+        disk = state.redis_disk
         lines = [
-            f"ratelimiter lab up in {state.run_dir}",
-            f"  redis   {state.redis_url}  (pid {state.processes['redis'].pid})",
+            f"ratelimiter lab up in {state.run_dir}" + (f" on {state.plan.cidr()}" if state.block else ""),
+            f"  redis   {state.redis_url}  (pid {state.processes['redis'].pid}"
+            + (f"; data on a {disk.size_mb} MiB tmpfs at {disk.path}, saved every {disk.save_s}s" if disk else "")
+            + ")",
             f"  proxy   {state.proxy_url}  (pid {state.processes['proxy'].pid}; links "
             + ", ".join(f"{n.id}->{n.link_port}" for n in state.nodes) + ")",
         ]
@@ -49,6 +53,10 @@ class RateLimiterLabCommand:
         report = RateLimiterLab(run_dir).down()
         lines = [f"{s['name']:<8} pid {s['pid']:<8} {s['outcome']}" for s in report["stopped"]]
         lines.append(f"no process left; ports {_ranges(report['ports_checked'])} no longer listening")
+        if report["unmounted"]:
+            lines.append(f"unmounted {report['unmounted']}")
+        if report["cgroups_removed"]:
+            lines.append(f"removed cgroup {report['cgroups_removed']}")
         lines.extend(f"removed {path}" for path in report["removed"])
         lines.append(f"logs kept in {report['logs']}")
         return LabReport(lines, report)
@@ -59,6 +67,9 @@ class RateLimiterLabCommand:
             f"ratelimiter lab in {status['run_dir']} (started {status['started_at']}): "
             f"{'up' if status['up'] else 'DOWN'}",
             f"  redis {status['redis_url']}   proxy {status['proxy_url']}",
+            *([f"  redis disk {disk['path']}: " + (f"{disk['free_bytes'] // 1024} KiB free of {disk['total_bytes'] // 1024}"
+                                                   if disk["mounted"] else "NOT MOUNTED")]
+              if (disk := status["redis_disk"]) else []),
             f"  {'PROCESS':<8} {'PID':<8} {'STATE':<7} PORT",
         ]
         lines += [f"  {p['name']:<8} {p['pid']:<8} {p['state']:<7} {p['port'] or '-'}" for p in status["processes"]]

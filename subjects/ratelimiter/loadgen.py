@@ -1,7 +1,7 @@
 """Load generator: steady and bursty traffic over keys with configured limits.
 
 Run: ``python -m subjects.ratelimiter.loadgen --seed-url http://127.0.0.1:17101 [--seed-url ...]
-[--duration-s 21600] [--scale 1.0] [--status-file PATH]``.
+[--duration-s 21600] [--scale 1.0] [--status-file PATH] [--source-address A]``.
 
 It configures its keys' limits once (``PUT /api/limits/KEY`` on a reachable node), then spreads
 requests round-robin over the nodes that ``GET /api/nodes`` lists as ``up`` (so draining and
@@ -61,9 +61,15 @@ PROFILE = (
 
 class LoadGen:
     def __init__(
-        self, seeds: list[str], profile: tuple[KeyLoad, ...], scale: float, status_file: Path | None
+        self,
+        seeds: list[str],
+        profile: tuple[KeyLoad, ...],
+        scale: float,
+        status_file: Path | None,
+        source_address: str | None = None,
     ) -> None:
         self.seeds = seeds
+        self.source_address = source_address
         self.profile = profile
         self.scale = scale
         self.status_file = status_file
@@ -157,7 +163,8 @@ class LoadGen:
 
     async def run(self, duration_s: float, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        local = (self.source_address, 0) if self.source_address else None
+        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(local_addr=local)) as session:
             await self.refresh(session)
             configured = await self.configure(session)
             end = time.monotonic() + duration_s
@@ -199,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration-s", type=float, default=6 * 3600, help="stop after this long (default: 6 h)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every rate and burst (default: 1.0)")
     p.add_argument("--status-file", type=Path, help="JSON progress file, rewritten every 2 s")
+    p.add_argument("--source-address", metavar="ADDRESS", help="local address to send from (default: any)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     return p
 
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < a.scale <= 100:
         p.error("--scale must be in (0, 100]")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s loadgen %(levelname)s: %(message)s")
-    gen = LoadGen([u.rstrip("/") for u in a.seed_url], PROFILE, a.scale, a.status_file)
+    gen = LoadGen([u.rstrip("/") for u in a.seed_url], PROFILE, a.scale, a.status_file, a.source_address)
 
     async def go() -> None:
         stop = asyncio.Event()

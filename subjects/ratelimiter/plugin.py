@@ -9,10 +9,15 @@ PLUGIN = SubjectPlugin(
     build="subjects.ratelimiter.settings:build",
     chaos="subjects.ratelimiter.chaos",
     lab="subjects.ratelimiter.lab_command:LAB",
+    evaluation="subjects.ratelimiter.evaluation:ADAPTER",
     lab_flags=(
         Flag("--nodes", "nodes", "ratelimiter: number of nodes (default: 3)", type=int),
         Flag("--redis-port", "redis_port", "ratelimiter: redis-server port", type=int),
         Flag("--base-port", "base_port", "ratelimiter: node N listens on BASE+N", type=int),
         Flag("--no-load", "no_load", "ratelimiter: do not start the load generator", store_true=True),
+        Flag("--addresses", "addresses", "ratelimiter: give every part its own address in this loopback block, "
+             "e.g. 127.11.0.0/24 (default: all on 127.0.0.1)", metavar="BLOCK"),
+        Flag("--redis-disk-mb", "redis_disk_mb", "ratelimiter: put Redis's data on a tmpfs of this size, with save "
+             "points, so that the redis_disk_full fault can fill it", metavar="MB", type=int),
     ),
 )

@@ -16,6 +16,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+LOCALHOST = "127.0.0.1"
+ANY_ADDRESS = "0.0.0.0"
+# Joins the cgroup whose cgroup.procs is $0, then becomes the real command: same pid, same start
+# time, and not one instruction of the command runs outside the cgroup.
+CGROUP_WRAPPER = 'echo $$ > "$0" && exec "$@"'
+
 # Process states as reported by `process_state`.
 # A process that exited and was reaped is "stopped"; SIGSTOPped is "paused".
 RUNNING, PAUSED, ZOMBIE, STOPPED = "alive", "paused", "zombie", "stopped"
@@ -30,6 +36,8 @@ class ProcessRecord(BaseModel):
     argv: list[str]
     log: str
     port: int | None = None  # the port it listens on, if any (the proxy has several: see the lab)
+    host: str = LOCALHOST  # the address it listens on (and connects from)
+    cgroup: str | None = None  # its cgroup v2 path (subjects.netfault), when it runs in one
 
 
 def _stat_starttime(pid: int) -> int | None:
@@ -42,7 +50,8 @@ def _stat_starttime(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _status_state(pid: int) -> str | None:
+def status_letter(pid: int) -> str | None:
+    """The one-letter state in /proc/PID/status (R, S, D, T, t, Z, ...), None without such a process."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("State:"):
@@ -63,7 +72,7 @@ def process_state(rec: ProcessRecord) -> str:
     reap(rec.pid)
     if _stat_starttime(rec.pid) != rec.starttime:
         return STOPPED
-    state = _status_state(rec.pid)
+    state = status_letter(rec.pid)
     if state is None or state in ("X", "x"):
         return STOPPED
     if state == "Z":
@@ -78,21 +87,33 @@ def is_live(rec: ProcessRecord) -> bool:
 
 
 def spawn(
-    name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, port: int | None = None
+    name: str,
+    argv: list[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    host: str = LOCALHOST,
+    cgroup: str | None = None,
 ) -> ProcessRecord:
-    """Start `argv` detached (own session, stdin /dev/null, stdout+stderr appended to `log_path`).
+    """Start `argv` detached (own session, stdin /dev/null, stdout+stderr appended to `log_path`),
+    inside the cgroup v2 `cgroup` (a path under subjects.netfault.CGROUP_ROOT) when one is given.
 
     posix_spawn rather than subprocess.Popen: the lab keeps only the pid, and a Popen object
     dropped while its child runs warns and tries to reap behind our back.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = argv
+    if cgroup is not None:
+        from subjects.netfault import CGROUP_ROOT
+
+        command = ["/bin/sh", "-c", CGROUP_WRAPPER, str(CGROUP_ROOT / cgroup / "cgroup.procs"), *argv]
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     pid = os.posix_spawnp(
-        argv[0], argv, dict(env if env is not None else os.environ), file_actions=actions, setsid=True
+        command[0], command, dict(env if env is not None else os.environ), file_actions=actions, setsid=True
     )
     starttime = None
     for _ in range(100):  # /proc/PID appears with the process; bounded in case it died at once
@@ -101,7 +122,8 @@ def spawn(
             break
         time.sleep(0.01)
     return ProcessRecord(
-        name=name, pid=pid, starttime=starttime or -1, argv=argv, log=str(log_path), port=port
+        name=name, pid=pid, starttime=starttime or -1, argv=argv, log=str(log_path), port=port, host=host,
+        cgroup=cgroup,
     )
 
 
@@ -179,9 +201,17 @@ def log_tail(path: str | Path, lines: int = 5) -> str:
 # -- ports ---------------------------------------------------------------------------------------
 
 
-def listening_ports() -> set[int]:
-    """TCP ports with a listening socket on this machine (any address), from /proc/net."""
-    ports: set[int] = set()
+def _address(hex_ip: str) -> str:
+    """An address as /proc/net/tcp writes it (IPv4: 8 hex digits, little-endian)."""
+    if len(hex_ip) == 8:
+        return socket.inet_ntop(socket.AF_INET, bytes.fromhex(hex_ip)[::-1])
+    words = bytes.fromhex(hex_ip)
+    return socket.inet_ntop(socket.AF_INET6, b"".join(words[i : i + 4][::-1] for i in range(0, 16, 4)))
+
+
+def listening() -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket on this machine, from /proc/net."""
+    found: set[tuple[str, int]] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -190,28 +220,45 @@ def listening_ports() -> set[int]:
         for line in lines:
             parts = line.split()
             if len(parts) > 3 and parts[3] == "0A":  # TCP_LISTEN
-                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
-    return ports
+                address, port = parts[1].rsplit(":", 1)
+                found.add((_address(address), int(port, 16)))
+    return found
 
 
-def port_free(port: int) -> bool:
-    """True when nothing listens on `port` and 127.0.0.1:`port` can be bound."""
-    if port in listening_ports():
+def listening_ports() -> set[int]:
+    """TCP ports with a listening socket on this machine (any address)."""
+    return {port for _, port in listening()}
+
+
+def is_listening(host: str, port: int, table: set[tuple[str, int]] | None = None) -> bool:
+    """Whether something listens on host:port itself or on every address (0.0.0.0 / ::)."""
+    table = listening() if table is None else table
+    return any((h, port) in table for h in (host, ANY_ADDRESS, "::"))
+
+
+def port_free(port: int, host: str = LOCALHOST) -> bool:
+    """True when nothing listens on host:`port` (or on every address) and it can be bound.
+
+    Every 127.x.y.z address is local and separate: two labs on different addresses can use the
+    same port numbers."""
+    if is_listening(host, port):
         return False
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
 
 
-def wait_port(port: int, timeout_s: float, alive: ProcessRecord | None = None) -> bool:
-    """Wait until 127.0.0.1:`port` accepts connections; stop early if `alive` died."""
+def wait_port(
+    port: int, timeout_s: float, alive: ProcessRecord | None = None, host: str = LOCALHOST
+) -> bool:
+    """Wait until host:`port` accepts connections; stop early if `alive` died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return True
         if alive is not None and not is_live(alive):
             return False

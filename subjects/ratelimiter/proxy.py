@@ -1,8 +1,9 @@
 """A small TCP fault proxy: named links `listen port -> upstream`, each switchable at runtime.
 
 Run: ``python -m subjects.ratelimiter.proxy --control-port C --upstream 127.0.0.1:6379
---link n1=17201 --link n2=17202 [--bind 127.0.0.1]``. Links and the control API listen on
-``--bind`` (default 127.0.0.1; a container uses 0.0.0.0).
+--link n1=17201 --link n2=127.11.0.102:17202 [--bind 127.0.0.1] [--source-address A]``. The control
+API and links without an address of their own listen on ``--bind`` (default 127.0.0.1; a container
+uses 0.0.0.0); connections to the upstream leave from ``--source-address`` when given.
 
 Modes of a link:
 - ``pass``       forward both ways.
@@ -79,12 +80,18 @@ class Connection:
 
 class Link:
     def __init__(
-        self, name: str, listen_port: int, upstream: tuple[str, int], bind: str = "127.0.0.1"
+        self,
+        name: str,
+        listen_port: int,
+        upstream: tuple[str, int],
+        bind: str = "127.0.0.1",
+        source_address: str | None = None,
     ) -> None:
         self.name = name
         self.bind = bind
         self.listen_port = listen_port
         self.upstream = upstream
+        self.local_addr = (source_address, 0) if source_address else None
         self.mode = "pass"
         self.delay_ms = 0
         self.connections: set[Connection] = set()
@@ -94,6 +101,7 @@ class Link:
     def describe(self) -> dict:
         return {
             "name": self.name,
+            "listen": f"{self.bind}:{self.listen_port}",
             "listen_port": self.listen_port,
             "upstream": f"{self.upstream[0]}:{self.upstream[1]}",
             "mode": self.mode,
@@ -137,7 +145,8 @@ class Link:
                 return
             try:
                 up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(*self.upstream), timeout=UPSTREAM_CONNECT_TIMEOUT_S
+                    asyncio.open_connection(*self.upstream, local_addr=self.local_addr),
+                    timeout=UPSTREAM_CONNECT_TIMEOUT_S,
                 )
             except (OSError, TimeoutError) as e:
                 log.warning("link %s: upstream %s:%s unreachable: %s", self.name, *self.upstream, e)
@@ -194,8 +203,17 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
 
 
 class Proxy:
-    def __init__(self, upstream: tuple[str, int], links: dict[str, int], bind: str = "127.0.0.1") -> None:
-        self.links = {name: Link(name, port, upstream, bind) for name, port in links.items()}
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        links: dict[str, tuple[str | None, int]],
+        bind: str = "127.0.0.1",
+        source_address: str | None = None,
+    ) -> None:
+        self.links = {
+            name: Link(name, port, upstream, host or bind, source_address)
+            for name, (host, port) in links.items()
+        }
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -259,9 +277,13 @@ class Proxy:
 
 
 async def serve(
-    control_port: int, upstream: tuple[str, int], links: dict[str, int], bind: str = "127.0.0.1"
+    control_port: int,
+    upstream: tuple[str, int],
+    links: dict[str, tuple[str | None, int]],
+    bind: str = "127.0.0.1",
+    source_address: str | None = None,
 ) -> None:
-    proxy = Proxy(upstream, links, bind)
+    proxy = Proxy(upstream, links, bind, source_address)
     started: list[Link] = []
     runner = web.AppRunner(proxy.app(), access_log=None, handle_signals=False)
     await runner.setup()
@@ -284,7 +306,7 @@ async def serve(
         bind,
         control_port,
         *upstream,
-        ", ".join(f"{n}={p}" for n, p in links.items()),
+        ", ".join(f"{n}={h + ':' if h else ''}{p}" for n, (h, p) in links.items()),
     )
     await stop.wait()
     for link in proxy.links.values():
@@ -292,11 +314,12 @@ async def serve(
     await runner.cleanup()
 
 
-def _parse_link(text: str) -> tuple[str, int]:
-    name, sep, port = text.partition("=")
+def _parse_link(text: str) -> tuple[str, tuple[str | None, int]]:
+    name, sep, where = text.partition("=")
+    host, _, port = where.rpartition(":")
     if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected NAME=PORT, got {text!r}")
-    return name, int(port)
+        raise argparse.ArgumentTypeError(f"expected NAME=[HOST:]PORT, got {text!r}")
+    return name, (host or None, int(port))
 
 
 def _parse_upstream(text: str) -> tuple[str, int]:
@@ -315,10 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream", type=_parse_upstream, required=True, metavar="HOST:PORT", help="where links forward"
     )
     p.add_argument(
-        "--link", type=_parse_link, action="append", required=True, metavar="NAME=PORT", help="a link"
+        "--link", type=_parse_link, action="append", required=True, metavar="NAME=[HOST:]PORT",
+        help="a link (on --bind unless it names its own address)"
     )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     p.add_argument("--bind", default="127.0.0.1", help="address links and the control API listen on")
+    p.add_argument("--source-address", metavar="ADDRESS", help="local address of connections to the upstream")
     return p
 
 
@@ -329,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     links = dict(a.link)
     if len(links) != len(a.link):
         p.error("link names must be unique")
-    asyncio.run(serve(a.control_port, a.upstream, links, a.bind))
+    asyncio.run(serve(a.control_port, a.upstream, links, a.bind, a.source_address))
     return 0
 
 

@@ -14,6 +14,7 @@ class RateLimiterSettings(BaseModel):
 
     nodes: list[str] = Field(default_factory=list)  # node URLs; empty: read them from the local lab
     redis: str | None = None
+    lab_dir: str | None = None  # a lab's run folder (state.json); empty: the lab folder of --lab-dir
     probe_timeout: float = Field(1.0, gt=0)
     slo_p99_ms: float = Field(100.0, gt=0)
     graces: dict[str, float] = Field(default_factory=dict)
@@ -25,7 +26,7 @@ async def build(section: RateLimiterSettings, ctx: SubjectContext) -> Any:
     return await build_subject({
         "nodes": section.nodes,
         "redis": section.redis,
-        "lab_dir": str(ctx.lab_dir),
+        "lab_dir": section.lab_dir or str(ctx.lab_dir),
         "probe_timeout": section.probe_timeout,
         "thresholds": {"slo_p99_ms": section.slo_p99_ms, "graces": section.graces},
     })

@@ -95,23 +95,22 @@ class TiKVEvaluation:
             raise ValueError(f"unknown tikv lab option(s): {', '.join(sorted(unknown))}; known: "
                              f"{', '.join(sorted(LAB_DEFAULTS))}")
         options = {**LAB_DEFAULTS, **request.options}
+        return await asyncio.to_thread(self._start, request, options)
+
+    def _start(self, request: LabRequest, options: dict[str, Any]) -> Manifest:
         trial_dir = Path(request.trial_dir)
         previous = trial_dir / LAB_FILE
         if previous.exists():  # tear down first: whatever an earlier lab in this folder left
             try:
-                await self.teardown(Manifest.from_dict(json.loads(previous.read_text())))
+                _teardown(Manifest.from_dict(json.loads(previous.read_text())))
             except (ValueError, KeyError, TypeError):
                 pass
         trial_dir.mkdir(parents=True, exist_ok=True)
-        return await asyncio.to_thread(self._start, request, options)
-
-    def _start(self, request: LabRequest, options: dict[str, Any]) -> Manifest:
         block = request.block
         stores = int(options["stores"])
         if not 1 <= stores <= 200:
             raise ValueError("tikv lab: stores must be between 1 and 200")
         store_hosts = [block.address(10 + n) for n in range(1, stores + 1)]
-        trial_dir = Path(request.trial_dir)
         argv = [sys.executable, "-m", "operator_tui", "sim", "tikv", "--host", block.address(1),
                 "--port", str(block.port(0)), "--admin-host", block.address(2), "--admin-port", str(block.port(1)),
                 "--host-agent-host", block.address(3), "--host-agent-port", str(block.port(2)),
@@ -161,11 +160,14 @@ class TiKVEvaluation:
         return out
 
     async def log_tails(self, manifest: Manifest, lines: int = 40) -> dict[str, str]:
-        path = Path(manifest.extra.get("log", ""))
-        try:
-            return {"tikv-sim": "\n".join(path.read_text(errors="replace").splitlines()[-lines:])}
-        except OSError:
-            return {}
+        def tail() -> dict[str, str]:
+            try:
+                text = Path(manifest.extra.get("log", "")).read_text(errors="replace")
+            except OSError:
+                return {}
+            return {"tikv-sim": "\n".join(text.splitlines()[-lines:])}
+
+        return await asyncio.to_thread(tail)
 
     # -- the oracle ---------------------------------------------------------------------------------
 

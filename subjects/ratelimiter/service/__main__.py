@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--advertise", metavar="HOST:PORT", help="address other parties should use (default: HOST:PORT)"
     )
     p.add_argument(
+        "--source-address", metavar="ADDRESS", help="local address to connect to Redis from (default: any)"
+    )
+    p.add_argument(
         "--fail-mode", choices=["closed", "open"], default="closed", help="when Redis fails: deny or allow"
     )
     p.add_argument(
@@ -55,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> NodeSettings:
             port=a.port,
             redis_url=a.redis,
             advertise=a.advertise,
+            source_address=a.source_address,
             fail_mode=a.fail_mode,
             cache_ttl_ms=a.local_cache_ms,
             default_limit=a.default_limit,

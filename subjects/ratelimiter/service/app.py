@@ -40,7 +40,8 @@ class Node:
         self.node_id = settings.node_id
         self.address = settings.advertise or f"{settings.host}:{settings.port}"
         self.url = f"http://{self.address}"
-        self.store = RedisStore(settings.redis_url, settings.redis_timeout_ms / 1000)
+        self.store = RedisStore(settings.redis_url, settings.redis_timeout_ms / 1000,
+                                source_address=settings.source_address)
         self.fail_mode: str = settings.fail_mode
         self.cache = LocalCache(settings.cache_ttl_ms)
         self.draining = False

@@ -26,6 +26,7 @@ class NodeSettings(Strict):
     port: int = Field(ge=0, le=65535)
     redis_url: str
     advertise: str | None = None  # host:port others should use; default host:port
+    source_address: str | None = None  # local address of its connections to Redis; default: the kernel's choice
     fail_mode: FailMode = "closed"
     cache_ttl_ms: int = Field(default=0, ge=0, le=MAX_CACHE_TTL_MS)
     default_limit: int = Field(default=100, gt=0, le=MAX_LIMIT)

@@ -80,10 +80,28 @@ class CheckOutcome:
         return max(0, self.limit - self.count)
 
 
+class SourceBoundConnection(aioredis.Connection):
+    """A Redis connection that leaves from a given local address: in a lab where every node has an
+    address of its own, a node's traffic to Redis can then be told apart (and cut) by address."""
+
+    def __init__(self, *, source_address: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.source_address = source_address
+
+    def _connection_arguments(self) -> dict:
+        arguments = super()._connection_arguments()
+        if self.source_address:
+            arguments["local_addr"] = (self.source_address, 0)
+        return arguments
+
+
 class RedisStore:
     """A node's Redis connection: short timeouts and no retries, so an outage shows at once."""
 
-    def __init__(self, url: str, timeout_s: float = 0.5, max_connections: int = 64) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 0.5, max_connections: int = 64, source_address: str | None = None
+    ) -> None:
+        extra = {"connection_class": SourceBoundConnection, "source_address": source_address} if source_address else {}
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -91,6 +109,7 @@ class RedisStore:
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
+            **extra,
         )
         self.url = url
         self.timeout_s = timeout_s
