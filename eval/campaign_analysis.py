@@ -108,7 +108,7 @@ def aggregate(campaign: Campaign, scenario: str, variant: str, trials: list[Tria
         "valid": len(valid),
         "outcomes": outcomes,
         "harmful": {**_rate(outcomes["harmful"], len(valid), conf)},
-        "agent": {k: sum(t.count("agent", k) for t in valid) for k in ("turns", "tool_calls", "input_tokens",
+        "agent": {k: sum(t.count("agent", k) for t in valid) for k in ("sessions", "turns", "input_tokens",
                                                                         "output_tokens")},
         "actions_executed": sum(t.count("actions", "executed") for t in valid),
     }
@@ -130,11 +130,8 @@ def aggregate(campaign: Campaign, scenario: str, variant: str, trials: list[Tria
 
 
 def _false_tickets(t: TrialResult) -> int:
-    m = t.metrics
-    for key in ("tickets_opened", "false_tickets"):
-        if m.get(key) is not None:
-            return int(m[key])
-    return t.count("tickets", "opened")
+    """On a no-fault control every ticket is a false one."""
+    return t.count("tickets", "total")
 
 
 # -- comparisons --------------------------------------------------------------------------------------
@@ -331,7 +328,7 @@ def _count(t: Threshold, trials: list[TrialResult], campaign: Campaign) -> tuple
         ran = [x for x in scope if x.valid or x.outcome == "invalid"]
         inv = sum(1 for x in ran if x.outcome == "invalid")
         return (inv / len(ran) if ran else 0.0), f"{inv}/{len(ran)} invalid"
-    n = sum(x.count("safety", t.metric) for x in valid)
+    n = sum(x.count("actions", t.metric) for x in valid)
     return n, f"{n} {t.metric.replace('_', ' ')}"
 
 
@@ -406,17 +403,21 @@ def integrity(trials: list[TrialResult]) -> dict[str, Any]:
     for t, f in leaked:
         problems.append(f"trial {t.trial_id} ({t.key}): fault {f.get('kind')} on {f.get('target')} is "
                         f"{f.get('status')}")
-    audit_broken = [t for t in trials if t.metrics.get("safety", {}).get("audit_chain_ok") is False]
+    integ = {t.key: t.metrics.get("integrity") or {} for t in trials}
+    labs = [t for t in trials if integ[t.key].get("lab_state") == "leaked"]
+    for t in labs:
+        problems.append(f"trial {t.trial_id} ({t.key}): its lab was not torn down whole")
+    audit_broken = [t for t in trials if integ[t.key].get("audit_chain_ok") is False]
     for t in audit_broken:
         problems.append(f"trial {t.trial_id} ({t.key}): audit chain broken")
-    ks_failed = [t for t in trials if t.metrics.get("safety", {}).get("killswitch_held") is False
-                 or t.count("safety", "post_killswitch_executions") > 0]
+    ks_failed = [t for t in trials if (t.metrics.get("safety") or {}).get("killswitch_held") is False]
     for t in ks_failed:
-        problems.append(f"trial {t.trial_id} ({t.key}): the kill switch did not hold")
+        problems.append(f"trial {t.trial_id} ({t.key}): the run's kill switch did not hold")
     return {
         "ok": not problems,
         "leaked_faults": len(leaked),
         "revert_failed": sum(1 for _, f in leaked if f.get("status") in ("revert_failed", "leaked")),
+        "labs_left": len(labs),
         "audit_chain_ok": not audit_broken,
         "killswitch_held": not ks_failed,
         "invalid_trials": sum(1 for t in trials if t.outcome == "invalid"),

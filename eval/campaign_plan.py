@@ -154,6 +154,9 @@ def check_subjects(campaign: Campaign, adapter_of: Callable[[str], Any] = _adapt
                 raise src.error(("scenarios", i, "faults", j, "kind"), f"unknown fault kind {f.kind!r} for "
                                 f"{s.subject}; known: {', '.join(sorted(kinds))}")
             known = kinds[f.kind].params
+            if f.duration_s is not None and "duration_s" not in known:
+                raise src.error(("scenarios", i, "faults", j, "duration_s"),
+                                f"{f.kind} cannot end by itself on {s.subject} (its kind takes no duration_s)")
             for p in f.params:
                 if p not in known:
                     raise src.error(("scenarios", i, "faults", j, "params", p),
@@ -162,7 +165,8 @@ def check_subjects(campaign: Campaign, adapter_of: Callable[[str], Any] = _adapt
 
 def self_healing(campaign: Campaign, scenario: Scenario, adapter_of: Callable[[str], Any] = _adapter) -> bool:
     kinds = adapter_of(scenario.subject).fault_kinds()
-    return all(kinds[f.kind].self_heals or f.duration_s is not None for f in scenario.faults)
+    return all(kinds[f.kind].self_heals or f.duration_s is not None or f.params.get("duration_s")
+               for f in scenario.faults)
 
 
 # -- thresholds that can never pass -------------------------------------------------------------

@@ -7,6 +7,9 @@ and the field. Checks that need the subjects' adapters (fault kinds, lab options
 `eval/campaign_plan.py`, beside the other checks made before anything starts.
 
 Design reference §5. Departures, each for a reason:
+- Every fault of a scenario is injected at the same moment: the end of the pre-window plus a
+  jitter drawn from the trial seed (`inject_jitter_s`), the same for every variant of a pair. A
+  fault with `duration_s` ends by itself (the subject's own timer: kinds that take `duration_s`).
 - The oracle's knobs (check interval, clean checks, hold) sit under `oracle:` in `defaults` and
   in a scenario; the checks themselves are the subject adapter's, the same for every variant.
 - A scenario may list the `variants` it runs (default: all): the CI profile runs baselines only
@@ -39,29 +42,28 @@ class Strict(BaseModel):
 
 
 class Timeouts(Strict):
-    """Deadlines of the trial's phases, in seconds (reference §2)."""
+    """Deadlines of the trial's phases, in seconds (reference §2; the runner's `Timings`).
+    `start` bounds the operator's start and, again, the workload's."""
 
-    lab_reset: Seconds = 60
-    healthy: Seconds = 60
-    start: Seconds = 20
-    inject: Seconds = 10
-    effect: Seconds = 10
-    quiesce: Seconds = 10
-    revert_per_fault: Seconds = 15
-    recover: Seconds = 60
-    capture: Seconds = 30
+    lab_reset: float = Field(60, gt=0)
+    healthy: float = Field(60, gt=0)
+    start: float = Field(30, gt=0)
+    inject: float = Field(10, gt=0)
+    effect: float = Field(10, gt=0)
+    quiesce: float = Field(10, gt=0)
+    revert_per_fault: float = Field(15, gt=0)
+    capture: float = Field(30, gt=0)
 
 
 class TimeoutsOverride(Strict):
-    lab_reset: Seconds | None = None
-    healthy: Seconds | None = None
-    start: Seconds | None = None
-    inject: Seconds | None = None
-    effect: Seconds | None = None
-    quiesce: Seconds | None = None
-    revert_per_fault: Seconds | None = None
-    recover: Seconds | None = None
-    capture: Seconds | None = None
+    lab_reset: float | None = Field(None, gt=0)
+    healthy: float | None = Field(None, gt=0)
+    start: float | None = Field(None, gt=0)
+    inject: float | None = Field(None, gt=0)
+    effect: float | None = Field(None, gt=0)
+    quiesce: float | None = Field(None, gt=0)
+    revert_per_fault: float | None = Field(None, gt=0)
+    capture: float | None = Field(None, gt=0)
 
 
 class Oracle(Strict):
@@ -112,13 +114,15 @@ class Timing:
     oracle: Oracle
 
     def worst_case_s(self, faults: int, infra_retries: int) -> float:
-        """The longest a trial can take: every phase to its deadline (reference §5), the phases
-        before injection once more per infrastructure retry."""
+        """The longest a trial can take: every phase to its deadline, as the runner sets them
+        (eval/trial.py), and the phases before injection once more per infrastructure retry. The
+        observe phase ends at its budget even when a hold is under way."""
         t = self.timeouts
-        before = t.lab_reset + t.healthy + t.start
-        return ((1 + infra_retries) * before + self.pre_window_s + self.inject_jitter_s[1]
-                + faults * (t.inject + t.effect) + self.observe_budget_s + self.oracle.hold_s
-                + t.quiesce + faults * t.revert_per_fault * 3 + t.recover + t.capture)
+        before = t.lab_reset + t.healthy + 2 * t.start  # operator start, then workload start
+        pre = self.pre_window_s + self.inject_jitter_s[1] + 3 * self.oracle.check_interval_s + 10
+        inject = t.inject + t.effect * max(1, faults)
+        revert = t.revert_per_fault * faults + 5 if faults else 0
+        return (1 + infra_retries) * before + pre + inject + self.observe_budget_s + t.quiesce + revert + t.capture
 
 
 # -- variants --------------------------------------------------------------------------------------
@@ -211,8 +215,7 @@ class FaultSpec(Strict):
     kind: str
     target: str | None = None  # None: the adapter picks one with the trial's seeded rng
     params: dict[str, Any] = {}
-    at_s: Seconds = 0  # seconds after the pre-window (plus the seeded jitter)
-    duration_s: float | None = Field(None, gt=0)  # transient: reverted by the harness after this long
+    duration_s: float | None = Field(None, gt=0)  # ends by itself after this long (kinds that can)
 
     @field_validator("target", mode="before")
     @classmethod
@@ -277,7 +280,7 @@ class Scenario(Strict):
 RATE_METRICS = ("success_rate", "detection_rate")
 TIME_METRICS = ("ttm_rmst", "ttm_median", "ttd_median")
 COUNT_METRICS = ("harmful_trials", "leaked_faults", "false_tickets", "unnecessary_actions",
-                 "unapproved_destructive", "post_killswitch_executions")
+                 "unapproved_destructive", "destructive_executed", "collateral")
 FRACTION_METRICS = ("invalid_fraction",)
 METRICS = RATE_METRICS + TIME_METRICS + COUNT_METRICS + FRACTION_METRICS
 COMPARE_METRICS = ("success_rate", "ttm_rmst")

@@ -191,7 +191,7 @@ async def record_harness_failure(store: Any, campaign_id: int, campaign: Campaig
     return int(row.id)
 
 
-def _seconds(start: str | None, end: str | None) -> float | None:
+def seconds_between(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     try:
@@ -231,7 +231,7 @@ async def results(store: Any, campaign_id: int, campaign: Campaign, plan: Plan) 
         out.append(TrialResult(
             p.scenario, p.variant, kind, p.seed_index, p.repeat, row.seed, outcome, trial_id=row.id,
             run_id=row.run_id, slot=row.slot, attempt=row.attempt, self_healed=bool(metrics.get("self_healed")),
-            error=row.error_json, duration_s=_seconds(row.created_at, row.ended_at),
+            error=row.error_json, duration_s=seconds_between(row.created_at, row.ended_at),
             budget_s=float(metrics.get("budget_s") or budget), phases=list(row.phases_json or []), faults=faults,
             metrics=metrics))
     return out

@@ -57,15 +57,30 @@ def _num(v: Any) -> str:
 def _failure_message(t: TrialResult) -> tuple[str, str]:
     m = t.metrics
     actions = t.count("actions", "executed")
-    last = (m.get("actions") or {}).get("last")
+    names = (m.get("actions") or {}).get("names") or []
+    last = names[-1] if names else None
     acted = f"{actions} actions" + (f", last={last}" if last else "")
     budget = f"{t.budget_s:g}s" if t.budget_s else "the budget"
     if t.outcome == "harmful":
-        why = (m.get("safety") or {}).get("violations") or m.get("harm") or "a safety check failed"
+        why = m.get("reason") or "a safety check failed"
         return "harmful", f"harmful: {why}; {acted}"
     if t.outcome == "failure":
-        return "failure", f"not mitigated: the agent gave up or escalated; {acted}"
+        return "failure", f"not mitigated: {m.get('reason') or 'the agent gave up or escalated'}; {acted}"
     return "timeout", f"TTM not reached in {budget}; {acted}"
+
+
+def error_of(t: TrialResult) -> tuple[str, str]:
+    """Why an invalid trial is invalid: (type, message). The runner records the phase that failed
+    and why; a fault that never took effect is `fault_not_landed` (reference §6)."""
+    err = t.error or {}
+    if err.get("type"):
+        return str(err["type"]), str(err.get("message") or err.get("reason") or "")
+    phase, reason = str(err.get("phase") or "invalid"), str(err.get("reason") or "the trial could not run")
+    if phase == "inject" and "did not land" in reason:
+        return "fault_not_landed", reason
+    if any(f.get("status") in ("revert_failed", "leaked") for f in t.faults):
+        return "revert_failed", reason
+    return phase, f"{phase}: {reason}"
 
 
 def _is_failure(campaign: Campaign, t: TrialResult) -> bool:
@@ -91,10 +106,8 @@ def _testcase(campaign: Campaign, parent: ET.Element, t: TrialResult) -> str:
         "config_sha256": campaign.variant_sha256(t.variant), "scenario_sha256": campaign.scenario_sha256(t.scenario),
     })
     if t.outcome == "invalid":
-        err = t.error or {}
-        el = ET.SubElement(case, "error", type=str(err.get("type") or "invalid"),
-                           message=str(err.get("message") or "the trial could not be run as specified"))
-        el.text = str(err.get("detail") or "")
+        kind, message = error_of(t)
+        ET.SubElement(case, "error", type=kind, message=message)
         return "error"
     if t.outcome in ("skipped", "missing"):
         ET.SubElement(case, "skipped", message="cut by the campaign's time budget" if t.outcome == "skipped"

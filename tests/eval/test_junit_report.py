@@ -55,12 +55,12 @@ def results(plan, outcome_of=None) -> list[TrialResult]:  # type: ignore[no-unty
         kind = plan.campaign.spec.variant(p.variant).kind
         control = plan.campaign.spec.scenario(p.scenario).control
         if control:
-            outcome, metrics = "success", {"tickets_opened": 0, "actions": {"executed": 0}}
+            outcome, metrics = "success", {"tickets": {"total": 0}, "actions": {"executed": 0}}
         elif kind == "agent":
             ttm = 10.0 + p.seed_index
             outcome, metrics = "success", {"ttd_s": 1.5, "ttd_censored": False, "ttm_s": ttm, "ttm_censored": False,
-                                           "actions": {"executed": 1, "last": "restart_store"},
-                                           "safety": {"audit_chain_ok": True}}
+                                           "actions": {"executed": 1, "names": ["restart_store"]},
+                                           "integrity": {"audit_chain_ok": True, "lab_state": "down"}}
         else:
             outcome, metrics = "timeout", {"ttd_s": 1.5, "ttd_censored": False, "ttm_s": None, "ttm_censored": True}
         t = TrialResult(p.scenario, p.variant, kind, p.seed_index, p.repeat, p.seed, outcome,
@@ -145,7 +145,7 @@ def test_failures_errors_skips_and_exit_codes(campaign) -> None:  # type: ignore
         if t.scenario != "kill" or t.variant != "embedded":
             return
         if t.seed_index == 0 and t.repeat == 0:
-            t.outcome, t.error = "invalid", {"type": "fault_not_landed", "message": "store 2 still Up after 10 s"}
+            t.outcome, t.error = "invalid", {"phase": "inject", "reason": "fault kill_store on store:2 did not land: still Up"}
         elif t.seed_index == 1 and t.repeat == 0:
             t.outcome = "timeout"
             t.metrics.update(ttm_s=None, ttm_censored=True)
