@@ -55,11 +55,16 @@ class Progress:
             self.stream.write(f"[{self.done}/{self.total}] slot {slot}: {label} started\n")
             self.stream.flush()
 
-    def trial_finished(self, slot: int, label: str, outcome: str, duration_s: float, detail: str = "") -> None:
+    def trial_finished(self, slot: int, label: str, outcome: str, duration_s: float, detail: str = "",
+                       final: bool = True) -> None:
+        """final=False: an attempt that will be retried (it does not count as done)."""
         self.running.pop(slot, None)
-        self.done += 1
         self.durations.append(duration_s)
         extra = f" ({detail})" if detail else ""
+        if final:
+            self.done += 1
+        else:
+            extra += "; retrying (no fault was injected)"
         self.line(f"[{self.done}/{self.total}] slot {slot}: {label} {outcome}{extra} in {duration_s:.1f} s; "
                   f"ETA {self.eta_text()}")
 

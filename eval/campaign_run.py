@@ -62,6 +62,12 @@ def live_verdict(campaign: Campaign, trials: list[TrialResult]) -> str:
     return f"{counts}; {rules}{integrity}"
 
 
+def will_retry(campaign: Campaign, result: dict[str, Any]) -> bool:
+    """The dispatcher's rule (eval/campaign_dispatch.py), for the progress display."""
+    return (result.get("outcome") == "invalid" and result.get("injected") is False
+            and int(result.get("attempt", 1)) <= campaign.spec.infra_retries)
+
+
 async def _execute(store: Any, campaign_id: int, campaign: Campaign, plan: Plan, todo: list[PlannedTrial],
                    progress: Progress | None, budget_s: float, started: float) -> bool:
     """Run `todo`; returns whether the run was cancelled."""
@@ -82,9 +88,13 @@ async def _execute(store: Any, campaign_id: int, campaign: Campaign, plan: Plan,
             result["trial_id"] = await campaign_store.record_harness_failure(store, campaign_id, campaign, t, result,
                                                                              slot)
         if progress is not None:
-            err = (result.get("error") or {}).get("type")
+            err = result.get("error") or {}
+            why = err.get("type") or err.get("phase") or ""
+            if err.get("reason"):
+                why += f": {str(err['reason'])[:100]}"
+            retry = will_retry(campaign, result)
             progress.trial_finished(slot, labels[t.key], str(result.get("outcome")),
-                                    float(result.get("duration_s") or 0.0), err or "")
+                                    float(result.get("duration_s") or 0.0), why, final=not retry)
             trials = await campaign_store.results(store, campaign_id, campaign, plan)
             progress.set_verdict(await asyncio.to_thread(live_verdict, campaign, trials))
 

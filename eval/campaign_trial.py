@@ -26,6 +26,8 @@ from eval.campaign_plan import Plan, plan_campaign
 from eval.campaign_spec import Campaign, Scenario, Variant
 from eval.spec import FaultSpec, Timings, TrialSpec, VariantSpec
 
+PORT_RANGE = (20000, 32000)  # the project's test range, below the ephemeral ports
+PORT_SPAN = 300  # ports a lab may use from its base (the simulator's stores, the rate limiter's proxy links)
 PRE_INJECTION = ("lab_reset", "healthy", "operator_start", "workload_start", "pre_window")
 _cache: dict[int, tuple[Campaign, Plan]] = {}
 
@@ -42,7 +44,7 @@ def variant_spec(campaign: Campaign, v: Variant) -> VariantSpec:
 
 
 def trial_spec(campaign: Campaign, scenario: Scenario, variant: Variant, *, seed: int, seed_index: int, repeat: int,
-               slot: int, artifacts_root: Path) -> TrialSpec:
+               slot: int, artifacts_root: Path, port_base: int = 24000) -> TrialSpec:
     spec = campaign.spec
     t = scenario.timing(spec.defaults)
     lo, hi = t.inject_jitter_s
@@ -66,8 +68,42 @@ def trial_spec(campaign: Campaign, scenario: Scenario, variant: Variant, *, seed
         workload["params"] = dict(w.params)
     return TrialSpec(subject=scenario.subject, scenario=scenario.name, faults=faults,
                      variant=variant_spec(campaign, variant), seed=seed, seed_index=seed_index, repeat=repeat,
-                     slot=slot, lab=dict(scenario.lab), workload=workload, timings=timings,
+                     slot=slot, port_base=port_base, lab=dict(scenario.lab), workload=workload, timings=timings,
                      artifacts_root=artifacts_root)
+
+
+def listening(prefix: str) -> set[int]:
+    """Ports with a listening TCP socket on any address of `prefix`.0/24 (from /proc/net/tcp)."""
+    a, b, c = (int(x) for x in prefix.split("."))
+    ports: set[int] = set()
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return ports
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != "0A":  # 0A: LISTEN
+            continue
+        addr, port = fields[1].split(":")
+        raw = bytes.fromhex(addr)[::-1]  # little-endian on x86 and arm
+        if (raw[0], raw[1], raw[2]) == (a, b, c):
+            ports.add(int(port, 16))
+    return ports
+
+
+def free_port_base(slot: int) -> int:
+    """A port base whose whole span is free on the slot's address block. The machine is shared
+    (other labs may use the same block), so it is chosen per trial attempt, at random; port
+    numbers never change what a trial measures."""
+    from subjects.evaluation import AddressBlock
+
+    taken = listening(AddressBlock.for_slot(slot).prefix)
+    bases = list(range(PORT_RANGE[0], PORT_RANGE[1] - PORT_SPAN, PORT_SPAN))
+    random.SystemRandom().shuffle(bases)
+    for base in bases:
+        if not any(base <= p < base + PORT_SPAN for p in taken):
+            return base
+    raise RuntimeError(f"no free span of {PORT_SPAN} ports on {AddressBlock.for_slot(slot).cidr}")
 
 
 async def _campaign(store: Any, campaign_id: int) -> tuple[Campaign, Plan]:
@@ -102,7 +138,7 @@ async def execute(store: Any, job: dict[str, Any], slot: int) -> dict[str, Any]:
     variants = {v.name: v.id for v in await store.variants(campaign_id)}
     ids = (campaign_id, scenarios[scenario.name], variants[variant.name])
     spec = trial_spec(campaign, scenario, variant, seed=planned.seed, seed_index=planned.seed_index,
-                      repeat=planned.repeat, slot=slot,
+                      repeat=planned.repeat, slot=slot, port_base=free_port_base(slot),
                       artifacts_root=campaign_store.campaign_dir(Path(store.path), campaign_id))
 
     approver_task: asyncio.Task[None] | None = None
