@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus = pin(args.cpu)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s slot{args.slot} %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per oracle request is noise here
     logging.getLogger("eval.slot").info("slot %d on cpus %s, pid %d", args.slot, cpus, os.getpid())
     try:
         asyncio.run(serve(args.db, args.slot))
