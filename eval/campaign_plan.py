@@ -283,11 +283,10 @@ def plan_campaign(
             f"{_duration(over)} over the budget of {_duration(budget)}; raise the budget, run fewer trials or "
             "more in parallel, or pass --allow-over-budget (trials past the budget are skipped)"))
     if adapter_of is not None:
-        for s in spec.scenarios:
-            if s.control:
-                continue
-            baselines = [v.name for v in spec.variants_of(s) if v.kind == "baseline"]
-            if baselines and not self_healing(campaign, s, adapter_of):
-                plan.warnings.append(f"scenario {s.name}: its fault does not heal by itself, so "
-                                     f"{', '.join(baselines)} will run to the observe budget")
+        lasting = [s.name for s in spec.scenarios if not s.control
+                   and any(v.kind == "baseline" for v in spec.variants_of(s))
+                   and not self_healing(campaign, s, adapter_of)]
+        if lasting:
+            plan.warnings.append(f"baselines run to the observe budget where the fault does not end by itself "
+                                 f"({len(lasting)} scenarios: {', '.join(lasting)})")
     return plan

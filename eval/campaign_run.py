@@ -11,8 +11,11 @@ still hashes the same. Both leave the store holding everything the reports are m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +81,10 @@ async def _execute(store: Any, campaign_id: int, campaign: Campaign, plan: Plan,
     def make_job(t: PlannedTrial, attempt: int, slot: int) -> dict[str, Any]:
         return {"campaign_id": campaign_id, "key": t.key, "attempt": attempt, "slot": slot}
 
+    started_attempts: dict[str, int] = {}
+
     def on_start(slot: int, t: PlannedTrial, attempt: int) -> None:
+        started_attempts[t.key] = attempt
         if progress is not None:
             progress.trial_started(slot, labels[t.key] + (f" attempt {attempt}" if attempt > 1 else ""))
 
@@ -113,6 +119,12 @@ async def _execute(store: Any, campaign_id: int, campaign: Campaign, plan: Plan,
     finally:
         if ticker is not None:
             ticker.cancel()
+    if out.cancelled:
+        # a trial cut short by the interruption has no outcome of its own: invalid, so that
+        # `eval resume` runs it again
+        unfinished = {k: a for k, a in started_attempts.items()
+                      if k not in out.results or out.results[k].get("attempt") != a}
+        await campaign_store.mark_interrupted(store, campaign_id, campaign, plan, unfinished)
     if out.not_run and not out.cancelled:
         await campaign_store.mark_skipped(store, campaign_id, out.not_run)
         if progress is not None:
@@ -134,6 +146,24 @@ async def _finish(store: Any, campaign_id: int, campaign: Campaign, plan: Plan, 
                            json_report(campaign, record, trials, analysis))
 
 
+@contextlib.contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """SIGTERM (a CI job cancelled) stops the campaign like Ctrl-C: running trials wind down
+    (faults reverted, labs torn down), the reports say what ran, the exit code is 3."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    installed = False
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            installed = True
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
 async def run_campaign(campaign: Campaign, *, db: Path, parallel: int | None = None, shard: tuple[int, int] = (1, 1),
                        allow_over_budget: bool = False, progress_stream: Any = None,
                        live: bool | None = None) -> CampaignOutcome:
@@ -151,8 +181,9 @@ async def run_campaign(campaign: Campaign, *, db: Path, parallel: int | None = N
             progress.line(f"campaign {campaign_id}: {plan.summary()}")
             for w in plan.warnings:
                 progress.line(f"note: {w}")
-        cancelled = await _execute(store, campaign_id, campaign, plan, plan.mine, progress,
-                                   campaign.spec.budget.campaign_wall_s, started)
+        with _sigterm_cancels():
+            cancelled = await _execute(store, campaign_id, campaign, plan, plan.mine, progress,
+                                       campaign.spec.budget.campaign_wall_s, started)
         if progress is not None:
             progress.close()
         return await _finish(store, campaign_id, campaign, plan, started, cancelled)
@@ -190,7 +221,8 @@ async def resume_campaign(campaign_id: int, *, db: Path, parallel: int | None = 
                           f"(missing, skipped or invalid)")
         cancelled = False
         if todo:
-            cancelled = await _execute(store, campaign_id, campaign, plan, todo, progress, budget, started)
+            with _sigterm_cancels():
+                cancelled = await _execute(store, campaign_id, campaign, plan, todo, progress, budget, started)
         if progress is not None:
             progress.close()
         return await _finish(store, campaign_id, campaign, plan, started, cancelled)

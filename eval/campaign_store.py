@@ -191,6 +191,27 @@ async def record_harness_failure(store: Any, campaign_id: int, campaign: Campaig
     return int(row.id)
 
 
+async def mark_interrupted(store: Any, campaign_id: int, campaign: Campaign, plan: Plan,
+                           attempts: dict[str, int]) -> None:
+    """Trials whose attempt was running when the campaign was interrupted: invalid (their own
+    wind-down has reverted their faults and torn their labs down by now)."""
+    if not attempts:
+        return
+    scenarios, variants = await _ids(store, campaign_id)
+    by_key = {t.key: t for t in plan.trials}
+    for key, attempt in attempts.items():
+        t = by_key[key]
+        row = await store.db.fetchone(
+            "SELECT id, error_json FROM eval_trials WHERE campaign_id = ? AND scenario_id = ? AND variant_id = ? "
+            "AND seed_index = ? AND repeat = ? AND attempt = ? ORDER BY id DESC LIMIT 1",
+            (campaign_id, scenarios[t.scenario].id, variants[t.variant].id, t.seed_index, t.repeat, attempt))
+        if row is None:
+            continue
+        await store.update_trial(int(row["id"]), outcome="invalid", valid="false",
+                                 error_json={"phase": "interrupted", "reason": "the campaign was interrupted during "
+                                             "this trial", "before": json.loads(row["error_json"] or "null")})
+
+
 def seconds_between(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
