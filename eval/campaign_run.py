@@ -136,8 +136,9 @@ async def _finish(store: Any, campaign_id: int, campaign: Campaign, plan: Plan, 
                   cancelled: bool) -> CampaignOutcome:
     trials = await campaign_store.results(store, campaign_id, campaign, plan)
     analysis = await asyncio.to_thread(analyse, campaign, trials, planned=len(trials))
-    if cancelled and analysis.exit_code < 3:
-        analysis.exit_code, analysis.verdict, analysis.status = 3, "error", "incomplete"
+    if cancelled:
+        if analysis.exit_code < 3:
+            analysis.exit_code, analysis.verdict, analysis.status = 3, "error", "incomplete"
         analysis.reasons.insert(0, "incomplete: the campaign was interrupted")
     await campaign_store.finish(store, campaign_id, analysis, time.monotonic() - started,
                                 aborted=cancelled)
