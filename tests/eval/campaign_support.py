@@ -4,6 +4,7 @@ check that nothing is left behind."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -54,8 +55,27 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def processes_using(folder: Path) -> list[str]:
+    """Processes with a file open under `folder` (a lab's log, a trial's folder): what a lab that
+    was never recorded would leave running."""
+    prefix = str(folder.resolve())
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(t.startswith(prefix) for t in targets):
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ")[:200]
+            found.append(f"pid {proc.name}: {argv!r}")
+    return found
+
+
 def assert_nothing_left(db: Path) -> None:
-    """`eval cleanup` finds nothing to do, and no process any trial recorded still runs."""
+    """`eval cleanup` finds nothing to do, no process any trial recorded still runs, and no
+    process holds a file of the store's folder open."""
     result = cli("eval", "cleanup", "--json", db=db)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -73,3 +93,4 @@ def assert_nothing_left(db: Path) -> None:
                 assert not same_process(op["pid"], op["start_time"]), f"operator pid {op['pid']} still runs"
     finally:
         conn.close()
+    assert processes_using(db.parent) == []
