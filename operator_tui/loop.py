@@ -31,7 +31,8 @@ class OperatorLoop:
         settings = runtime.settings
         monitor = Monitor(runtime.subject, runtime.store, runtime.run_id, interval=settings.interval,
                           clear_after=settings.clear_after, on_tick=on_tick)
-        engine = ActionEngine(runtime.store, runtime.subject, runtime.run_id, settings.actions, on_change=on_action)
+        engine = ActionEngine(runtime.store, runtime.subject, runtime.run_id, settings.actions, on_change=on_action,
+                              run_scoped=runtime.attached)
         agent = None
         if settings.agent != "none":
             from operator_tui.agent.factory import make_diagnoser

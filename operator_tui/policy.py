@@ -49,7 +49,9 @@ def run_key(run_id: int | None, name: str) -> str:
 async def load_policy(store: Store, run_id: int | None = None) -> Policy:
     """The global policy, or the one run `run_id` obeys: its own mode and approval when set, and
     engaged when either its own or the global kill switch is."""
-    values = await store.get_settings()
+    names = ("mode", "approval", "killswitch")
+    keys = [*names, *(run_key(run_id, n) for n in names if run_id is not None)]
+    values = await store.get_settings(keys)
     ks = values.get("killswitch") or {}
     policy = Policy(
         mode=values.get("mode", DEFAULT_MODE),

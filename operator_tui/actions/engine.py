@@ -102,8 +102,11 @@ class ActionEngine:
     def __init__(self, store: Store, subject: Subject, run_id: int, settings: ActionSettings | None = None, *,
                  clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None, poll_interval: float = 0.05,
                  observe: Callable[[], Awaitable[Observation]] | None = None,
-                 on_change: Callable[[ActionRecord], None] | None = None):
+                 on_change: Callable[[ActionRecord], None] | None = None, run_scoped: bool = False):
         self.store = store
+        # The cross-process target lock and rate limit cover every run watching the same cluster;
+        # a run on a cluster of its own (an eval trial's lab) is scoped to itself.
+        self._scope_run = run_id if run_scoped else None
         self.subject = subject
         self.run_id = run_id
         self.settings = settings or ActionSettings()
@@ -343,10 +346,10 @@ class ActionEngine:
 
     async def _try_execute(self, action: ActionRecord, definition: ActionDef) -> None:
         since = to_text(self.clock.now() - timedelta(seconds=60))
-        if await self.store.executions_since(since) >= self.settings.rate_limit_per_minute:
+        if await self.store.executions_since(since, run_id=self._scope_run) >= self.settings.rate_limit_per_minute:
             return  # stays approved; the next pass tries again
         lock = self._target_locks.setdefault(action.target, asyncio.Lock())
-        if lock.locked() or await self.store.executing_on(action.target, action.id):
+        if lock.locked() or await self.store.executing_on(action.target, action.id, run_id=self._scope_run):
             return  # another action holds the target
         task = asyncio.create_task(self._execute(action, definition, lock), name=f"action-{action.id}")
         self._running[action.id] = _Running(task)

@@ -143,13 +143,22 @@ class ActionsRepo:
         newest = rows[-1]["id"] if rows else after_transition_id
         return newest, sorted({r["action_id"] for r in rows})
 
-    async def executions_since(self, since_text: str) -> int:
-        """How many actions started executing since then, in any process (the rate limit)."""
+    async def executions_since(self, since_text: str, run_id: int | None = None) -> int:
+        """How many actions started executing since then, in any process (the rate limit); only
+        those of run `run_id` when given."""
+        if run_id is not None:
+            return await self.db.scalar(
+                "SELECT count(*) FROM action_transitions t JOIN actions a ON a.id = t.action_id "
+                "WHERE t.to_state = 'executing' AND t.at >= ? AND a.run_id = ?", (since_text, run_id))
         return await self.db.scalar(
             "SELECT count(*) FROM action_transitions WHERE to_state = 'executing' AND at >= ?", (since_text,)
         )
 
-    async def executing_on(self, target: str, other_than: int) -> ActionRecord | None:
+    async def executing_on(self, target: str, other_than: int, run_id: int | None = None) -> ActionRecord | None:
+        if run_id is not None:
+            row = await self.db.fetchone("SELECT * FROM actions WHERE state = 'executing' AND target = ? AND id != ? "
+                                         "AND run_id = ? LIMIT 1", (target, other_than, run_id))
+            return None if row is None else action_from_row(row)
         row = await self.db.fetchone(
             "SELECT * FROM actions WHERE state = 'executing' AND target = ? AND id != ? LIMIT 1", (target, other_than)
         )

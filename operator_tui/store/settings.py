@@ -16,7 +16,12 @@ class SettingsRepo:
         row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
         return default if row is None else loads(row["value"])
 
-    async def get_settings(self) -> dict[str, Any]:
+    async def get_settings(self, keys: list[str] | None = None) -> dict[str, Any]:
+        """Every setting, or only `keys` (those that exist)."""
+        if keys is not None:
+            rows = await self.db.fetchall(f"SELECT key, value FROM settings WHERE key IN ({','.join('?' * len(keys))})",
+                                          keys)
+            return {r["key"]: loads(r["value"]) for r in rows}
         rows = await self.db.fetchall("SELECT key, value FROM settings")
         return {r["key"]: loads(r["value"]) for r in rows}
 

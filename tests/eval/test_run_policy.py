@@ -4,10 +4,6 @@ trial's kill switch never stops its neighbour, the global one stops everything."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from operator_tui.actions.decisions import engage_killswitch, engage_run_killswitch, release_killswitch
 from operator_tui.actions.engine import ActionEngine
@@ -15,15 +11,6 @@ from operator_tui.policy import load_policy, set_approval, set_mode
 from operator_tui.store import Store
 from subjects.base import ActionRequest
 from tests.agent.agent_support import ToySubject
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "p.db")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def test_run_policy_overrides_the_global_one_for_that_run_only(store: Store) -> None:
@@ -69,7 +56,8 @@ async def _state_after(store: Store, action_id: int, wanted: str, timeout: float
 
 async def test_one_runs_kill_switch_never_stops_its_neighbour(store: Store) -> None:
     a, b = await store.start_run("eval_trial", "toy"), await store.start_run("eval_trial", "toy")
-    engines = [ActionEngine(store, ToySubject(), run, poll_interval=0.02) for run in (a, b)]
+    # run-scoped, as each trial's engine is: the target lock and rate limit are the run's own
+    engines = [ActionEngine(store, ToySubject(), run, poll_interval=0.02, run_scoped=True) for run in (a, b)]
     for engine in engines:
         await engine.start()
     try:

@@ -6,7 +6,6 @@ a Claude variant (against the local Messages API server) fixes the fault through
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,6 @@ from tests.fakes.messages_api import API_KEY, FakeMessagesAPI, Received, message
 pytestmark = pytest.mark.slow
 KILL = [FaultSpec(kind="kill_store")]
 
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "eval.db")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def assert_nothing_left(store: Store, trial: EvalTrial) -> None:
