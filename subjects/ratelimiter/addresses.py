@@ -41,13 +41,14 @@ def parse_block(text: str) -> str:
     network = raw.removesuffix("/24")
     if network.count(".") == 2:
         network += ".0"
+    wrong = AddressError(f"address block {text!r}: expected a loopback /24 such as 127.11.0.0/24")
     try:
         address = ipaddress.IPv4Address(network)
     except ValueError:
-        raise AddressError(f"address block {text!r}: expected 127.B.C.0/24 (e.g. 127.11.0.0/24)") from None
+        raise wrong from None
     octets = str(address).split(".")
-    if octets[0] != "127" or octets[3] != "0" or ("/" in raw and not raw.endswith("/24")):
-        raise AddressError(f"address block {text!r}: expected a loopback /24 such as 127.11.0.0/24")
+    if octets[0] != "127" or octets[3] != "0" or "/" in network:
+        raise wrong
     if octets[1:3] == ["0", "0"]:
         raise AddressError("address block 127.0.0.0/24 is taken by the default lab; use another (e.g. 127.11.0.0/24)")
     return ".".join(octets[:3])

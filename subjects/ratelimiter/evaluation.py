@@ -7,9 +7,9 @@ checks `fault_checks`, the oracle `oracle`, the workload `workload` (its own pro
 buckets to the trial folder). Everything the harness stores (manifest, fault undo) is plain JSON
 that `teardown`, `revert_fault` and `fault_reverted` can act on alone after a crash.
 
-Trial folder layout::
+Trial folder layout (TRIAL_DIR is the lab's run folder)::
 
-    TRIAL_DIR/lab/            the lab's run folder (state.json, logs/, redis/ = the tmpfs)
+    TRIAL_DIR/state.json, logs/, redis/ (the tmpfs)   the lab
     TRIAL_DIR/workload/       process.json (pid + start time), buckets.jsonl, status.json, log
 """
 
@@ -50,7 +50,7 @@ EFFECT_TIMEOUT_S = 8.0  # under the harness's 10 s effect deadline
 REVERT_CHECK_TIMEOUT_S = 12.0  # a restarted node, Redis's next successful save
 WORKLOAD_START_TIMEOUT_S = 15.0
 WORKLOAD_STOP_GRACE_S = 5.0
-LAB, WORKLOAD = "lab", "workload"
+WORKLOAD = "workload"
 PROCESS_FILE = "process.json"
 
 
@@ -98,7 +98,7 @@ class RateLimiterEvaluation:
                 description=k.description,
                 target_kind=targets[k.target],
                 params={name: f.default for name, f in k.params.model_fields.items()},
-                self_heals=k.name == "redis_pause",  # CLIENT PAUSE ends by itself (its duration_ms)
+                self_heals=k.self_heals,
             )
             for k in faults.KINDS.values()
         }
@@ -126,7 +126,7 @@ class RateLimiterEvaluation:
         still = await self.leftovers(stale)
         if still:
             raise RuntimeError(f"a previous lab in {trial_dir} could not be removed: {'; '.join(still)} ({left})")
-        lab = RateLimiterLab(trial_dir / LAB)
+        lab = RateLimiterLab(trial_dir)
         block = request.block
         node_options = NodeOptions(heartbeat_ms=options.heartbeat_ms, node_ttl_ms=options.node_ttl_ms,
                                    redis_timeout_ms=options.redis_timeout_ms, fail_mode=options.fail_mode)
@@ -168,7 +168,7 @@ class RateLimiterEvaluation:
     async def log_tails(self, manifest: Manifest, lines: int = 40) -> dict[str, str]:
         def read() -> dict[str, str]:
             out = {}
-            folders = [Path(manifest.trial_dir) / LAB / "logs", Path(manifest.trial_dir) / WORKLOAD]
+            folders = [Path(manifest.trial_dir) / "logs", Path(manifest.trial_dir) / WORKLOAD]
             for folder in folders:
                 for path in sorted(folder.glob("*.log")) if folder.is_dir() else []:
                     text = path.read_text(errors="replace").splitlines()[-lines:]
@@ -278,7 +278,7 @@ ADAPTER = RateLimiterEvaluation()
 # -- helpers (synchronous: run in a thread) ------------------------------------------------------
 
 def _manifest_shell(trial_dir: Path, request: LabRequest) -> Manifest:
-    lab_dir = trial_dir / LAB
+    lab_dir = trial_dir
     return Manifest(subject=SUBJECT, block=request.block.to_dict(), trial_dir=str(trial_dir), ident=request.ident,
                     admin={"lab_dir": str(lab_dir), "workload_dir": str(trial_dir / WORKLOAD)},
                     data_dirs=[str(lab_dir)])
@@ -362,7 +362,7 @@ def _teardown(manifest: Manifest) -> list[str]:
     stopped = _workload_stop(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
     if stopped:
         done.append(stopped)
-    lab_dir = manifest.admin.get("lab_dir", str(Path(manifest.trial_dir) / LAB))
+    lab_dir = manifest.admin.get("lab_dir", manifest.trial_dir)
     lab = RateLimiterLab(lab_dir)
     if lab.state_path.exists():
         try:
@@ -401,7 +401,7 @@ def _leftovers(manifest: Manifest) -> list[str]:
     left = []
     workload = _workload_process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
     records = [_record(ref) for ref in manifest.processes] + ([workload] if workload else [])
-    lab = RateLimiterLab(manifest.admin.get("lab_dir", str(Path(manifest.trial_dir) / LAB)))
+    lab = RateLimiterLab(manifest.admin.get("lab_dir", manifest.trial_dir))
     try:
         if lab.state_path.exists():
             records += list(lab.state.processes.values())

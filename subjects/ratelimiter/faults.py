@@ -348,7 +348,7 @@ class Kind:
     params: type[_Params]
     plan: Callable[..., Planned]
     apply: Callable[..., Applied]
-    self_heals: bool = False  # ends by itself (a fault the system recovers from unaided)
+    self_heals: bool = False  # ends by itself in its default mode (CLIENT PAUSE has a duration)
 
 
 KINDS: dict[str, Kind] = {
@@ -359,7 +359,7 @@ KINDS: dict[str, Kind] = {
         Kind("node_pause", "SIGSTOP one node; revert SIGCONTs it", "node", NoParams,
              _plan_node_pause, _apply_node_pause),
         Kind("redis_pause", "stall Redis: CLIENT PAUSE WRITE for duration_ms (self-ending), or SIGSTOP "
-             "redis-server", "redis", RedisPauseParams, _plan_redis_pause, _apply_redis_pause),
+             "redis-server", "redis", RedisPauseParams, _plan_redis_pause, _apply_redis_pause, self_heals=True),
         Kind("counter_drift", "turn on a long-lived local cache on one node so it over-admits; revert turns it "
              "off and flushes it", "node", DriftParams, _plan_counter_drift, _apply_counter_drift),
         Kind("fail_open", "set one node to fail_mode open and cut its Redis link; revert restores both",

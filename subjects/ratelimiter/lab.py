@@ -404,7 +404,10 @@ class RateLimiterLab:
             return [*argv, "--save", ""]
         # Save points are what make a full disk refuse writes: stop-writes-on-bgsave-error
         # applies to configured saves only.
-        saves = ["--save", f"{disk.save_s} 1", "--stop-writes-on-bgsave-error", "yes", "--dbfilename", "dump.rdb"]
+        saves = ["--save", f"{disk.save_s} 1", "--stop-writes-on-bgsave-error", "yes", "--dbfilename", "dump.rdb",
+                 # A lab's data goes at `down`; saving it on the way out would keep a full disk's
+                 # Redis from exiting on SIGTERM at all.
+                 "--shutdown-on-sigterm", "nosave"]
         return [*argv, *saves]
 
     def _start_all(self, state: LabState, server: str, load_args: list[str]) -> None:

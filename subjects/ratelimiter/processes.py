@@ -16,6 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from subjects.evaluation import proc_start_time, proc_state
+
 LOCALHOST = "127.0.0.1"
 ANY_ADDRESS = "0.0.0.0"
 # Joins the cgroup whose cgroup.procs is $0, then becomes the real command: same pid, same start
@@ -40,25 +42,9 @@ class ProcessRecord(BaseModel):
     cgroup: str | None = None  # its cgroup v2 path (subjects.netfault), when it runs in one
 
 
-def _stat_starttime(pid: int) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[19])
-
-
 def status_letter(pid: int) -> str | None:
     """The one-letter state in /proc/PID/status (R, S, D, T, t, Z, ...), None without such a process."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("State:"):
-                return line.split()[1]
-    except OSError:
-        return None
-    return None
+    return proc_state(pid)
 
 
 def reap(pid: int) -> None:
@@ -70,7 +56,7 @@ def reap(pid: int) -> None:
 def process_state(rec: ProcessRecord) -> str:
     """``alive``, ``paused`` (SIGSTOPped), ``zombie`` (dead, not yet reaped) or ``stopped`` (exited)."""
     reap(rec.pid)
-    if _stat_starttime(rec.pid) != rec.starttime:
+    if proc_start_time(rec.pid) != rec.starttime:
         return STOPPED
     state = status_letter(rec.pid)
     if state is None or state in ("X", "x"):
@@ -117,7 +103,7 @@ def spawn(
     )
     starttime = None
     for _ in range(100):  # /proc/PID appears with the process; bounded in case it died at once
-        starttime = _stat_starttime(pid)
+        starttime = proc_start_time(pid)
         if starttime is not None:
             break
         time.sleep(0.01)

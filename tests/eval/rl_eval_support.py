@@ -4,7 +4,6 @@ polling the oracle, and proof that nothing of a lab or a fault is left on the ho
 from __future__ import annotations
 
 import asyncio
-import random
 import subprocess
 import time
 import uuid
@@ -13,30 +12,21 @@ from pathlib import Path
 
 from subjects import netfault
 from subjects.evaluation import AddressBlock, LabRequest, Manifest, OracleCheck
-from subjects.ratelimiter import processes, tmpfs
-from subjects.ratelimiter.addresses import AddressPlan
+from subjects.ratelimiter import tmpfs
+from subjects.ratelimiter.addresses import FIRST_SLOT_OCTET
 from subjects.ratelimiter.evaluation import ADAPTER
-from subjects.ratelimiter.lab import PROXY_OFFSET
+from tests.ratelimiter.rl_support import free_block_lab
 
-PORTS = (20_000, 32_000)  # below the ephemeral range (see tests/ratelimiter/rl_support.py)
 FAST_LAB = {"nodes": 3, "heartbeat_ms": 200, "node_ttl_ms": 1000, "redis_timeout_ms": 300, "redis_disk_mb": 8}
 
 
 def free_block(nodes: int = 3, slot: int | None = None, port_base: int | None = None) -> AddressBlock:
     """A slot block whose lab endpoints are all free. Slots are drawn high (100..244) so that other
     tests' slots rarely share a block; the ports are free on these addresses either way."""
-    rng = random.Random()
-    for _ in range(500):
-        s = slot if slot is not None else rng.randrange(100, 245)
-        base = port_base if port_base is not None else rng.randrange(PORTS[0], PORTS[1] - PROXY_OFFSET - nodes - 1)
-        block = AddressBlock.for_slot(s, base)
-        plan = AddressPlan(block.prefix)
-        wanted = [(plan.redis, base), (plan.proxy, base + PROXY_OFFSET)]
-        wanted += [(plan.node(i), base + i) for i in range(1, nodes + 1)]
-        wanted += [(plan.link(i), base + PROXY_OFFSET + i) for i in range(1, nodes + 1)]
-        if all(processes.port_free(port, host) for host, port in wanted):
-            return block
-    raise RuntimeError("no free address block found")
+    first = FIRST_SLOT_OCTET
+    octets = range(slot + first, slot + first + 1) if slot is not None else range(100 + first, 245 + first)
+    block, base = free_block_lab(nodes, octets, port_base)
+    return AddressBlock.for_slot(int(block.split(".")[1]) - first, base)
 
 
 def request(trial_dir: Path, block: AddressBlock, **options) -> LabRequest:

@@ -30,7 +30,7 @@ from rl_eval_support import request as lab_request
 from subjects import netfault, registry
 from subjects.evaluation import EvaluationAdapter, FaultPlan, Manifest, WorkloadSpec
 from subjects.plugin import load
-from subjects.ratelimiter import processes
+from subjects.ratelimiter import fault_checks, processes
 from subjects.ratelimiter.evaluation import ADAPTER
 from subjects.ratelimiter.lab import RateLimiterLab
 from subjects.ratelimiter.workload import arrivals
@@ -259,7 +259,8 @@ async def test_a_partition_outlives_its_lab_and_is_still_reverted(lab_b: Manifes
     records = list(lab_of(lab_b).state.processes.values())
     await ADAPTER.teardown(lab_b)  # the lab goes; the chain does not
     assert "OPEVorphan" in iptables_listing()
-    assert not (await ADAPTER.fault_reverted(plan.undo)).ok
+    still = fault_checks.reverted(None, plan.undo["record"])  # one look: the adapter's own check polls
+    assert not still.ok and "still in iptables -S" in still.detail
     assert (await ADAPTER.fault_reverted(disk.undo)).ok  # the filler went with the unmounted disk
     text = await ADAPTER.revert_fault(json.loads(json.dumps(plan.undo)))
     assert "deleted iptables chain OPEVorphan" in text

@@ -25,10 +25,10 @@ LAB_NODES = NodeOptions(heartbeat_ms=200, node_ttl_ms=1500, redis_timeout_ms=100
 CLEAN_CONFIG = ("closed", 0, False)
 
 
-def make_loaded_lab(tmp: Path, nodes: int = 3, load: bool = True) -> RateLimiterLab:
+def make_loaded_lab(tmp: Path, nodes: int = 3, load: bool = True, **options: Any) -> RateLimiterLab:
     lab = RateLimiterLab(tmp)
     redis_port, base = free_lab_ports(nodes)
-    lab.up(nodes=nodes, redis_port=redis_port, base_port=base, load=load, node_options=LAB_NODES)
+    lab.up(nodes=nodes, redis_port=redis_port, base_port=base, load=load, node_options=LAB_NODES, **options)
     return lab
 
 

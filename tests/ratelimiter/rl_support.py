@@ -44,6 +44,25 @@ def free_base(nodes: int) -> int:
     raise RuntimeError("no free port range found")
 
 
+def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None = None) -> tuple[str, int]:
+    """An address block ("127.B.0", B drawn from `octets`) and a base port (`base`, or drawn) whose
+    lab endpoints are all free there; the lab's Redis takes the base port itself."""
+    from subjects.ratelimiter.addresses import AddressPlan
+
+    rng = random.Random()
+    wanted_base = base
+    for _ in range(500):
+        block = f"127.{rng.choice(octets)}.0"
+        base = wanted_base or rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - PROXY_OFFSET - nodes - 1)
+        plan = AddressPlan(block)
+        wanted = [(plan.redis, base), (plan.proxy, base + PROXY_OFFSET)]
+        wanted += [(plan.node(i), base + i) for i in range(1, nodes + 1)]
+        wanted += [(plan.link(i), base + PROXY_OFFSET + i) for i in range(1, nodes + 1)]
+        if all(processes.port_free(port, host) for host, port in wanted):
+            return block, base
+    raise RuntimeError("no free address block found")
+
+
 def free_lab_ports(nodes: int) -> tuple[int, int]:
     base = free_base(nodes)
     while True:

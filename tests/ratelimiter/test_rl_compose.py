@@ -36,7 +36,8 @@ def test_nodes_use_real_flags_and_their_own_proxy_link(services):
     for name, svc in nodes.items():
         settings = parse_args(module_args(svc["command"], "subjects.ratelimiter.service"))
         assert settings.node_id == name and settings.advertise == f"{name}:{settings.port}"
-        assert settings.redis_url == f"redis://proxy:{links[name]}/0"  # through its own link
+        host, port = links[name]
+        assert host is None and settings.redis_url == f"redis://proxy:{port}/0"  # its own link, on --bind
         assert settings.host == "0.0.0.0"
     assert set(links) == set(nodes)
 

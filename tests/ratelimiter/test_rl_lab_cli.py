@@ -13,9 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from rl_support import assert_dead, assert_ports_closed, free_lab_ports, teardown_lab, wait_until
+from rl_support import (
+    assert_dead,
+    assert_ports_closed,
+    free_block_lab,
+    free_lab_ports,
+    teardown_lab,
+    wait_until,
+)
 
-from subjects.ratelimiter import processes
+from subjects import netfault
+from subjects.ratelimiter import processes, tmpfs
 from subjects.ratelimiter.lab import LabState, RateLimiterLab
 
 SCRIPT = Path(sys.executable).parent / "operator-tui"
@@ -160,7 +168,49 @@ def test_port_taken_is_one_line_and_starts_nothing(lab_dir, labs, env):
         (["lab", "up", "ratelimiter", "--stores", "3"], "--stores is a tikv lab option"),
         (["lab", "up", "tikv", "--redis-port", "7000"], "--redis-port is a ratelimiter lab option"),
         (["lab", "down", "tikv"], "no TiKV lab is up"),
+        (["lab", "up", "ratelimiter", "--addresses", "10.1.2.0/24"], "expected a loopback /24"),
+        (["lab", "up", "ratelimiter", "--addresses", "127.0.0.0/24"], "taken by the default lab"),
+        (["lab", "up", "ratelimiter", "--addresses", "127.12.0.0/16"], "expected a loopback /24"),
+        (["lab", "up", "ratelimiter", "--redis-disk-mb", "0"], "--redis-disk-mb must be between 1 and 4096"),
     ],
 )
 def test_bad_lab_commands_are_one_line(lab_dir, labs, env, args, fragment):
     assert_user_error(cli(*args, "--lab-dir", str(labs), env=env), fragment)
+
+
+def test_a_lab_on_an_address_block_with_redis_on_a_tmpfs(lab_dir, labs, env):
+    """Every part on its own address, each process in its own cgroup, Redis's data on a small
+    tmpfs with save points; `lab down` unmounts it and removes the cgroups, and says so."""
+    block, base = free_block_lab(2)
+    common = ["--lab-dir", str(labs)]
+    up = cli("lab", "up", "ratelimiter", "--nodes", "2", "--no-load", "--addresses", f"{block}.0/24",
+             "--redis-disk-mb", "8", "--redis-port", str(base), "--base-port", str(base), *common, env=env)
+    assert up.returncode == 0, up.stderr
+    assert f"on {block}.0/24" in up.stdout and "8 MiB tmpfs" in up.stdout
+    state = LabState.model_validate_json((lab_dir / "state.json").read_text())
+    assert state.redis_url == f"redis://{block}.1:{base}/0"
+    assert [n.url for n in state.nodes] == [f"http://{block}.11:{base + 1}", f"http://{block}.12:{base + 2}"]
+    assert [n.redis_url for n in state.nodes] == [f"redis://{block}.101:{base + 101}/0",
+                                                   f"redis://{block}.102:{base + 102}/0"]
+    records = list(state.processes.values())
+    disk = lab_dir / "redis"
+    assert tmpfs.is_mounted(disk) and tmpfs.usage(disk)["total_bytes"] == 8 * 1024 * 1024
+    for rec in records:
+        assert str(rec.pid) in (netfault.CGROUP_ROOT / rec.cgroup / "cgroup.procs").read_text().split(), rec.name
+    client = RateLimiterLab(lab_dir).redis()
+    try:
+        assert client.config_get("save")["save"] == "1 1"
+        addresses = {c["addr"].rsplit(":", 1)[0] for c in client.client_list()}
+    finally:
+        client.close()
+    assert f"{block}.2" in addresses  # the proxy connects from its own address, not 127.0.0.1
+    status = json.loads(cli("lab", "status", "ratelimiter", "--json", *common, env=env).stdout)
+    assert status["addresses"] == f"{block}.0/24" and status["redis_disk"]["mounted"] is True
+    assert [n["health"] for n in status["nodes"]] == ["ok", "ok"]
+
+    down = cli("lab", "down", "ratelimiter", *common, env=env)
+    assert down.returncode == 0, down.stderr
+    assert f"unmounted {disk}" in down.stdout and f"removed cgroup {state.cgroup}" in down.stdout
+    assert_dead(records)
+    assert not tmpfs.is_mounted(disk) and not disk.exists()
+    assert not (netfault.CGROUP_ROOT / state.cgroup).exists()

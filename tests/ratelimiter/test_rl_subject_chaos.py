@@ -16,7 +16,7 @@ from rl_subject_support import assert_clean, make_loaded_lab, restore
 from rl_support import teardown_lab
 
 from subjects.base import FaultRecord
-from subjects.ratelimiter import chaos, processes
+from subjects.ratelimiter import chaos, fault_checks, processes
 from subjects.ratelimiter.lab import RateLimiterLab
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def labs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lab(labs) -> Iterator[RateLimiterLab]:
-    lab = make_loaded_lab(labs / "ratelimiter", load=False)
+    lab = make_loaded_lab(labs / "ratelimiter", load=False, redis_disk_mb=8)
     try:
         yield lab
     finally:
@@ -59,6 +59,10 @@ def cli(labs, tmp_path):
     return run
 
 
+def iptables_s() -> str:
+    return subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
+
+
 def inject(cli, kind: str, *extra: str) -> dict:
     r = cli("inject", kind, *extra, "--json")
     assert r.returncode == 0, r.stderr
@@ -82,10 +86,11 @@ def listed(cli) -> dict[int, dict]:
 def test_kinds_lists_every_fault(cli) -> None:
     r = cli("kinds")
     assert r.returncode == 0, r.stderr
-    for kind in ("node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency"):
+    kinds = {"node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency", "partition",
+             "redis_disk_full"}
+    for kind in kinds:
         assert kind in r.stdout
-    assert set(chaos.kinds()) == {"node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open",
-                                  "redis_latency"}
+    assert set(chaos.kinds()) == kinds
 
 
 @pytest.mark.parametrize(("kind", "extra", "target"), [
@@ -96,6 +101,8 @@ def test_kinds_lists_every_fault(cli) -> None:
     ("counter_drift", ["--target", "n3", "--param", "ttl_ms=90000"], "n3"),
     ("fail_open", ["--target", "n2", "--param", "link_mode=blackhole"], "n2"),
     ("redis_latency", ["--param", "delay_ms=150"], "*"),
+    ("partition", ["--target", "n3"], "n3"),
+    ("redis_disk_full", [], "redis"),
 ])
 def test_inject_list_revert(cli, lab, kind, extra, target) -> None:
     row = inject(cli, kind, *extra)
@@ -117,11 +124,21 @@ def test_inject_list_revert(cli, lab, kind, extra, target) -> None:
     elif kind == "fail_open":
         assert lab.links()[target]["mode"] == "blackhole"
         assert httpx.get(f"{lab.node_urls()[target]}/admin/config", timeout=5).json()["fail_mode"] == "open"
+    elif kind in ("partition", "redis_disk_full"):
+        # The CLI made up the chain's (or filler's) name and recorded it; the fault's own checks agree.
+        facts = lab_record["facts"]
+        assert (facts["chain"] in iptables_s()) if kind == "partition" else Path(facts["filler"]).exists()
+        verdict = fault_checks.wait(lambda: fault_checks.effect(lab, lab_record), 10.0)
+        assert verdict.ok, verdict.detail
     else:
         assert {(link["mode"], link["delay_ms"]) for link in lab.links().values()} == {("delay", 150)}
     assert listed(cli)[row["id"]]["status"] == "active"
     out = revert(cli, row["id"])
     assert f"fault {row['id']}: reverted {kind}" in out
+    verdict = fault_checks.wait(lambda: fault_checks.reverted(lab, lab_record), 15.0)
+    assert verdict.ok, verdict.detail
+    if kind == "partition":
+        assert lab_record["facts"]["chain"] not in iptables_s()
     after = listed(cli)[row["id"]]
     assert after["status"] == "reverted" and after["revert_detail"].startswith(f"reverted {kind}")
     assert_clean(lab)  # nothing left behind, checked here rather than only by the fixture

@@ -1,0 +1,54 @@
+"""A whole rate limiter trial through the harness, as a person runs it: `operator-tui eval run
+--subject ratelimiter`, the embedded agent against a killed node, on a free address block."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rl_eval_support import findmnt_tmpfs, free_block, iptables_listing
+
+from subjects import netfault
+from subjects.ratelimiter import processes
+from subjects.ratelimiter.processes import ProcessRecord
+
+pytestmark = pytest.mark.slow
+SCRIPT = Path(sys.executable).parent / "operator-tui"
+CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "operator_tui"]
+
+
+def test_the_agent_restarts_a_killed_node_and_the_trial_leaves_nothing(tmp_path: Path) -> None:
+    block = free_block()
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    run = subprocess.run(
+        [*CLI, "eval", "run", "--subject", "ratelimiter", "--chaos", "node_kill", "--target", "n2",
+         "--budget", "30", "--pre-window", "2", "--hold", "3", "--slot", str(block.slot),
+         "--port-base", str(block.port_base), "--db", str(tmp_path / "e.db"), "--json"],
+        capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    trial = report["trials"][0]
+    assert trial["outcome"] == "success", (trial["reason"], trial["error"])
+    metrics = trial["metrics"]
+    assert 0 < metrics["ttd_s"] < metrics["ttm_s"] <= 30 and not metrics["ttm_censored"]
+    fault = trial["faults"][0]
+    assert (fault["kind"], fault["target"], fault["affected"]) == ("node_kill", "n2", ["node:n2"])
+    assert fault["status"] == "revert_verified"
+    assert report["integrity"] == {"leaked_faults": 0, "revert_failed": 0, "labs_left": 0, "audit_chain_ok": True,
+                                   "invalid_trials": 0}
+
+    # Nothing the trial created is left: processes (the lab's and the agent's restart), mount, cgroup.
+    lab_dir = Path(fault["undo"]["lab_dir"])
+    assert not (lab_dir / "state.json").exists() and (lab_dir / "logs" / "n2.log").exists()
+    killed = fault["undo"]["record"]["facts"]["process"]
+    assert not processes.is_live(ProcessRecord(name="n2", pid=killed["pid"], starttime=killed["starttime"],
+                                               argv=[], log=""))
+    assert str(lab_dir / "redis") not in findmnt_tmpfs()
+    assert block.prefix + "." not in iptables_listing()
+    ident = Path(trial["artifacts_dir"]).name.split("-", 1)[1]  # trials/<id>-<ident>: the lab's cgroup name
+    assert not (netfault.CGROUP_ROOT / f"operator-tui/rl-{ident}").exists()
+    assert not [hp for hp in processes.listening() if hp[0].startswith(block.prefix + ".")]
