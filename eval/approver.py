@@ -17,7 +17,7 @@ import logging
 import random
 from typing import Any
 
-from eval import stats
+from eval.spec import derive_seed
 
 log = logging.getLogger("eval.approver")
 
@@ -28,7 +28,7 @@ POLL_S = 0.2
 class Approver:
     def __init__(self, store: Any, run_id: int, config: dict[str, Any], seed: int) -> None:
         self.store, self.run_id, self.config = store, run_id, config
-        self.rng = random.Random(stats.derive_seed(seed, "approver"))
+        self.rng = random.Random(derive_seed(seed, "approver"))
         self.decisions: list[dict[str, Any]] = []
         self._seen: set[int] = set()
         self._pending: set[asyncio.Task[None]] = set()

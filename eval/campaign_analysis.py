@@ -25,6 +25,7 @@ from typing import Any
 from eval import stats
 from eval.campaign_results import TrialResult
 from eval.campaign_spec import RATE_METRICS, Campaign, Threshold
+from eval.spec import derive_seed
 
 HIGHER_IS_BETTER = {"success_rate": True, "ttm_rmst": False}
 UNITS = {"success_rate": "", "ttm_rmst": " s"}
@@ -48,7 +49,7 @@ class Analysis:
 
 
 def _cell_seed(campaign: Campaign, *labels: object) -> int:
-    return stats.derive_seed(campaign.spec.seed, "report", *labels)
+    return derive_seed(campaign.spec.seed, "report", *labels)
 
 
 def km_median(steps: list[tuple[float, float]]) -> float | None:

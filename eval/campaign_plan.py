@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval import stats
+from eval.campaign_results import Keys
 from eval.campaign_spec import RATE_METRICS, TIME_METRICS, Campaign, Scenario, SpecError, Threshold
+from eval.spec import derive_seed
 
 
 @dataclass(frozen=True)
-class PlannedTrial:
+class PlannedTrial(Keys):
     index: int  # position in the campaign's order (0-based)
     scenario: str
     variant: str
@@ -40,13 +42,6 @@ class PlannedTrial:
     worst_case_s: float
     shard: int  # 1-based shard this trial belongs to (1 when unsharded)
 
-    @property
-    def pair_key(self) -> str:
-        return f"{self.scenario}|{self.seed_index}|{self.repeat}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.scenario}|{self.variant}|{self.seed_index}|{self.repeat}"
 
 
 @dataclass
@@ -110,8 +105,8 @@ def trials_of(campaign: Campaign, shards: int = 1) -> list[PlannedTrial]:
                 variants = [v.name for v in spec.variants_of(scenario)]
                 pair_key = f"{scenario.name}|{seed_index}|{repeat}"
                 if spec.schedule == "blocked_random":
-                    random.Random(stats.derive_seed(spec.seed, "order", pair_key)).shuffle(variants)
-                seed = stats.derive_seed(spec.seed, scenario.name, seed_index)
+                    random.Random(derive_seed(spec.seed, "order", pair_key)).shuffle(variants)
+                seed = derive_seed(spec.seed, scenario.name, seed_index)
                 worst = scenario.timing(spec.defaults).worst_case_s(len(scenario.faults), spec.infra_retries)
                 shard = min(range(shards), key=lambda k: (load[k], k))
                 load[shard] += worst * len(variants)

@@ -16,8 +16,26 @@ SCORED = ("success", "failure", "timeout", "harmful")  # valid trials
 REVERT_OK = ("revert_verified", "not_landed")  # fault statuses that leave nothing behind
 
 
+class Keys:
+    """A trial's place in its campaign: `key` names the trial, `pair_key` the pair (the same for
+    every variant of a scenario, seed index and repeat)."""
+
+    scenario: str
+    variant: str
+    seed_index: int
+    repeat: int
+
+    @property
+    def pair_key(self) -> str:
+        return f"{self.scenario}|{self.seed_index}|{self.repeat}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.scenario}|{self.variant}|{self.seed_index}|{self.repeat}"
+
+
 @dataclass
-class TrialResult:
+class TrialResult(Keys):
     scenario: str
     variant: str
     variant_kind: str  # baseline | agent
@@ -37,13 +55,6 @@ class TrialResult:
     faults: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def pair_key(self) -> str:
-        return f"{self.scenario}|{self.seed_index}|{self.repeat}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.scenario}|{self.variant}|{self.seed_index}|{self.repeat}"
 
     @property
     def valid(self) -> bool:

@@ -20,11 +20,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from eval import stats
 from eval.approver import Approver
 from eval.campaign_plan import Plan, plan_campaign
 from eval.campaign_spec import Campaign, Scenario, Variant
-from eval.spec import FaultSpec, Timings, TrialSpec, VariantSpec
+from eval.spec import FaultSpec, Timings, TrialSpec, VariantSpec, derive_seed
 
 PORT_RANGE = (20000, 32000)  # the project's test range, below the ephemeral ports
 PORT_SPAN = 300  # ports a lab may use from its base (the simulator's stores, the rate limiter's proxy links)
@@ -48,7 +47,7 @@ def trial_spec(campaign: Campaign, scenario: Scenario, variant: Variant, *, seed
     spec = campaign.spec
     t = scenario.timing(spec.defaults)
     lo, hi = t.inject_jitter_s
-    jitter = random.Random(stats.derive_seed(seed, "inject_jitter")).uniform(lo, hi)
+    jitter = random.Random(derive_seed(seed, "inject_jitter")).uniform(lo, hi)
     to = t.timeouts
     timings = Timings(lab_reset=to.lab_reset, healthy=to.healthy, start=to.start, inject=to.inject, effect=to.effect,
                       quiesce=to.quiesce, revert_per_fault=to.revert_per_fault, capture=to.capture,

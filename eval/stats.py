@@ -5,8 +5,8 @@ What each function estimates, and how (design reference §4):
 - `wilson`: a success rate k/n with the Wilson score interval (no continuity correction; the
   'wilson' method of scipy's `binomtest(...).proportion_ci`).
 - `bootstrap`: any statistic of a sample with a percentile bootstrap interval. Resamples are drawn
-  from `random.Random` seeded by the caller (the campaign's root seed plus a label), so a report
-  computed twice from the same trials prints the same interval.
+  from `random.Random` seeded by the caller (derived from the campaign's root seed and a label), so
+  a report computed twice from the same trials prints the same interval.
 - `paired_bootstrap` / `stratified_bootstrap`: the mean paired difference, resampling pairs (within
   each scenario for the stratified, macro-averaged form).
 - `mcnemar_exact`: paired success, exact two-sided binomial test on the discordant pairs.
@@ -25,7 +25,6 @@ easy path (`Estimate.text()`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import statistics
@@ -64,14 +63,6 @@ def _fmt(x: float | None, digits: int) -> str:
         return "-"
     text = f"{x:.{digits}f}"
     return "0" if text.strip("-0.") == "" else text.replace("-", "\u2212")
-
-
-def derive_seed(root: int | str, *labels: object) -> int:
-    """A 63-bit seed (it fits SQLite's signed integers) derived from a root seed and labels;
-    stable across processes and Python versions (hash() of a str is salted per process, so it is
-    never used)."""
-    text = "\x1f".join(str(x) for x in (root, *labels))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 # -- proportions ---------------------------------------------------------------------------------
