@@ -4,7 +4,10 @@ one unsharded run."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +17,8 @@ from typing import Any
 
 import pytest
 from campaign_support import CLI, assert_nothing_left, campaign_file, cli, one_line_error
+
+from tests.fakes.messages_api import API_KEY, FakeMessagesAPI, Received, message, tool_use
 
 CONTROL = """\
 variants:
@@ -145,3 +150,67 @@ def test_two_shards_merged_give_the_report_of_one_run(tmp_path: Path) -> None:
     assert audit.returncode == 0, audit.stdout + audit.stderr  # the merged store's own chain holds
     for db in (one, two, whole):
         assert_nothing_left(db)
+
+
+CLAUDE_VARIANT = """\
+variants:
+  - name: claude-test
+    kind: agent
+    diagnoser: claude
+    model: claude-sonnet-5-5
+    system_prompt: sre.md
+    tools: [observe_cluster, list_actions, submit_diagnosis]
+    budgets: {turns: 4, tokens: 20000, wall_s: 30}
+    policy: {mode: execute, approval: all}
+    approver: {decision: approve, delay_s: [0.2, 0.6]}
+scenarios:
+  - {name: kill, subject: tikv, faults: [{kind: kill_store}]}
+"""
+
+
+@pytest.mark.slow
+async def test_a_claude_variant_gets_its_prompt_tools_budgets_and_the_harness_approver(tmp_path: Path) -> None:
+    """The variant's system prompt file (hashed into its config), tool allowlist and budgets reach
+    the model; every action waits for approval and the seeded harness approver gives it."""
+    prompt = "You are the SRE of this test campaign (marker 7f3a)."
+    (tmp_path / "sre.md").write_text(prompt)
+    spec = campaign_file(tmp_path, "")
+    text = spec.read_text()
+    spec.write_text(text[:text.index("variants:")] + CLAUDE_VARIANT)
+
+    def diagnose(req: Received) -> dict[str, Any]:
+        seen = json.dumps(req.messages)
+        store_id = next(n for n in range(1, 6) if f"store:{n}" in seen)
+        return message(tool_use("submit_diagnosis", {
+            "summary": f"store {store_id} is down", "root_cause": "its process died",
+            "evidence": [{"signal": "status port", "reading": f"store:{store_id} refuses connections"}],
+            "alternatives": [{"cause": "process died", "verdict": "chosen"}],
+            "recommended_actions": [{"name": "restart_node", "params": {"store_id": store_id},
+                                     "reason": "bring the process back"}],
+            "expected_outcome": "the store is up again", "confidence": 0.9}, "t_sub"),
+            input_tokens=900, output_tokens=150)
+
+    db, report = tmp_path / "e.db", tmp_path / "r.json"
+    async with FakeMessagesAPI([diagnose]) as api:
+        env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": api.url}
+        proc = await asyncio.create_subprocess_exec(*CLI, "--db", str(db), "--eval", str(spec), "--json", str(report),
+                                                    env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 300)
+        assert api.problems == []
+    assert proc.returncode == 0, out.decode()[-2000:] + err.decode()[-2000:]
+    [request] = api.requests
+    assert prompt in json.dumps(request.body.get("system"))
+    assert request.tool_names == ["observe_cluster", "list_actions", "submit_diagnosis"]
+    data = json.loads(report.read_text())
+    [variant] = data["variants"]
+    assert variant["config"]["system_prompt"]["sha256"] == hashlib.sha256(prompt.encode()).hexdigest()
+    assert variant["config"]["budgets"] == {"turns": 4, "tokens": 20000, "wall_s": 30.0}
+    [trial] = data["trials"]
+    assert trial["outcome"] == "success", trial["metrics"].get("reason")
+    assert trial["metrics"]["actions"]["names"] == ["restart_node"]
+    assert trial["metrics"]["approver"] == {"requests": 1, "approve": 1}
+    assert trial["metrics"]["agent"]["input_tokens"] >= 900
+    audit = sqlite3.connect(db).execute("SELECT count(*) FROM audit_events WHERE actor = 'eval-approver'").fetchone()
+    assert audit[0] >= 1
+    assert_nothing_left(db)
