@@ -206,3 +206,35 @@ def test_too_few_pairs_make_no_claim(tmp_path: Path) -> None:
     comp = next(x for x in data["comparisons"] if x["metric"] == "ttm_rmst" and x["scope"] == "scenario")
     assert comp["n_pairs"] == 4 and comp["decision"] == "insufficient_pairs"
     assert comp["decision_text"] == "insufficient pairs (n=4, need 6)"
+
+
+def test_two_campaigns_compare_on_the_same_seeds(campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from eval.campaign_compare import compare_campaigns, parse_side
+
+    plan = plan_campaign(campaign, adapter_of=None)
+    old = results(plan)
+
+    def faster(t: TrialResult) -> None:
+        if t.variant == "embedded" and t.metrics.get("ttm_s") is not None:
+            t.metrics["ttm_s"] -= 5.0
+
+    new = results(plan, faster)
+    rec_a = CampaignRecord(**{**RECORD.__dict__, "id": 1, "git_rev": "a" * 40})
+    rec_b = CampaignRecord(**{**RECORD.__dict__, "id": 2, "git_rev": "b" * 40})
+    out = compare_campaigns((campaign, rec_a, new), (campaign, rec_b, old), None, None)
+    ttm = next(c for c in out["comparisons"] if c["a"] == "1:embedded" and c["metric"] == "ttm_rmst"
+               and c["scope"] == "scenario")
+    assert ttm["n_pairs"] == 8 and ttm["estimate"] == pytest.approx(-5.0)
+    assert ttm["decision"] == "a_better"  # the new revision mitigates 5 s sooner on every seed
+    assert {c["a"] for c in out["comparisons"]} == {"1:baseline", "1:embedded"}
+    assert out["notes"] == []
+    # a scenario whose spec differs is left out, and said so
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(campaign.path.read_text().replace("faults: [{kind: kill_store}]",
+                                                         "faults: [{kind: kill_store, target: 3}]"))
+    other = load_campaign(changed)
+    with pytest.raises(ValueError, match="share no scenario with the same spec"):
+        compare_campaigns((campaign, rec_a, new), (other, rec_b, old), "embedded", "embedded")
+    assert parse_side("12:embedded") == (12, "embedded") and parse_side("3") == (3, None)
+    with pytest.raises(ValueError):
+        parse_side("x:embedded")
