@@ -15,6 +15,9 @@ Design reference §5. Departures, each for a reason:
 - A scenario may list the `variants` it runs (default: all): the CI profile runs baselines only
   where the fault heals by itself.
 - `memory` accepts only `none` (no snapshot mechanism exists yet to freeze one).
+- `schedule: co_schedule_pairs` deals the variants of a pair one after another in spec order, so
+  with as many slots as variants they usually run side by side; nothing holds a slot idle to
+  guarantee it. `blocked_random` (the default) shuffles each pair's order with a seeded RNG.
 """
 
 from __future__ import annotations

@@ -371,7 +371,9 @@ def add_campaign_parsers(e_sub: Any) -> list[argparse.ArgumentParser]:
                                       "by --db; the shards of one campaign (same spec hash) become one campaign whose "
                                       "report equals an unsharded run's.")
     mg.add_argument("stores", nargs="+", metavar="STORE")
-    rep = e_sub.add_parser("report", help="a campaign's report, again, from the store")
+    rep = e_sub.add_parser("report", help="a campaign's report, again, from the store",
+                           description="Print a stored campaign's summary and write its reports again; the exit "
+                                       "code is the campaign's verdict, as with --eval (0, 1, 3 or 4).")
     rep.add_argument("campaign_id", type=int, metavar="ID")
     add_report_options(rep, json_flag="--report-json")
     for p in (camp, res, cmp_, cb, cv, mg, rep):
