@@ -39,6 +39,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -125,6 +126,7 @@ class LabState(BaseModel):
     nodes: list[NodeSpec]
     node_options: NodeOptions
     load: bool
+    load_args: list[str] = []
     processes: dict[str, ProcessRecord] = {}
     block: str | None = None  # address block "127.B.C" (see `addresses`); None: all on 127.0.0.1
     redis_host: str = LOCALHOST
@@ -182,6 +184,23 @@ def plan_ports(nodes: int, redis_port: int, base_port: int) -> dict[str, int]:
             f"--redis-port {redis_port} collides with the ports derived from --base-port {base_port}"
         )
     return ports
+
+
+def free_lab_ports(nodes: int) -> tuple[int, int]:
+    """(redis port, base port) whose every planned port is free (see the module docstring)."""
+    rng = random.Random()
+    low, high = processes.FREE_PORT_RANGE
+    for _ in range(500):
+        base = rng.randrange(low, high - PROXY_OFFSET - nodes - 1)
+        wanted = [base + i for i in range(1, nodes + 1)] + [base + PROXY_OFFSET + i for i in range(nodes + 1)]
+        if all(processes.port_free(p) for p in wanted):
+            break
+    else:
+        raise LabError("no free range of ports found for the lab")
+    while True:
+        redis_port = processes.free_port(rng)
+        if not base < redis_port <= base + PROXY_OFFSET + nodes:
+            return redis_port, base
 
 
 class RateLimiterLab:
@@ -347,6 +366,7 @@ class RateLimiterLab:
                 ],
                 node_options=node_options or NodeOptions(),
                 load=load,
+                load_args=load_args or [],
                 block=plan.block,
                 redis_host=plan.redis,
                 proxy_host=plan.proxy,
@@ -368,7 +388,7 @@ class RateLimiterLab:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
             try:
                 self._write(state)  # write-ahead: a mount or cgroup made below is always on record
-                self._start_all(state, server, load_args or [])
+                self._start_all(state, server)
             except BaseException as e:
                 # Leave nothing half-started behind: stop what did start, then report why.
                 self._stop_all(state)
@@ -414,7 +434,7 @@ class RateLimiterLab:
         ]  # fmt: skip
         return [*argv, *redis_save_args(disk)]
 
-    def _start_all(self, state: LabState, server: str, load_args: list[str]) -> None:
+    def _start_all(self, state: LabState, server: str) -> None:
         redis_dir = self.run_dir / REDIS_DIR
         redis_dir.mkdir(parents=True, exist_ok=True)
         if state.redis_disk is not None:
@@ -458,24 +478,48 @@ class RateLimiterLab:
             self._wait_node_healthy(state, spec, deadline)
 
         if state.load:
-            argv = [
-                sys.executable,
-                "-m",
-                "subjects.ratelimiter.loadgen",
-                "--status-file",
-                str(self.run_dir / LOADGEN_STATUS),
-                "--source-address",
-                state.plan.loadgen,
-            ]
-            for spec in state.nodes:
-                argv += ["--seed-url", spec.url]
-            rec = self._spawn(
-                state, LOADGEN_PROCESS, argv + load_args, "loadgen.log", env=child_env(), host=state.plan.loadgen
-            )
-            self._record(state, rec)
-            time.sleep(0.3)
-            if not processes.is_live(rec):
-                raise LabError(f"the load generator exited at once: {processes.log_tail(rec.log)}")
+            self._spawn_load(state)
+
+    def _spawn_load(self, state: LabState) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "subjects.ratelimiter.loadgen",
+            "--status-file",
+            str(self.run_dir / LOADGEN_STATUS),
+            "--source-address",
+            state.plan.loadgen,
+        ]
+        for spec in state.nodes:
+            argv += ["--seed-url", spec.url]
+        rec = self._spawn(
+            state, LOADGEN_PROCESS, argv + state.load_args, "loadgen.log", env=child_env(), host=state.plan.loadgen
+        )
+        self._record(state, rec)
+        time.sleep(0.3)
+        if not processes.is_live(rec):
+            raise LabError(f"the load generator exited at once: {processes.log_tail(rec.log)}")
+
+    def start_load(self) -> str:
+        """Start the load generator of a lab brought up without it: ``started`` or ``already running``."""
+        with self._locked():
+            state = self.state
+            rec = state.processes.get(LOADGEN_PROCESS)
+            if rec is not None and processes.is_live(rec):
+                return "already running"
+            state.load = True
+            self._spawn_load(state)
+            return "started"
+
+    def stop_load(self) -> str:
+        """Stop the load generator (the rest of the lab keeps running)."""
+        with self._locked():
+            state = self.state
+            rec = state.processes.get(LOADGEN_PROCESS)
+            outcome = "not running" if rec is None else processes.stop(rec, STOP_GRACE_S)
+            state.load = False
+            self._write(state)
+            return outcome
 
     def _record(self, state: LabState, rec: ProcessRecord) -> None:
         state.processes[rec.name] = rec

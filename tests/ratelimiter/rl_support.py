@@ -11,37 +11,12 @@ from pathlib import Path
 import httpx
 
 from subjects.ratelimiter import processes
-from subjects.ratelimiter.lab import PROXY_OFFSET, NodeOptions, RateLimiterLab
-from subjects.ratelimiter.processes import ProcessRecord
+from subjects.ratelimiter.lab import PROXY_OFFSET, NodeOptions, RateLimiterLab, free_lab_ports
+from subjects.ratelimiter.processes import ProcessRecord, free_port
 
 # Short registry TTL and Redis timeout so that failures show within a second or two.
 FAST_NODES = NodeOptions(heartbeat_ms=200, node_ttl_ms=1000, redis_timeout_ms=300)
-
-
-# Below the kernel's ephemeral range (32768-60999): a port the kernel hands out for a client
-# connection or a bind to port 0 elsewhere in the run can no longer be taken between our check
-# and the server's own bind.
-PORT_RANGE = (20_000, 32_000)
-
-
-def free_port() -> int:
-    rng = random.Random()
-    for _ in range(500):
-        port = rng.randrange(*PORT_RANGE)
-        if processes.port_free(port):
-            return port
-    raise RuntimeError("no free port found")
-
-
-def free_base(nodes: int) -> int:
-    """A base port whose node ports (BASE+i) and proxy ports (BASE+100+i) are all free."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - PROXY_OFFSET - nodes - 1)
-        wanted = [base + i for i in range(1, nodes + 1)] + [base + PROXY_OFFSET + i for i in range(nodes + 1)]
-        if all(processes.port_free(p) for p in wanted):
-            return base
-    raise RuntimeError("no free port range found")
+__all__ = ["free_lab_ports", "free_port"]  # for the tests that import them from here
 
 
 def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None = None) -> tuple[str, int]:
@@ -53,7 +28,8 @@ def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None
     wanted_base = base
     for _ in range(500):
         block = f"127.{rng.choice(octets)}.0"
-        base = wanted_base or rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - PROXY_OFFSET - nodes - 1)
+        low, high = processes.FREE_PORT_RANGE
+        base = wanted_base or rng.randrange(low, high - PROXY_OFFSET - nodes - 1)
         plan = AddressPlan(block)
         wanted = [(plan.redis, base), (plan.proxy, base + PROXY_OFFSET)]
         wanted += [(plan.node(i), base + i) for i in range(1, nodes + 1)]
@@ -61,14 +37,6 @@ def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None
         if all(processes.port_free(port, host) for host, port in wanted):
             return block, base
     raise RuntimeError("no free address block found")
-
-
-def free_lab_ports(nodes: int) -> tuple[int, int]:
-    base = free_base(nodes)
-    while True:
-        redis_port = free_port()
-        if not base < redis_port <= base + PROXY_OFFSET + nodes:
-            return redis_port, base
 
 
 def wait_until(
