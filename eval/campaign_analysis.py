@@ -57,7 +57,10 @@ def km_median(steps: list[tuple[float, float]]) -> float | None:
     return next((t for t, s in steps if s <= 0.5 + 1e-12), None)
 
 
-def ttm_summary(campaign: Campaign, trials: list[TrialResult], seed_labels: tuple[object, ...]) -> dict[str, Any]:
+def ttm_summary(campaign: Campaign, trials: list[TrialResult], seed_labels: tuple[object, ...],
+                interval: bool = True) -> dict[str, Any]:
+    """interval=False: no bootstrap (the RMST alone, its interval None): what a live view can
+    afford on every change; the report always has the interval."""
     spec = campaign.spec
     budget = max((t.budget_s or 0.0) for t in trials) if trials else 0.0
     times = [t.ttm_rmst or 0.0 for t in trials]
@@ -68,9 +71,13 @@ def ttm_summary(campaign: Campaign, trials: list[TrialResult], seed_labels: tupl
     def rmst_of(sample: list[tuple[float, bool]]) -> float:
         return stats.rmst([x for x, _ in sample], [e for _, e in sample], budget)
 
-    est = stats.bootstrap(items, rmst_of, seed=_cell_seed(campaign, *seed_labels, "rmst"),
-                          resamples=spec.stats.bootstrap_resamples, confidence=spec.stats.confidence,
-                          method="RMST, bootstrap")
+    if interval:
+        est = stats.bootstrap(items, rmst_of, seed=_cell_seed(campaign, *seed_labels, "rmst"),
+                              resamples=spec.stats.bootstrap_resamples, confidence=spec.stats.confidence,
+                              method="RMST, bootstrap")
+    else:
+        est = stats.Estimate(rmst_of(items) if items else None, None, None, len(items), "RMST (no interval)",
+                             spec.stats.confidence)
     return {
         "n": len(trials),
         "budget_s": budget,
@@ -93,7 +100,8 @@ def _detected(t: TrialResult) -> bool:
     return t.metrics.get("ttd_s") is not None and not t.metrics.get("ttd_censored")
 
 
-def aggregate(campaign: Campaign, scenario: str, variant: str, trials: list[TrialResult]) -> dict[str, Any]:
+def aggregate(campaign: Campaign, scenario: str, variant: str, trials: list[TrialResult],
+              interval: bool = True) -> dict[str, Any]:
     spec = campaign.spec
     conf = spec.stats.confidence
     sc = spec.scenario(scenario)
@@ -120,7 +128,7 @@ def aggregate(campaign: Campaign, scenario: str, variant: str, trials: list[Tria
         return cell
     cell["success"] = _rate(outcomes["success"], len(valid), conf)
     cell["self_healed"] = sum(1 for t in valid if t.mitigated and t.self_healed)
-    cell["ttm"] = ttm_summary(campaign, valid, (scenario, variant)) if valid else None
+    cell["ttm"] = ttm_summary(campaign, valid, (scenario, variant), interval) if valid else None
     detected = sorted(float(t.metrics["ttd_s"]) for t in valid if _detected(t))
     cell["ttd"] = {
         **_rate(len(detected), len(valid), conf),
@@ -424,6 +432,13 @@ def integrity(trials: list[TrialResult]) -> dict[str, Any]:
         "invalid_trials": sum(1 for t in trials if t.outcome == "invalid"),
         "problems": problems,
     }
+
+
+def matrix(campaign: Campaign, trials: list[TrialResult]) -> list[dict[str, Any]]:
+    """Every (scenario, variant) cell as in the report, without the bootstrap intervals (fast)."""
+    return [aggregate(campaign, s.name, v.name, [t for t in trials if t.scenario == s.name and t.variant == v.name],
+                      interval=False)
+            for s in campaign.spec.scenarios for v in campaign.spec.variants_of(s)]
 
 
 def analyse(campaign: Campaign, trials: list[TrialResult], *, planned: int | None = None) -> Analysis:

@@ -256,3 +256,13 @@ async def results(store: Any, campaign_id: int, campaign: Campaign, plan: Plan) 
             budget_s=float(metrics.get("budget_s") or budget), phases=list(row.phases_json or []), faults=faults,
             metrics=metrics))
     return out
+
+
+async def load_results(store: Any, campaign_id: int) -> tuple[Campaign, CampaignRecord, list[TrialResult]]:
+    """A stored campaign read back whole (its spec as planned, however the harness changed since):
+    what the reports, the comparisons and the eval browser work from."""
+    from eval.campaign_plan import plan_campaign
+
+    campaign, rec = await load(store, campaign_id, check_hash=False)
+    plan = plan_campaign(campaign, adapter_of=None, allow_over_budget=True, shard=await shard_of(store, campaign_id))
+    return campaign, rec, await results(store, campaign_id, campaign, plan)

@@ -362,7 +362,15 @@ def _eval_parser(sub: Any) -> None:
     e_an.add_argument("--json", action="store_true", help="machine-readable output")
     e_cl = e_sub.add_parser("cleanup", help="undo every fault and lab that crashed trials left behind")
     e_cl.add_argument("--json", action="store_true", help="machine-readable output")
-    for p in (e_run, e_list, e_show, e_an, e_cl, *add_campaign_parsers(e_sub)):
+    e_br = e_sub.add_parser(
+        "browse", help="the console's eval browser: campaigns, matrix, trials, timelines, plots",
+        description="Open the console on its Eval screen, on the store only (no cluster needed): the campaigns "
+                    "(a running one updates live), each campaign's scenario x variant matrix with Wilson intervals "
+                    "and its paired comparisons, its trials (/ filters, s sorts), each trial's timeline, and plots. "
+                    "enter drills down, escape goes back, c compares two variants, q quits.",
+        epilog="example: operator-tui --db ci.db eval browse 1")
+    e_br.add_argument("campaign_id", type=int, nargs="?", metavar="ID", help="open this campaign at once")
+    for p in (e_run, e_list, e_show, e_an, e_cl, e_br, *add_campaign_parsers(e_sub)):
         _option_groups(p, sub=True, subject=False, policy=False)
 
 
@@ -442,6 +450,7 @@ COMMANDS = {
     "chaos": "chaos",
     "eval": "eval",
     "--eval": "eval_campaign",
+    "eval browse": "eval_browse",
     "demo": "demo",
 }
 
@@ -456,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = "--eval"
     elif command == "eval" and args.eval_command in CAMPAIGN_COMMANDS:
         command = "--eval"  # the campaign commands live beside --eval
+    elif command == "eval" and args.eval_command == "browse":
+        command = "eval browse"
     elif any(getattr(args, k, None) for k in ("junit", "json_path", "markdown", "parallel", "shard",
                                                  "allow_over_budget")) and command is None:
         parser.error("--junit, --json, --markdown, --parallel, --shard and --allow-over-budget go with --eval FILE")

@@ -141,13 +141,9 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 async def _load(store: Any, campaign_id: int) -> tuple[Any, Any, list[Any]]:
-    from eval import campaign_store
-    from eval.campaign_plan import plan_campaign
+    from eval.campaign_store import load_results
 
-    campaign, record = await campaign_store.load(store, campaign_id, check_hash=False)
-    plan = plan_campaign(campaign, adapter_of=None, allow_over_budget=True,
-                         shard=await campaign_store.shard_of(store, campaign_id))
-    return campaign, record, await campaign_store.results(store, campaign_id, campaign, plan)
+    return await load_results(store, campaign_id)
 
 
 def _print_comparisons(rows: list[dict[str, Any]]) -> None:
