@@ -246,7 +246,7 @@ class CampaignScreen(ConsoleScreen):
                     yield EvalPlots(id="eval-plots")
 
     def on_mount(self) -> None:
-        self.query_one("#matrix-table").border_title = "Scenario × variant: successes k/n \\[Wilson 95%], median TTM"
+        self.query_one("#matrix-table").border_title = "Scenario x variant: successes k/n \\[Wilson 95%], median TTM"
         self.query_one("#campaign-side").border_title = "Comparisons and thresholds"
         self.query_one("#trials-table").border_title = "Trials"
         self.query_one("#trial-filter").display = False
