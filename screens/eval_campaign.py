@@ -356,9 +356,9 @@ class CampaignScreen(ConsoleScreen):
                 running[(t.scenario, t.variant)] = running.get((t.scenario, t.variant), 0) + 1
         cursor = table.cursor_coordinate
         table.clear(columns=True)
-        table.add_column("scenario", key="scenario", width=28)
+        table.add_column("scenario", key="scenario", width=26)
         for v in variants:
-            table.add_column(v, key=v, width=max(24, len(v) + 2))
+            table.add_column(v, key=v, width=max(25, len(v) + 2))
         for s in spec.scenarios:
             fault = ", ".join(f.kind for f in s.faults) or "no fault"
             row: list[Any] = [Text.assemble((s.name, "bold"), (f"\n{s.subject}: {fault}", "dim"))]

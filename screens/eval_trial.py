@@ -240,7 +240,10 @@ class TrialScreen(ConsoleScreen):
         faults = ", ".join(f"{f.kind} {f.target_entity or ''}".strip() for f in view.faults) or "no fault"
         title.update(f"[b]trial {t.id}[/] · campaign {t.campaign_id} · {view.scenario} · [b]{view.variant}[/] · "
                      f"seed {t.seed_index} · {faults} · [b {style}]{outcome}[/]   [dim]escape: back[/]")
-        now_s = None if view.ended else max([p.get("end_s") or p["start_s"] for p in view.phases] + [0.0])
+        latest = [b["t_bucket_ns"] for b in view.buckets[-1:]] + [t for t, _ in view.oracle[-1:]] + \
+            [e["t_mono_ns"] for e in view.events[-1:]]
+        now_s = None if view.ended else max([p.get("end_s") or p["start_s"] for p in view.phases]
+                                            + [t / NS for t in latest] + [0.0])
         self.query_one(PhaseBar).show(phases_of(view), now_s)
         events, windows, lanes, values = trial_timeline(view)
         self.query_one(IncidentTimeline).show(events, windows, lanes, None, values)
