@@ -430,8 +430,11 @@ class CampaignScreen(ConsoleScreen):
     def action_back(self) -> None:
         box = self.query_one("#trial-filter", Input)
         if box.display and box.has_focus:
-            box.display = False
+            box.display = bool(self.filter_text)
             self.query_one("#trials-table").focus()
+            return
+        if self.query_one(TabbedContent).active != "matrix":  # back up the way enter came: trials -> matrix
+            self.action_tab("matrix")
             return
         self.dismiss()
 
