@@ -2,7 +2,8 @@
 
 `markdown(report)` takes the JSON report (`eval/report_json.py`), so whatever holds a report (the
 harness at the end of a run, the store read back later, the eval browser) renders the same text.
-Every estimate is printed with n, its interval and its method.
+Every estimate is printed with n, its interval and its method. With `timelines` (trial id ->
+lines, `eval.report.failing_timelines`), each failing trial follows with its timeline as text.
 """
 
 from __future__ import annotations
@@ -38,7 +39,29 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     return out
 
 
-def markdown(report: dict[str, Any]) -> str:
+def _failing(report: dict[str, Any], timelines: dict[int, list[str]]) -> list[str]:
+    from eval.report import failing
+
+    trials = [t for t in report["trials"] if failing(t)]
+    if not trials:
+        return []
+    lines = ["## Failing trials", "",
+             "Agent trials that did not mitigate or did harm, and invalid trials, each with its timeline "
+             "(seconds since the trial's origin).", ""]
+    for t in trials:
+        m = t.get("metrics") or {}
+        why = m.get("reason") or (t.get("error") or {}).get("reason") or (t.get("error") or {}).get("message") or ""
+        lines += [f"### Trial {t.get('trial_id')}: `{t['scenario']}` / `{t['variant']}`, seed {t['seed_index']} "
+                  f"rep {t['repeat']}: **{t['outcome']}**", ""]
+        if why:
+            lines += [f"> {_cell(why)}", ""]
+        body = timelines.get(t.get("trial_id")) if t.get("trial_id") is not None else None
+        if body:
+            lines += ["```", *body, "```", ""]
+    return lines
+
+
+def markdown(report: dict[str, Any], timelines: dict[int, list[str]] | None = None) -> str:
     c = report["campaign"]
     counts = report["counts"]
     lines = [f"# Evaluation campaign `{c['name']}`: {VERDICT.get(report['exit_code'], report['verdict'])}", ""]
@@ -107,6 +130,9 @@ def markdown(report: dict[str, Any]) -> str:
             [x["scenario"] or "all scenarios", f"{x['a']} vs {x['b']}", x["metric"], x["text"], x["decision_text"]]
             for x in report["comparisons"]])
         lines.append("")
+
+    if timelines is not None:
+        lines += _failing(report, timelines)
 
     integ = report["integrity"]
     lines += ["## Integrity", ""]

@@ -70,10 +70,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} {path}: no such folder {parent}")
 
 
-def write_reports(outcome: Any, args: argparse.Namespace) -> list[str]:
+def write_reports(outcome: Any, args: argparse.Namespace, summary: str | None = None) -> list[str]:
     from eval.report_json import dumps
     from eval.report_junit import junit_xml
-    from eval.report_markdown import markdown
 
     written = []
     if args.json_path:
@@ -83,19 +82,28 @@ def write_reports(outcome: Any, args: argparse.Namespace) -> list[str]:
         Path(args.junit).write_text(junit_xml(outcome.campaign, outcome.record, outcome.trials, outcome.analysis))
         written.append(f"JUnit report: {args.junit}")
     if args.markdown:
-        Path(args.markdown).write_text(markdown(outcome.report))
+        Path(args.markdown).write_text(summary if summary is not None else markdown_summary(outcome, args))
         written.append(f"Markdown summary: {args.markdown}")
     return written
 
 
-def _finish(outcome: Any, args: argparse.Namespace, json_stdout: bool) -> int:
+def markdown_summary(outcome: Any, args: argparse.Namespace) -> str:
+    """The Markdown summary, with the failing trials' timelines read from the campaign's store."""
+    from eval.report import failing_timelines
     from eval.report_markdown import markdown
+    from operator_tui.commands.common import run_with_store
 
-    written = write_reports(outcome, args)
+    timelines = run_with_store(settings_from(args), lambda store: failing_timelines(store, outcome.report))
+    return markdown(outcome.report, timelines)
+
+
+def _finish(outcome: Any, args: argparse.Namespace, json_stdout: bool) -> int:
+    summary = None if json_stdout else markdown_summary(outcome, args)
+    written = write_reports(outcome, args, summary)
     if json_stdout:
         print_json(outcome.report)
     else:
-        print(markdown(outcome.report))
+        print(summary)
         for line in written:
             print(line)
         print(f"campaign {outcome.campaign_id}: {outcome.analysis.verdict}, exit code {outcome.exit_code}")
