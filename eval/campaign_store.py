@@ -235,6 +235,7 @@ async def results(store: Any, campaign_id: int, campaign: Campaign, plan: Plan) 
             latest[key] = row
     merged = bool(((await _meta(store, campaign_id)).host_json or {}).get("campaign", {}).get("merged_from"))
     planned = plan.trials if merged else plan.mine
+    faults_of = await store.campaign_faults(campaign_id)
     out: list[TrialResult] = []
     for p in planned:
         kind = spec.variant(p.variant).kind
@@ -246,7 +247,7 @@ async def results(store: Any, campaign_id: int, campaign: Campaign, plan: Plan) 
             continue
         faults = [{"seq": f.seq, "kind": f.kind, "target": f.target_entity, "status": f.status,
                    "affected": f.affected_json, "undo": f.undo_json, "verify": f.verify_json,
-                   "revert_attempts": f.revert_attempts} for f in await store.eval_faults(row.id)]
+                   "revert_attempts": f.revert_attempts} for f in faults_of.get(row.id, [])]
         metrics = dict(row.metrics_json or {})
         outcome = row.outcome or ("invalid" if row.ended_at else "missing")
         out.append(TrialResult(

@@ -284,7 +284,9 @@ class CampaignScreen(ConsoleScreen):
             self.post_message(EvalCampaignLoaded(self.campaign_id, None, f"{type(e).__name__}: {e}"))
             return
         running = version[0] == "running"
-        if self.analysed_version != version and (not running or time.monotonic() - self.analysed_at > REANALYSE_S):
+        drawn = self.view is not None and self.view.version == version  # the matrix first, then the analysis
+        if drawn and self.analysed_version != version and (not running or
+                                                           time.monotonic() - self.analysed_at > REANALYSE_S):
             self.analysed_at = time.monotonic()
             analysis = await campaign_analysis(view)
             self.post_message(EvalAnalysisLoaded(self.campaign_id, view.version, analysis))

@@ -306,6 +306,17 @@ class EvalsRepo:
         rows = await self.db.fetchall("SELECT * FROM eval_faults WHERE trial_id = ? ORDER BY seq", (trial_id,))
         return [EvalFault.model_validate(_decode(r, JSON_FIELDS["faults"])) for r in rows]
 
+    async def campaign_faults(self, campaign_id: int) -> dict[int, list[EvalFault]]:
+        """Every fault of a campaign's trials in one read, by trial id (each trial's in seq order)."""
+        rows = await self.db.fetchall(
+            "SELECT f.* FROM eval_faults f JOIN eval_trials t ON t.id = f.trial_id WHERE t.campaign_id = ? "
+            "ORDER BY f.trial_id, f.seq", (campaign_id,))
+        out: dict[int, list[EvalFault]] = {}
+        for r in rows:
+            f = EvalFault.model_validate(_decode(r, JSON_FIELDS["faults"]))
+            out.setdefault(f.trial_id, []).append(f)
+        return out
+
     # -- history: events, oracle checks, workload buckets ------------------------------------------
 
     async def add_eval_event(self, trial_id: int, t_mono_ns: int, source: str, kind: str,
