@@ -147,7 +147,7 @@ async def write_trial(store: Store, clock: Clock, cid: int, scenario: Any, varia
         await store.update_eval_fault(fid, **fields)
         await store.add_eval_event(trial.id, int(t0 * NS), "nemesis", "inject", {"kind": f["kind"], "seq": 1})
     mitigated_at = t0 + plan.ttm if plan.ttm is not None and applied else None
-    horizon = end if not running else end
+    horizon = end
     buckets, checks = [], []
     for k in range(int(5.0), int(horizon)):
         bad = applied and k >= t0 and (mitigated_at is None or k < mitigated_at)

@@ -160,7 +160,7 @@ async def test_running_campaign_updates_live(tmp_path: Path, eval_db: Path) -> N
             await writer.close()
         await until(pilot, lambda: {(c["scenario"], c["variant"]): c for c in campaign.view.cells}
                     [(first.scenario, first.variant)]["success"]["k"] == k + 1, 10, "the matrix to update")
-        done = [t for t in campaign.view.trials if t.key == first.key][0]
+        done = next(t for t in campaign.view.trials if t.key == first.key)
         assert done.outcome == "success"
         await pilot.press("escape")
         listing = await _open(pilot, EvalScreen)
