@@ -75,6 +75,8 @@ def test_trial_detail_claude_timeout(snap_compare, eval_db) -> None:
         await pilot.press("t", "enter")
         await until(pilot, lambda: isinstance(pilot.app.screen, TrialScreen) and pilot.app.screen.view is not None,
                     10, "the trial")
+        doc = pilot.app.screen.query_one("#trial-markdown")
+        await until(pilot, lambda: doc.source.startswith("## Trial") and len(doc.children) > 3, 10, "the Markdown")
         fixed_status(pilot.app)
         await pilot.pause()
 
@@ -88,6 +90,8 @@ def test_trial_detail_running_fault_not_reverted(snap_compare, eval_db) -> None:
         await pilot.press("t", "enter")
         await until(pilot, lambda: isinstance(pilot.app.screen, TrialScreen) and pilot.app.screen.view is not None,
                     10, "the trial")
+        doc = pilot.app.screen.query_one("#trial-markdown")
+        await until(pilot, lambda: doc.source.startswith("## Trial") and len(doc.children) > 3, 10, "the Markdown")
         fixed_status(pilot.app)
         await pilot.pause()
 
