@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not m:
             raise RuntimeError(f"unexpected first line: {line!r}")
         url = m.group(1)
+        assert proc.stdout is not None
+        admin_line = proc.stdout.readline()  # printed with the first: the admin API (faults)
+        admin_url = admin_line.rsplit(" on ", 1)[1].split()[0]
         results: dict[str, Any] = {
             "stores": args.stores,
             "regions": args.regions,
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             endpoints["PD /metrics"] = timed(client, "/metrics", args.runs)
             results["rss_mib"] = rss_mib(proc.pid)
             # a dead store: its peers turn into down peers after 10 simulated minutes
-            client.post("/sim/v1/faults", json={"kind": "kill_store", "store_id": 2}).raise_for_status()
+            client.post(f"{admin_url}/sim/v1/faults", json={"kind": "kill_store", "store_id": 2}).raise_for_status()
             deadline = time.monotonic() + 600.0 / args.time_scale + 60
             down = 0
             while time.monotonic() < deadline:

@@ -17,7 +17,8 @@ async def load_record(store: Store, trial: EvalTrial) -> TrialRecord:
     clock = TrialClock(trial.t_origin_mono_ns, trial.t_origin_wall)
     variant = await store.get_variant(trial.variant_id)
     timings = (trial.metrics_json or {}).get("timings") or {}
-    faults = [{"kind": f.kind, "status": f.status, "applied_ns": f.applied_ns, "affected": f.affected_json,
+    faults = [{"kind": f.kind, "status": f.status, "invoke_ns": f.invoke_ns, "applied_ns": f.applied_ns,
+               "affected": f.affected_json,
                "target": f.target_entity} for f in await store.eval_faults(trial.id)]
     tickets = []
     for t in await store.list_tickets(run_id=trial.run_id, limit=10_000):

@@ -179,11 +179,14 @@ def _availability(buckets: list[dict[str, Any]], t0: int, until: int) -> dict[st
 def _operator_metrics(record: TrialRecord, t0: int | None, end_ns: int, pre_ns: int,
                       affected: set[str]) -> dict[str, Any]:
     tickets = record.tickets
-    after = [t for t in tickets if t0 is not None and t["opened_ns"] >= t0]
+    # The fault may take effect (and be seen) before the harness hears back that it was applied:
+    # a ticket from the moment the fault was invoked detects it (TTD then counts as 0).
+    invoked = min((f["invoke_ns"] for f in record.faults if f.get("invoke_ns") is not None), default=t0)
+    after = [t for t in tickets if invoked is not None and t["opened_ns"] >= invoked]
     detecting = [t for t in after if t["entity"] in affected or not affected]
     first = min((t["opened_ns"] for t in detecting), default=None)
-    ttd = None if first is None or t0 is None else first - t0
-    pre = [t for t in tickets if pre_ns <= t["opened_ns"] < (t0 if t0 is not None else end_ns)]
+    ttd = None if first is None or t0 is None else max(0, first - t0)
+    pre = [t for t in tickets if pre_ns <= t["opened_ns"] < (invoked if invoked is not None else end_ns)]
     acts = [a for a in record.actions if a["created_ns"] >= pre_ns]
     executed = [a for a in acts if a["executed"]]
     by_tier = Counter(a["risk"] for a in executed)

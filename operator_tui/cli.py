@@ -7,6 +7,7 @@ so `operator-tui --help` never pays for Textual, aiosqlite, httpx or anthropic.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ def _add_flag(group: argparse._ArgumentGroup, flag: Any, dest: str, **extra: Any
     if flag.store_true:
         kwargs["action"] = "store_true"
     else:
-        kwargs["metavar"] = flag.metavar
+        kwargs["metavar"] = flag.metavar or flag.key.split(".")[-1].upper()
         if flag.type is not None:
             kwargs["type"] = flag.type
         if flag.choices is not None:
@@ -240,13 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="up|down|status", required=True)
     lab_up = lab_sub.add_parser("up", help="start a local cluster in the background")
     lab_up.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")
-    added: set[str] = set()
+    users: dict[str, list[str]] = {}
+    first: dict[str, Any] = {}
     for plugin in registry.plugins():
         for flag in plugin.lab_flags:
-            if flag.option in added:
-                continue
-            added.add(flag.option)
-            _add_flag(lab_up, flag, f"lab__{flag.key}", default=None if not flag.store_true else False)
+            users.setdefault(flag.option, []).append(plugin.name)
+            first.setdefault(flag.option, flag)
+    for option, flag in first.items():
+        # A flag several labs share says so: "ratelimiter, etcd: do not start the load generator".
+        text = flag.help.split(": ", 1)[1] if flag.help.split(": ", 1)[0] in users[option] else flag.help
+        flag = dataclasses.replace(flag, help=f"{', '.join(users[option])}: {text}")
+        _add_flag(lab_up, flag, f"lab__{flag.key}", default=None if not flag.store_true else False)
     for name, text in (("down", "stop a local cluster and remove what it left"), ("status", "show a local cluster")):
         p = lab_sub.add_parser(name, help=text)
         p.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")

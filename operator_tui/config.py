@@ -50,6 +50,9 @@ class ClaudeSettings(Strict):
     system_prompt: str | None = None
     tools: list[str] | None = None  # None: all tools
     enable_shell: bool = False
+    # Where run_shell runs: bwrap (read-only host root) or docker (a throw-away container per command
+    # from the read-only operator-tui/shell image, on DOCKER_HOST or the project's local engine).
+    shell_sandbox: Literal["bwrap", "docker"] = "bwrap"
 
 
 class AgentSettings(Strict):

@@ -68,10 +68,8 @@ class ClusterScreen(ConsoleScreen):
                 grid.set_empty_text(state.phase_detail or "starting…")
             grid.apply(state.tile_views())
             if obs is not None:
-                stores = sum(1 for n in obs.nodes if n.kind == "store")
-                others = len(obs.nodes) - stores
                 down = sum(1 for n in obs.nodes if n.state == "down")
-                title = f"Nodes · {stores} stores" + (f" · {others} PD" if others else "")
+                title = " · ".join(["Nodes", *node_counts(obs.nodes)])
                 if down:
                     title += f" · [b $error]{down} down[/]"
                 grid.border_title = title
@@ -106,3 +104,18 @@ class ClusterScreen(ConsoleScreen):
 
     def action_focus_log(self) -> None:
         self.query_one(AgentLog).focus()
+
+
+def node_counts(nodes: list) -> list[str]:
+    """"5 stores", "3 PD", "3 members": one count per kind of node, in the order the subject lists them
+    (short kinds are acronyms: no plural)."""
+    counts: dict[str, int] = {}
+    for n in nodes:
+        counts[n.kind] = counts.get(n.kind, 0) + 1
+    out = []
+    for kind, count in counts.items():
+        if len(kind) <= 2:
+            out.append(f"{count} {kind.upper()}")
+        else:
+            out.append(f"{count} {kind}" + ("s" if count != 1 and not kind.endswith("s") else ""))
+    return out

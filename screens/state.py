@@ -192,7 +192,11 @@ def tile_view(node: Node, ticket: Ticket | None, reachable: bool) -> TileView:
         lines.append(spans((fmt.clip(address or node.role or "pd", 20), "dim")))
         lines.append(spans(node.state_detail or state))
     else:
-        lines.extend(spans(f"{fmt.clip(k, 10)} {fmt.count(v)}") for k, v in list(m.items())[:3])
+        shown = list(m.items())[:3]
+        if node.role:  # e.g. which etcd member leads
+            lines.append(spans((fmt.clip(node.role, 20), "bold")))
+            shown = shown[:2]
+        lines.extend(spans(f"{fmt.clip(k, 10)} {fmt.count(v)}") for k, v in shown)
     if ticket is not None:
         lines.append(spans((f"#{ticket.id} {fmt.clip(ticket.invariant, 16)}", "bold")))
     elif state != "up" and node.state_detail and node.kind != "pd":

@@ -16,6 +16,7 @@ from subjects.plugin import PluginError, SubjectPlugin, load
 PLUGINS: dict[str, str] = {
     "tikv": "subjects.tikv.plugin",
     "ratelimiter": "subjects.ratelimiter.plugin",
+    "etcd": "subjects.etcd.plugin",
 }
 DEFAULT = "tikv"  # the console's embedded default cluster
 

@@ -294,7 +294,7 @@ class ClaudeDiagnoser:
         self.tools = self._tool_names(settings)
         self.shell: Shell | None = None
         if settings.enable_shell:
-            self.shell = shell or Shell()
+            self.shell = shell or Shell(sandbox=settings.shell_sandbox)
             register_shell_action(engine.catalogue, self.shell)
 
     @staticmethod

@@ -15,7 +15,7 @@ DIAGNOSERS = ("embedded", "claude")
 def make_diagnoser(name: str, settings: AgentSettings, *, subject: Subject, store: Store, engine: ActionEngine,
                    run_id: int) -> Diagnoser:
     """The diagnoser called `name`. ValueError for "none" (no agent runs at all) and unknown names,
-    and for a Claude configuration that cannot work (unknown tools, run_shell without bwrap)."""
+    and for a Claude configuration that cannot work (unknown tools, run_shell without its sandbox)."""
     if name == "embedded":
         return EmbeddedDiagnoser()
     if name == "claude":
@@ -25,7 +25,7 @@ def make_diagnoser(name: str, settings: AgentSettings, *, subject: Subject, stor
 
         shell = None
         if settings.claude.enable_shell:
-            shell = Shell()
+            shell = Shell(sandbox=settings.claude.shell_sandbox)
             try:
                 shell.check()
             except SandboxUnavailable as e:

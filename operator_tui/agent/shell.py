@@ -53,7 +53,8 @@ TRUSTED_DIRS = ("/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin")
 
 
 class SandboxUnavailable(RuntimeError):
-    """bwrap is not installed (or not executable): nothing can run sandboxed."""
+    """bwrap is not installed (or not executable), or the docker sandbox has no engine or image:
+    nothing can run sandboxed."""
 
 
 class ShellResult(BaseModel):
@@ -414,9 +415,19 @@ class Shell:
     max_output: int = DEFAULT_MAX_OUTPUT
     hidden: list[str] | None = None  # None: default_hidden()
     bwrap: str | None = None  # None: found on PATH
+    sandbox: Literal["bwrap", "docker"] = "bwrap"  # docker: operator_tui/agent/docker_sandbox.py
+    docker_host: str | None = None  # None: DOCKER_HOST, else the project's local engine
 
     def check(self) -> str:
-        """The bwrap binary; raises SandboxUnavailable when there is none."""
+        """The sandbox to use (bwrap's path, or "docker"); raises SandboxUnavailable when it cannot run."""
+        if self.sandbox == "docker":
+            from operator_tui.agent import docker_sandbox
+
+            try:
+                docker_sandbox.check(self.docker_host)
+            except docker_sandbox.DockerSandboxUnavailable as e:
+                raise SandboxUnavailable(str(e)) from e
+            return "docker"
         if self.bwrap is not None:
             if not os.access(self.bwrap, os.X_OK):
                 raise SandboxUnavailable(f"bwrap not executable at {self.bwrap}")
@@ -427,8 +438,15 @@ class Shell:
         return classify(command)
 
     async def run(self, command: str, timeout_s: float | None = None) -> ShellResult:
-        return await run_sandboxed(command, min(timeout_s or self.timeout_s, 300.0), self.max_output,
-                                   hidden=self.hidden, bwrap=self.check())
+        timeout = min(timeout_s or self.timeout_s, 300.0)
+        if self.sandbox == "docker":
+            from operator_tui.agent import docker_sandbox
+
+            try:
+                return ShellResult(**await docker_sandbox.run(command, timeout, self.max_output, self.docker_host))
+            except docker_sandbox.DockerSandboxUnavailable as e:
+                raise SandboxUnavailable(str(e)) from e
+        return await run_sandboxed(command, timeout, self.max_output, hidden=self.hidden, bwrap=self.check())
 
 
 class ShellParams(ActionParams):

@@ -467,14 +467,14 @@ class Catalogue:
                 except ActionFailed as e:
                     last = e.reason
                 else:
-                    if stats.get("pid") == after["pid"]:
+                    if await asyncio.to_thread(lab.answers_as, p.node_id, stats, after):
                         state = "reaches Redis" if stats.get("redis_ok") else \
                             f"does not reach Redis yet ({stats.get('redis_error')})"
                         return ActionOutcome(
                             detail=f"node {p.node_id} {result}: pid {before['pid']} ({before['state']}) -> "
                                    f"{after['pid']}, answering and {state}",
                             data={"before_pid": before["pid"], "pid": after["pid"], "redis_ok": stats.get("redis_ok")})
-                    last = f"pid {stats.get('pid')} answers, expected {after['pid']}"
+                    last = f"pid {stats.get('pid')} (started_ms {stats.get('started_ms')}) answers, not the new run"
                 ctx.progress(f"waiting for node {p.node_id}: {last}")
                 await _sleep(ctx, POLL_S)
             raise ActionFailed(f"{what}: the new process (pid {after['pid']}) does not answer: {last}",
@@ -490,7 +490,8 @@ class Catalogue:
                                                                                   "; a restart may not have run"))
 
         return ActionDef(
-            "restart_node", "Restart a node's process through the local lab (SIGTERM, SIGKILL after a grace, then "
-            "start it with its original command line). Runtime config changes are lost.", NodeParams,
+            "restart_node", "Restart a node through the local lab: its process (SIGTERM, SIGKILL after a grace, then "
+            "start it with its original command line) or, in the Docker lab, its container (docker restart). Runtime "
+            "config changes are lost.", NodeParams,
             RiskTier.high, True, lambda p: f"node:{p.node_id}", precheck, execute,
             lambda p: f"lab restart_node {p.node_id}", reconcile)

@@ -14,7 +14,7 @@ from typing import Any
 from subjects.base import FaultRecord
 from subjects.plugin import PluginError, SubjectContext
 from subjects.ratelimiter import faults
-from subjects.ratelimiter.lab import LabError, RateLimiterLab
+from subjects.ratelimiter.lab import LabError, RateLimiterLab, open_lab
 
 
 class ChaosError(PluginError):
@@ -67,7 +67,7 @@ async def revert(options: dict[str, Any], record: FaultRecord) -> str:
     lab_dir = record.undo.get("lab_dir") or options.get("lab_dir")
     if not lab_dir:
         raise ChaosError("the fault record names no lab folder to revert in")
-    lab = RateLimiterLab(lab_dir)
+    lab = open_lab(lab_dir)
     if not lab.state_path.exists() or not lab.is_up():
         # `lab down` stopped every process the fault touched and unmounted Redis's disk; only what
         # the fault put on the host itself (an iptables chain) can outlive the lab.

@@ -41,7 +41,7 @@ from subjects.evaluation import (
 )
 from subjects.ratelimiter import fault_checks, faults, processes, tmpfs
 from subjects.ratelimiter.addresses import AddressPlan
-from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, child_env
+from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, child_env, open_lab
 from subjects.ratelimiter.oracle import Oracle
 from subjects.ratelimiter.processes import ProcessRecord
 
@@ -292,7 +292,7 @@ def _lab(lab_dir: str) -> RateLimiterLab:
 
 
 def _lab_if_up(lab_dir: str) -> tuple[RateLimiterLab, bool]:
-    lab = RateLimiterLab(lab_dir)
+    lab = open_lab(lab_dir)
     try:
         return lab, lab.state_path.exists() and lab.is_up()
     except LabError:
@@ -363,7 +363,7 @@ def _teardown(manifest: Manifest) -> list[str]:
     if stopped:
         done.append(stopped)
     lab_dir = manifest.admin.get("lab_dir", manifest.trial_dir)
-    lab = RateLimiterLab(lab_dir)
+    lab = open_lab(lab_dir)
     if lab.state_path.exists():
         try:
             report = lab.down()

@@ -4,17 +4,21 @@
 mechanism and at what it does to the service (a fault that is "set" but changes nothing did not
 land); ``wait(check, timeout_s)`` polls one until it holds. `record` is a fault record of
 `faults` (its ``facts`` and ``undo``). ``reverted`` with ``lab=None`` (the lab is gone) checks
-only what can outlive a lab: an iptables chain, a filler file on a disk still mounted.
+only what can outlive a lab: an iptables chain, a filler file on a host disk still mounted. The
+lab (process or Docker) says what state one run of a process or container is in.
 
 | kind            | effect                                                   | reverted                                        |
 |-----------------|----------------------------------------------------------|-------------------------------------------------|
-| node_kill       | the process (pid + start time) is gone, the port refuses | a live node process, not paused, /health 200    |
-| node_pause      | /proc/PID/status State T                                 | State neither T nor t; the node answers /health |
-| redis_pause     | a write stalls (CLIENT PAUSE) / State T (SIGSTOP)        | a write succeeds; not stopped                   |
+| node_kill       | that run (pid + start time; a container's run) is gone,  | a live node, not paused, /health 200            |
+| node_stop       | and the node's port refuses                              |                                                 |
+| node_restart    | that run ended, a new one answers /health as itself      | a live node, not paused, /health 200            |
+| node_pause      | /proc/PID/status State T (a container: paused)           | not paused; the node answers /health            |
+| redis_pause     | a write stalls (CLIENT PAUSE) / paused (SIGSTOP)         | a write succeeds; not paused                    |
 | counter_drift   | the node's cache TTL is the fault's                      | the TTL is back, the node's cache is empty      |
 | fail_open       | fail_mode open, link cut, a check admitted fail-open     | fail_mode and link as before                    |
 | redis_latency   | link(s) in delay mode, PING through the link that slow   | links as before, PING through them fast         |
-| partition       | chain listed with its jump, its counters above zero      | chain absent from `iptables -S`; node reaches Redis |
+| partition       | chain listed with its jump, its counters above zero (and | chain absent from `iptables -S`; node answers   |
+|                 | a connection to the node times out, when clients are cut)| /health 200 (it reaches Redis again)            |
 | redis_disk_full | free space about 0, a write refused (MISCONF)            | filler gone, free space back, a write succeeds  |
 """
 
@@ -32,7 +36,6 @@ from subjects import netfault
 from subjects.evaluation import Verdict
 from subjects.ratelimiter import processes, tmpfs
 from subjects.ratelimiter.lab import REDIS_PROCESS, LabError, RateLimiterLab
-from subjects.ratelimiter.processes import ProcessRecord
 
 HTTP_TIMEOUT_S = 2.0
 # Neutral names: an agent that reads them learns nothing about what was injected.
@@ -43,11 +46,6 @@ FAST_PING_MS = 50.0
 
 
 # -- looking at the lab ---------------------------------------------------------------------------
-
-def _process(facts: dict, name: str) -> ProcessRecord:
-    victim = facts["process"]
-    return ProcessRecord(name=name, pid=victim["pid"], starttime=victim["starttime"], argv=[], log="")
-
 
 def _health(url: str) -> tuple[int | None, str]:
     try:
@@ -61,14 +59,17 @@ def _health(url: str) -> tuple[int | None, str]:
     return r.status_code, str(reason)
 
 
-def _refuses(host: str, port: int) -> bool:
+def _connect(host: str, port: int, timeout_s: float = 1.0) -> str:
+    """``accepted``, ``refused`` or ``timed out`` (or another error's name)."""
     try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return False
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return "accepted"
     except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
+        return "refused"
+    except TimeoutError:
+        return "timed out"
+    except OSError as e:
+        return type(e).__name__
 
 
 def _write(lab: RateLimiterLab, timeout_s: float = 1.0) -> tuple[bool, str]:
@@ -110,23 +111,35 @@ def chain_listed(name: str) -> bool:
 
 # -- effect ---------------------------------------------------------------------------------------
 
-def _effect_node_kill(lab: RateLimiterLab, record: dict) -> Verdict:
+def _effect_node_gone(lab: RateLimiterLab, record: dict) -> Verdict:
     node = record["target"]
-    state = processes.process_state(_process(record["facts"], node))
+    state, how = lab.run_state(node, record["facts"]["process"])
     spec = lab.state.node(node)
-    refused = _refuses(spec.host, spec.port)
+    port = _connect(spec.host, spec.port)
     gone = state in (processes.STOPPED, processes.ZOMBIE)
-    ok = gone and refused
-    return Verdict(ok, f"{node}: process {state}, port {spec.port} {'refuses' if refused else 'still accepts'}",
-                   {"process_state": state, "port_refuses": refused})
+    ok = gone and port == "refused"
+    return Verdict(ok, f"{how}; port {spec.port} {port}", {"process_state": state, "port": port})
+
+
+def _effect_node_restart(lab: RateLimiterLab, record: dict) -> Verdict:
+    node = record["target"]
+    state, how = lab.run_state(node, record["facts"]["process"])
+    now = lab.node_process(node)
+    status, reason = _health(lab.node_urls()[node])
+    stats = {}
+    if status == 200:
+        stats = httpx.get(f"{lab.node_urls()[node]}/api/stats", timeout=HTTP_TIMEOUT_S).json()
+    ours = bool(stats) and lab.answers_as(node, stats, now)
+    ok = state == processes.STOPPED and now["state"] == processes.RUNNING and ours
+    return Verdict(ok, f"old run: {how}; now {lab.describe(node, now)} {now['state']}, /health {status} "
+                       f"{'from the new run' if ours else reason}".rstrip(),
+                   {"old_run": state, "process": now, "health": status})
 
 
 def _effect_pause(lab: RateLimiterLab, record: dict) -> Verdict:
     name = REDIS_PROCESS if record["kind"] == "redis_pause" else record["target"]
-    state = processes.process_state(_process(record["facts"], name))
-    status = processes.status_letter(record["facts"]["process"]["pid"])
-    return Verdict(state == processes.PAUSED, f"{name} (pid {record['facts']['process']['pid']}): State {status}",
-                   {"proc_status_state": status})
+    state, how = lab.run_state(name, record["facts"]["process"])
+    return Verdict(state == processes.PAUSED, how, {"state": state})
 
 
 def _effect_redis_pause(lab: RateLimiterLab, record: dict) -> Verdict:
@@ -172,19 +185,27 @@ def _effect_latency(lab: RateLimiterLab, record: dict) -> Verdict:
 
 
 def _effect_partition(lab: RateLimiterLab, record: dict) -> Verdict:
-    chain = netfault.Chain(record["facts"]["chain"])
-    listed, hooked, packets = chain.exists(), chain.hooked(), chain.packets()
-    status, reason = _health(record["facts"]["node_url"])
-    ok = listed and hooked and packets > 0
+    facts = record["facts"]
+    chain = netfault.Chain(facts["chain"])
+    listed, hooked = chain.exists(), chain.hooked()
+    reach = ""
+    cut_clients = facts.get("direction") in ("clients", "both")
+    if cut_clients:
+        spec = lab.state.node(record["target"])
+        reach = _connect(spec.host, spec.port, timeout_s=0.5)  # dropped: neither accepted nor refused
+    packets = chain.packets()
+    status, reason = (None, "") if cut_clients else _health(facts["node_url"])
+    ok = listed and hooked and packets > 0 and (not cut_clients or reach == "timed out")
     return Verdict(ok, f"chain {chain.name}: {'listed' if listed else 'MISSING'}, "
-                       f"{'hooked' if hooked else 'NOT hooked'}, {packets} packets dropped; "
-                       f"{record['target']} /health {status} {reason}".rstrip(),
-                   {"chain": chain.name, "rules": chain.rules(), "packets": packets, "node_health": status})
+                       f"{'hooked' if hooked else 'NOT hooked'}, {packets} packets dropped; {record['target']} "
+                       + (f"connect {reach}" if cut_clients else f"/health {status} {reason}".rstrip()),
+                   {"chain": chain.name, "rules": chain.rules(), "packets": packets, "node_health": status,
+                    "connect": reach or None})
 
 
 def _effect_disk_full(lab: RateLimiterLab, record: dict) -> Verdict:
     facts = record["facts"]
-    free = tmpfs.usage(facts["mount"])["free_bytes"]
+    free = lab.disk_usage()["free_bytes"]
     ok_write, what = _write(lab)
     refused = not ok_write and "MISCONF" in what
     ok = free <= facts["leave_bytes"] + FULL_SLACK_BYTES and refused
@@ -202,20 +223,20 @@ def _node_back(lab: RateLimiterLab, node: str) -> Verdict:
                    {"process": proc, "health": status})
 
 
-def _reverted_node_kill(lab: RateLimiterLab, record: dict) -> Verdict:
+def _reverted_node_run(lab: RateLimiterLab, record: dict) -> Verdict:
     return _node_back(lab, record["target"])
 
 
 def _reverted_pause(lab: RateLimiterLab, record: dict) -> Verdict:
     name = REDIS_PROCESS if record["kind"] == "redis_pause" else record["target"]
-    state = processes.process_state(_process(record["facts"], name))
+    state, how = lab.run_state(name, record["facts"]["process"])
     if state == processes.PAUSED:
-        return Verdict(False, f"{name} (pid {record['facts']['process']['pid']}) is still stopped", {"state": state})
+        return Verdict(False, f"still paused: {how}", {"state": state})
     if name == REDIS_PROCESS:
         ok, what = _write(lab)
-        return Verdict(ok, f"redis-server {state}; {what}", {"state": state, "write": what})
+        return Verdict(ok, f"{how}; {what}", {"state": state, "write": what})
     back = _node_back(lab, name)
-    return Verdict(back.ok, f"paused process {state}; {back.detail}", {"state": state, **back.evidence})
+    return Verdict(back.ok, f"paused run: {how}; {back.detail}", {"state": state, **back.evidence})
 
 
 def _reverted_redis_pause(lab: RateLimiterLab, record: dict) -> Verdict:
@@ -274,23 +295,29 @@ def _reverted_partition(lab: RateLimiterLab | None, record: dict) -> Verdict:
 
 def _reverted_disk_full(lab: RateLimiterLab | None, record: dict) -> Verdict:
     facts = record["facts"]
-    filler = Path(facts["filler"])
-    if lab is None or not tmpfs.is_mounted(facts["mount"]):
-        gone = not filler.exists()
+    filler = facts["filler"]
+    on_host = any(step["op"] == "remove_file" for step in record["undo"])
+    if lab is None or (on_host and not tmpfs.is_mounted(facts["mount"])):
+        if not on_host:
+            return Verdict(True, f"the lab is down: {filler} went with Redis's container", {})
+        gone = not Path(filler).exists()
         return Verdict(gone, f"{facts['mount']} unmounted; filler {'gone' if gone else 'STILL THERE'}",
                        {"filler_exists": not gone})
-    free = tmpfs.usage(facts["mount"])["free_bytes"]
+    held = lab.disk_holds(filler)
+    free = lab.disk_usage()["free_bytes"]
     ok_write, what = _write(lab)
     # Redis's own dump file may have grown a little since the fault was planned.
     back = free >= facts["free_before"] - 1024 * 1024
-    ok = not filler.exists() and back and ok_write
-    return Verdict(ok, f"filler {'STILL THERE' if filler.exists() else 'gone'}, {free} bytes free "
+    ok = not held and back and ok_write
+    return Verdict(ok, f"filler {'STILL THERE' if held else 'gone'}, {free} bytes free "
                        f"(before: {facts['free_before']}); {what}",
-                   {"filler_exists": filler.exists(), "free_bytes": free, "write": what})
+                   {"filler_exists": held, "free_bytes": free, "write": what})
 
 
 EFFECT: dict[str, Callable[[RateLimiterLab, dict], Verdict]] = {
-    "node_kill": _effect_node_kill,
+    "node_kill": _effect_node_gone,
+    "node_stop": _effect_node_gone,
+    "node_restart": _effect_node_restart,
     "node_pause": _effect_pause,
     "redis_pause": _effect_redis_pause,
     "counter_drift": _effect_counter_drift,
@@ -300,7 +327,9 @@ EFFECT: dict[str, Callable[[RateLimiterLab, dict], Verdict]] = {
     "redis_disk_full": _effect_disk_full,
 }
 REVERTED: dict[str, Callable[[RateLimiterLab, dict], Verdict]] = {
-    "node_kill": _reverted_node_kill,
+    "node_kill": _reverted_node_run,
+    "node_stop": _reverted_node_run,
+    "node_restart": _reverted_node_run,
     "node_pause": _reverted_pause,
     "redis_pause": _reverted_redis_pause,
     "counter_drift": _reverted_counter_drift,

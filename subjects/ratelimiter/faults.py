@@ -1,10 +1,12 @@
-"""Faults for the rate limiter lab, each recorded with exactly what undoes it.
+"""Faults for the rate limiter lab (process or Docker), each recorded with exactly what undoes it.
 
 ``plan(lab, kind, target=None, params=None, name=None) -> record`` writes down the target and the
 complete undo and changes nothing; ``apply(lab, record)`` then makes the fault. The evaluation
 harness stores the planned record before applying it (write-ahead), so a crash in between still
 leaves an undo on record. ``inject`` is the two at once (for `operator-tui chaos`), and
-``revert(lab, record) -> report`` undoes a record.
+``revert(lab, record) -> report`` undoes a record. The lab (`lab.RateLimiterLab` or
+`docker_lab.DockerRateLimiterLab`, whichever `open_lab` gives) does what differs between processes
+and containers (kill, stop, pause, the run of a process, Redis's disk); a fault asks it.
 
 A record is plain JSON::
 
@@ -13,34 +15,36 @@ A record is plain JSON::
      "facts": {...}, "undo": [step, ...]}
 
 ``facts`` are what the fault's effect and revert checks (`fault_checks`) need that the undo does
-not say: the process a kill or pause hit (pid and start time), a partition's rules, a filler's size.
+not say: the run a kill, stop, restart or pause hit (pid and start time; a container's id and when
+it started), a partition's rules, a filler's size.
 
 Undo steps (executed in order by `revert`):
 
 - ``{"op": "start_node", "node"}``                         start the node if it is not running
 - ``{"op": "signal", "process", "pid", "starttime", "signal": "SIGCONT"}``  only if that very
   process still exists
+- ``{"op": "unpause", "process", "container"}``            unfreeze a paused container (Docker lab)
 - ``{"op": "node_config", "node", "url", "config": {"fail_mode"?, "cache_ttl_ms"?}, "flush": bool}``
 - ``{"op": "link", "link", "mode", "delay_ms"}``          set a proxy link back
 - ``{"op": "redis_unpause", "until": iso}``                ``CLIENT UNPAUSE``, unless the pause
   already ended by itself
-- ``{"op": "chain", "chain"}``                             delete that iptables chain and its jump
-  (host step: needs no lab)
+- ``{"op": "chain", "chain"}``                             delete that iptables chain and its jump,
+  check it gone (host step: needs no lab)
 - ``{"op": "remove_file", "path"}``                        delete a filler file (host step)
-- ``{"op": "redis_bgsave"}``                               ask Redis to save now, so that it takes
-  writes again at once rather than at its next retry (a full disk made it refuse them)
+- ``{"op": "unfill", "process", "file"}``                  delete a filler inside a container (Docker lab)
+- ``{"op": "redis_bgsave"}``                               a save that starts now, and its outcome:
+  Redis takes writes again once one succeeds (a full disk made it refuse them)
 
 The report of `revert` is ``{"id", "kind", "target", "reverted_at", "undone": [text],
 "nothing_to_do": [text], "failed": [{"step", "reason"}], "ok": bool}``. Reverting twice, after the
 lab was restarted, or after the process died never raises: what could not be undone is listed
 under ``failed`` (and ``ok`` is false), what was already undone under ``nothing_to_do``. With
-``host_only`` (the lab is gone: its processes, links and disk went with it) only the host steps
-run: a chain outlives the lab that it cut.
+``host_only`` (the lab is gone: its processes, containers, links and disk went with it) only the
+host steps run: a chain outlives the lab that it cut.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import uuid
 from collections.abc import Callable
@@ -53,7 +57,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from subjects import netfault
-from subjects.ratelimiter import processes, tmpfs
+from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import REDIS_PROCESS, LabError, RateLimiterLab
 from subjects.ratelimiter.processes import ProcessRecord
 
@@ -92,6 +96,9 @@ class LatencyParams(_Params):
 
 
 class PartitionParams(_Params):
+    direction: Literal["redis", "clients", "both"] = Field(
+        default="redis", description="what to cut: the node's traffic to Redis (its link and Redis itself), "
+                                     "its clients' traffic to it, or both")
     chain: str | None = Field(
         default=None, pattern=netfault.CHAIN_NAME.pattern,
         description="the iptables chain to hold the rules (unique per fault); default: one made up")
@@ -143,63 +150,77 @@ Planned = tuple[list[dict], dict]
 Applied = tuple[list[str], datetime | None]
 
 
-def _running_node(lab: RateLimiterLab, node: str) -> dict:
-    proc = lab.node_process(node)
+def _running(lab: RateLimiterLab, name: str) -> dict:
+    """The current run of the node or ``redis`` (`lab.process_info`); FaultError unless it runs."""
+    proc = lab.process_info(name)
     if proc["state"] != processes.RUNNING:
-        raise FaultError(f"node {node} is not running (process {proc['state']})")
+        raise FaultError(f"{name} is not running ({proc['state']})")
     return proc
 
 
-def _victim(proc: dict | ProcessRecord) -> dict:
-    if isinstance(proc, ProcessRecord):
-        return {"pid": proc.pid, "starttime": proc.starttime}
-    return {"pid": proc["pid"], "starttime": proc["starttime"]}
+def _victim(proc: dict) -> dict:
+    """The identity of one run (a process: pid and start time; a container: its id and start)."""
+    return {k: proc[k] for k in ("pid", "starttime", "container") if k in proc}
 
 
-def _plan_node_kill(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
-    return [{"op": "start_node", "node": node}], {"process": _victim(_running_node(lab, node))}
+def _still_running(lab: RateLimiterLab, name: str, record: dict) -> dict:
+    victim = record["facts"]["process"]
+    state, how = lab.run_state(name, victim)
+    if state != processes.RUNNING:
+        raise FaultError(f"{name} changed since the fault was planned: {how}")
+    return victim
+
+
+def _plan_node_run(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
+    """node_kill, node_stop, node_restart: the run hit; the undo starts the node unless it runs."""
+    return [{"op": "start_node", "node": node}], {"process": _victim(_running(lab, node))}
 
 
 def _apply_node_kill(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
-    victim = record["facts"]["process"]
-    if lab.node_process(node)["pid"] != victim["pid"]:
-        raise FaultError(f"node {node} was restarted since the fault was planned")
+    victim = _still_running(lab, node, record)
     lab.kill_node(node)
-    return [f"SIGKILL {node} (pid {victim['pid']})"], None
+    return [f"SIGKILL {lab.describe(node, victim)}"], None
 
 
-def _signal_undo(process: str, proc: dict) -> dict:
-    return {"op": "signal", "process": process, **_victim(proc), "signal": "SIGCONT"}
+def _apply_node_stop(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
+    victim = _still_running(lab, node, record)
+    outcome = lab.stop_node(node)
+    return [f"stop {lab.describe(node, victim)}: {outcome}"], None
+
+
+def _apply_node_restart(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
+    victim = _still_running(lab, node, record)
+    lab.restart_node(node)
+    after = lab.process_info(node)
+    record["facts"]["after"] = _victim(after)
+    # A restart ends by itself; the undo only makes sure the node runs again.
+    return [f"restart {lab.describe(node, victim)} -> {lab.describe(node, after)}"], None
 
 
 def _plan_node_pause(lab: RateLimiterLab, node: str, p: NoParams, name: str | None) -> Planned:
-    proc = _running_node(lab, node)
-    return [_signal_undo(node, proc)], {"process": _victim(proc)}
+    proc = _running(lab, node)
+    return [lab.pause_undo(node, proc)], {"process": _victim(proc)}
 
 
 def _apply_node_pause(lab: RateLimiterLab, node: str, p: NoParams, record: dict) -> Applied:
-    victim = record["facts"]["process"]
-    if lab.node_process(node)["pid"] != victim["pid"]:
-        raise FaultError(f"node {node} was restarted since the fault was planned")
+    victim = _still_running(lab, node, record)
     lab.pause_node(node)
-    return [f"SIGSTOP {node} (pid {victim['pid']})"], None
+    return [f"pause {lab.describe(node, victim)}"], None
 
 
 def _plan_redis_pause(lab: RateLimiterLab, target: str, p: RedisPauseParams, name: str | None) -> Planned:
-    rec = lab.process(REDIS_PROCESS)
-    if processes.process_state(rec) != processes.RUNNING:
-        raise FaultError(f"redis-server is not running (process {processes.process_state(rec)})")
+    proc = _running(lab, REDIS_PROCESS)
     if p.mode == "sigstop":
-        undo = _signal_undo(REDIS_PROCESS, {"pid": rec.pid, "starttime": rec.starttime})
-        return [undo], {"process": _victim(rec)}
+        return [lab.pause_undo(REDIS_PROCESS, proc)], {"process": _victim(proc)}
     # `until` is set when the pause starts; without it the revert unpauses unconditionally.
-    return [{"op": "redis_unpause", "until": None}], {"process": _victim(rec)}
+    return [{"op": "redis_unpause", "until": None}], {"process": _victim(proc)}
 
 
 def _apply_redis_pause(lab: RateLimiterLab, target: str, p: RedisPauseParams, record: dict) -> Applied:
     if p.mode == "sigstop":
+        victim = _still_running(lab, REDIS_PROCESS, record)
         lab.pause_redis()
-        return [f"SIGSTOP redis-server (pid {record['facts']['process']['pid']})"], None
+        return [f"pause {lab.describe(REDIS_PROCESS, victim)}"], None
     client = lab.redis()
     try:
         # WRITE: scripts and writes block (checks, heartbeats) while PING and reads still answer,
@@ -268,18 +289,24 @@ def _apply_redis_latency(lab: RateLimiterLab, target: str, p: LatencyParams, rec
 def _plan_partition(lab: RateLimiterLab, node: str, p: PartitionParams, name: str | None) -> Planned:
     state = lab.state
     spec = state.node(node)
-    rec = state.processes.get(node)
-    cgroup = rec.cgroup if rec is not None else None
+    cgroup = lab.node_cgroup(node)
     chain = p.chain or name or f"{CHAIN_PREFIX}{uuid.uuid4().hex[:10]}"
     if not netfault.CHAIN_NAME.match(chain):
         raise FaultError(f"partition: bad chain name {chain!r} (letters, digits, _ and -, at most 28)")
-    # Whatever the node sends towards Redis: its own proxy link, and Redis itself. The rule names
-    # the node's address and, when it has one, its cgroup; the direct-to-Redis rule is added only
-    # when one of them tells the node apart (on the default lab everyone shares 127.0.0.1).
-    rules = [{"src": spec.host, "dst": spec.link_host, "dport": spec.link_port, "cgroup": cgroup}]
-    if cgroup or spec.host != state.redis_host:
-        rules.append({"src": spec.host, "dst": state.redis_host, "dport": state.redis_port, "cgroup": cgroup})
-    facts = {"chain": chain, "rules": rules, "node_url": spec.url, "cgroup": cgroup}
+    rules = []
+    if p.direction in ("redis", "both"):
+        # Whatever the node sends towards Redis: its own proxy link, and Redis itself. The rules
+        # name the node's own address (every node connects from one, in both labs) and, when it
+        # has one, its cgroup (a process; a container has no cgroup v2 path here); the
+        # direct-to-Redis rule only when one of them tells the node apart (on the default process
+        # lab everyone shares 127.0.0.1).
+        rules.append({"src": spec.host, "dst": spec.link_host, "dport": spec.link_port, "cgroup": cgroup})
+        if cgroup or spec.host != state.redis_host:
+            rules.append({"src": spec.host, "dst": state.redis_host, "dport": state.redis_port, "cgroup": cgroup})
+    if p.direction in ("clients", "both"):
+        # Whoever connects to the node: the observer, the load generator, routers.
+        rules.append({"dst": spec.host, "dport": spec.port})
+    facts = {"chain": chain, "rules": rules, "node_url": spec.url, "cgroup": cgroup, "direction": p.direction}
     return [{"op": "chain", "chain": chain}], facts
 
 
@@ -300,44 +327,26 @@ def _apply_partition(lab: RateLimiterLab, node: str, p: PartitionParams, record:
 
 
 def _plan_disk_full(lab: RateLimiterLab, target: str, p: DiskFullParams, name: str | None) -> Planned:
-    disk = lab.state.redis_disk
-    if disk is None:
-        raise FaultError("this lab's Redis has no disk of its own to fill: start the lab with --redis-disk-mb")
-    if not tmpfs.is_mounted(disk.path):
-        raise FaultError(f"Redis's disk {disk.path} is not mounted")
+    try:
+        disk = lab.disk()
+    except LabError as e:
+        raise FaultError(str(e)) from e
     stem = name if name and name.replace("-", "").replace("_", "").isalnum() else uuid.uuid4().hex[:10]
-    filler = str(Path(disk.path) / f"spool-{stem}.dat")  # a neutral name: it reveals nothing to an agent
-    facts = {"mount": disk.path, "filler": filler, "free_before": tmpfs.usage(disk.path)["free_bytes"],
+    filler = lab.disk_filler(stem)
+    facts = {"mount": disk.path, "filler": filler, "free_before": lab.disk_usage()["free_bytes"],
              "leave_bytes": p.leave_kb * 1024}
-    return [{"op": "remove_file", "path": filler}, {"op": "redis_bgsave"}], facts
+    return [lab.disk_unfill_undo(filler), {"op": "redis_bgsave"}], facts
 
 
 def _apply_disk_full(lab: RateLimiterLab, target: str, p: DiskFullParams, record: dict) -> Applied:
     facts = record["facts"]
-    filler = Path(facts["filler"])
-    if filler.exists():
-        raise FaultError(f"{filler} already exists: a filler belongs to one fault")
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    size = 0
-    try:
-        # The free space moves while Redis writes: take what is free now, a little less on ENOSPC.
-        for _ in range(20):
-            size = max(0, tmpfs.usage(facts["mount"])["free_bytes"] - facts["leave_bytes"])
-            try:
-                if size:
-                    os.posix_fallocate(fd, 0, size)
-                break
-            except OSError:
-                facts["leave_bytes"] += 4096
-        else:
-            raise FaultError(f"could not fill {facts['mount']}")
-    except BaseException:
-        os.close(fd)
-        filler.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    facts["size"] = size
-    return [f"filled {facts['mount']} with {size} bytes ({filler})"], None
+    if lab.disk_holds(facts["filler"]):
+        raise FaultError(f"{facts['filler']} already exists: a filler belongs to one fault")
+    facts["size"] = lab.disk_fill(facts["filler"], facts["leave_bytes"])
+    # A save now rather than at Redis's next save point: with the disk full it fails, and Redis
+    # refuses writes from then on.
+    saved = lab.save_and_wait()
+    return [f"filled {facts['mount']} with {facts['size']} bytes ({facts['filler']}); BGSAVE: {saved}"], None
 
 
 @dataclass(frozen=True)
@@ -354,23 +363,30 @@ class Kind:
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("node_kill", "SIGKILL one node; revert starts it again", "node", NoParams,
-             _plan_node_kill, _apply_node_kill),
-        Kind("node_pause", "SIGSTOP one node; revert SIGCONTs it", "node", NoParams,
-             _plan_node_pause, _apply_node_pause),
+        Kind("node_kill", "SIGKILL one node (a container: docker kill); revert starts it again", "node", NoParams,
+             _plan_node_run, _apply_node_kill),
+        Kind("node_pause", "pause one node (SIGSTOP; a container: the cgroup freezer); revert resumes it", "node",
+             NoParams, _plan_node_pause, _apply_node_pause),
         Kind("redis_pause", "stall Redis: CLIENT PAUSE WRITE for duration_ms (self-ending), or SIGSTOP "
-             "redis-server", "redis", RedisPauseParams, _plan_redis_pause, _apply_redis_pause, self_heals=True),
+             "redis-server (a container: the freezer)", "redis", RedisPauseParams, _plan_redis_pause,
+             _apply_redis_pause, self_heals=True),
         Kind("counter_drift", "turn on a long-lived local cache on one node so it over-admits; revert turns it "
              "off and flushes it", "node", DriftParams, _plan_counter_drift, _apply_counter_drift),
         Kind("fail_open", "set one node to fail_mode open and cut its Redis link; revert restores both",
              "node", FailOpenParams, _plan_fail_open, _apply_fail_open),
         Kind("redis_latency", "delay Redis round trips on one node's link or on all links (*); revert restores "
              "them", "links", LatencyParams, _plan_redis_latency, _apply_redis_latency),
-        Kind("partition", "cut one node from Redis with iptables DROP rules (its address and cgroup to its "
-             "proxy link and to Redis) in a chain of its own; revert deletes the chain", "node",
-             PartitionParams, _plan_partition, _apply_partition),
-        Kind("redis_disk_full", "fill Redis's data disk (a tmpfs: lab up --redis-disk-mb) with a filler file, "
-             "so its saves fail and it refuses writes; revert removes the filler", "redis", DiskFullParams,
+        Kind("node_stop", "stop one node (SIGTERM, SIGKILL after 5 s; a container: docker stop); revert starts it",
+             "node", NoParams, _plan_node_run, _apply_node_stop),
+        Kind("node_restart", "restart one node (a container: docker restart); it ends by itself, revert makes "
+             "sure the node runs", "node", NoParams, _plan_node_run, _apply_node_restart, self_heals=True),
+        Kind("partition", "iptables DROP rules in a chain of the fault's own: cut one node from Redis (direction "
+             "redis, the default: its link and Redis, matched by the node's address and cgroup), from its "
+             "clients (clients: packets to its address and port) or both; revert deletes the chain and checks it "
+             "gone", "node", PartitionParams, _plan_partition, _apply_partition),
+        Kind("redis_disk_full", "fill Redis's data disk (a tmpfs: lab up --redis-disk-mb, or the Redis "
+             "container's in the Docker lab) with a filler file and save: the save fails and Redis refuses "
+             "writes; revert removes the filler and saves again", "redis", DiskFullParams,
              _plan_disk_full, _apply_disk_full),
     )
 }
@@ -489,6 +505,10 @@ def _run_step(lab: RateLimiterLab, step: dict) -> tuple[str, str]:
             return "nothing", f"{step['process']} (pid {step['pid']}) is not stopped"
         processes.signal_and_wait(rec, signal.Signals[step["signal"]])
         return "undone", f"{step['signal']} {step['process']} (pid {step['pid']})"
+    if op == "unpause":
+        outcome = lab.resume(step["process"])
+        return ("undone", f"resumed {step['process']}") if outcome == "resumed" else \
+            ("nothing", f"{step['process']} {outcome}")
     if op == "node_config":
         current = _get(f"{step['url']}/admin/config")
         changes = {k: v for k, v in step["config"].items() if current.get(k) != v}
@@ -527,25 +547,23 @@ def _run_step(lab: RateLimiterLab, step: dict) -> tuple[str, str]:
         if chain.gone():
             return "nothing", f"iptables chain {chain.name} is already gone"
         chain.delete()
-        return "undone", f"deleted iptables chain {chain.name} and its jump"
+        if not chain.gone():
+            raise FaultError(f"iptables chain {chain.name} is still there after deleting it")
+        return "undone", f"deleted iptables chain {chain.name} and its jump (checked gone)"
     if op == "remove_file":
         path = Path(step["path"])
         if not path.exists():
             return "nothing", f"{path} is already gone"
         path.unlink()
         return "undone", f"removed {path}"
+    if op == "unfill":
+        outcome = lab.unfill_disk(step["process"], step["file"])
+        return ("undone" if outcome == "removed" else "nothing"), f"{step['process']} disk: {outcome} {step['file']}"
     if op == "redis_bgsave":
-        import redis
-
-        client = lab.redis()
-        try:
-            client.bgsave()
-        except redis.ResponseError as e:
-            if "in progress" not in str(e):  # a save already under way does the same
-                raise
-        finally:
-            client.close()
-        return "undone", "BGSAVE (Redis takes writes again once a save succeeds)"
+        saved = lab.save_and_wait()
+        if saved != "ok":
+            raise FaultError(f"BGSAVE {saved}: Redis still cannot save, so it still refuses writes")
+        return "undone", "BGSAVE ok (Redis takes writes again)"
     raise FaultError(f"unknown undo step {op!r}")
 
 

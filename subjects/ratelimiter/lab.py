@@ -25,6 +25,11 @@ makes its background saves fail and Redis refuse writes (MISCONF), as a full dis
 Each node reaches Redis only through its own proxy link, so one node's Redis connection can be
 delayed or cut (`set_link`) while the others and the observer (which reads Redis directly at
 ``redis_url()``) are unaffected.
+
+The same lab runs as containers (`docker_lab.DockerRateLimiterLab`, ``runtime: docker`` in the
+state file); `open_lab(run_dir)` gives whichever of the two started there. What differs between
+them is behind the lab's methods that faults and actions use: the run of a process or container
+(`process_info`, `run_state`), kill, stop, restart, pause and their undo, Redis's disk (`disk*`).
 """
 
 from __future__ import annotations
@@ -39,13 +44,15 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from containers.nodes import ContainerRecord
 from subjects import netfault
 from subjects.plugin import PluginError
 from subjects.ratelimiter import addresses, processes, tmpfs
@@ -101,7 +108,7 @@ class NodeSpec(BaseModel):
 class RedisDisk(BaseModel):
     """Redis's data folder as a tmpfs of its own (written before it is mounted)."""
 
-    path: str
+    path: str  # on the host; in the Docker lab, inside Redis's container
     size_mb: int
     save_s: int  # Redis saves (BGSAVE) every save_s seconds after at least one write
 
@@ -124,6 +131,11 @@ class LabState(BaseModel):
     proxy_host: str = LOCALHOST
     cgroup: str | None = None  # the lab's cgroup v2 (each process in CGROUP/<name>), when it has one
     redis_disk: RedisDisk | None = None
+    # "process" (this module) or "docker" (subjects.ratelimiter.docker_lab): same layout, as containers
+    runtime: str = "process"
+    docker_host: str | None = None
+    engine_started: bool = False  # the docker lab started the local engine, and stops it at `down`
+    containers: dict[str, ContainerRecord] = {}
 
     @property
     def plan(self) -> AddressPlan:
@@ -179,7 +191,7 @@ class RateLimiterLab:
     @classmethod
     def load(cls, run_dir: str | Path) -> RateLimiterLab:
         """The lab whose state file is in `run_dir` (e.g. started by `lab up`); LabError if none."""
-        lab = cls(run_dir)
+        lab = open_lab(run_dir)
         lab.state  # noqa: B018 - raises LabError when no lab is up there
         return lab
 
@@ -400,15 +412,7 @@ class RateLimiterLab:
             "--protected-mode", "yes" if state.redis_host == LOCALHOST else "no",
             "--loglevel", "notice",
         ]  # fmt: skip
-        if disk is None:
-            return [*argv, "--save", ""]
-        # Save points are what make a full disk refuse writes: stop-writes-on-bgsave-error
-        # applies to configured saves only.
-        saves = ["--save", f"{disk.save_s} 1", "--stop-writes-on-bgsave-error", "yes", "--dbfilename", "dump.rdb",
-                 # A lab's data goes at `down`; saving it on the way out would keep a full disk's
-                 # Redis from exiting on SIGTERM at all.
-                 "--shutdown-on-sigterm", "nosave"]
-        return [*argv, *saves]
+        return [*argv, *redis_save_args(disk)]
 
     def _start_all(self, state: LabState, server: str, load_args: list[str]) -> None:
         redis_dir = self.run_dir / REDIS_DIR
@@ -523,19 +527,12 @@ class RateLimiterLab:
 
     def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
         rec = state.processes[spec.id]
-        last = "no answer yet"
-        while time.monotonic() < deadline:
+
+        def alive() -> None:
             if not processes.is_live(rec):
                 raise LabError(f"node {spec.id} exited: {processes.log_tail(rec.log)}")
-            try:
-                r = httpx.get(f"{spec.url}/health", timeout=2.0)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-            time.sleep(0.1)
-        raise LabError(f"node {spec.id} not healthy within {START_TIMEOUT_S:.0f}s ({last})")
+
+        wait_answering(f"{spec.url}/health", deadline, alive, f"node {spec.id}")
 
     # -- down ----------------------------------------------------------------------------------
 
@@ -634,12 +631,15 @@ class RateLimiterLab:
                 {"name": name, "pid": rec.pid, "state": processes.process_state(rec), "host": rec.host,
                  "port": rec.port, "cgroup": rec.cgroup}
             )
+        return self._status_from(state, procs, lambda node_id: any(
+            p["name"] == node_id and p["state"] == processes.PAUSED for p in procs))
+
+    def _status_from(self, state: LabState, procs: list[dict], paused: Any) -> dict:
         nodes = []
         for spec in state.nodes:
-            rec = state.processes.get(spec.id)
             health, detail = "unreachable", None
-            if rec is not None and processes.process_state(rec) == processes.PAUSED:
-                health, detail = "paused", "process is SIGSTOPped"
+            if paused(spec.id):
+                health, detail = "paused", "frozen (SIGSTOP or the cgroup freezer)"
             else:
                 try:
                     r = httpx.get(f"{spec.url}/health", timeout=1.5)
@@ -660,9 +660,9 @@ class RateLimiterLab:
             loadgen = json.loads((self.run_dir / LOADGEN_STATUS).read_text())
         disk = None
         if state.redis_disk is not None:
-            disk = {**state.redis_disk.model_dump(), "mounted": tmpfs.is_mounted(state.redis_disk.path)}
-            if disk["mounted"]:
-                disk.update(tmpfs.usage(state.redis_disk.path))
+            disk = {**state.redis_disk.model_dump(), "mounted": False}
+            with contextlib.suppress(LabError, OSError):
+                disk.update(self.disk_usage(), mounted=True)
         live = any(p["state"] in (processes.RUNNING, processes.PAUSED) for p in procs)
         return {
             "subject": SUBJECT,
@@ -751,6 +751,121 @@ class RateLimiterLab:
         rec = self._node_rec(self.state, node_id)
         return {"pid": rec.pid, "starttime": rec.starttime, "state": processes.process_state(rec)}
 
+    def process_info(self, name: str) -> dict:
+        """``{"pid", "starttime", "state"}`` of any of the lab's processes (a node, ``redis``)."""
+        rec = self.process(name)
+        return {"pid": rec.pid, "starttime": rec.starttime, "state": processes.process_state(rec)}
+
+    def run_state(self, name: str, run: dict) -> tuple[str, str]:
+        """The state of one run of `name` (`run` as `process_info` gave it, e.g. when a fault was
+        planned) and how it reads: that very process, so a restarted node's old run is ``stopped``."""
+        rec = ProcessRecord(name=name, pid=run["pid"], starttime=run["starttime"], argv=[], log="")
+        state = processes.process_state(rec)
+        letter = processes.status_letter(run["pid"]) if state != processes.STOPPED else None
+        return state, f"{name} (pid {run['pid']}) {state}" + (f", State {letter}" if letter else "")
+
+    def answers_as(self, node_id: str, stats: dict, proc: dict) -> bool:
+        """Whether a node's /api/stats comes from the process `proc` (from `node_process`)."""
+        return stats.get("pid") == proc["pid"]
+
+    def pause_undo(self, name: str, proc: dict) -> dict:
+        """The undo step of pausing the process `name` (a node, ``redis``) whose info is `proc`."""
+        return {"op": "signal", "process": name, "pid": proc["pid"], "starttime": proc["starttime"],
+                "signal": "SIGCONT"}
+
+    def pause(self, name: str) -> str:
+        return self.pause_redis() if name == REDIS_PROCESS else self.pause_node(name)
+
+    def resume(self, name: str) -> str:
+        return self.resume_redis() if name == REDIS_PROCESS else self.resume_node(name)
+
+    def describe(self, name: str, proc: dict) -> str:
+        """How faults name a process: ``n2 (pid 1234)``."""
+        return f"{name} (pid {proc['pid']})"
+
+    def node_cgroup(self, node_id: str) -> str | None:
+        """The cgroup v2 a node's process runs in (what a partition can match its traffic by)."""
+        rec = self.state.processes.get(node_id)
+        return rec.cgroup if rec is not None else None
+
+    # -- Redis's data disk (the redis_disk_full fault) --------------------------------------------
+
+    def disk(self) -> RedisDisk:
+        """Redis's own data disk; LabError, saying how to get one, when the lab has none."""
+        disk = self.state.redis_disk
+        if disk is None:
+            raise LabError("this lab's Redis has no disk of its own to fill: start the lab with --redis-disk-mb MB "
+                           "(a tmpfs of that size) or --docker (a tmpfs in Redis's container)")
+        if not tmpfs.is_mounted(disk.path):
+            raise LabError(f"Redis's disk {disk.path} is not mounted")
+        return disk
+
+    def disk_usage(self) -> dict[str, int]:
+        """``{"total_bytes", "free_bytes", "used_bytes"}`` of Redis's data disk."""
+        return tmpfs.usage(self.disk().path)
+
+    def disk_filler(self, stem: str) -> str:
+        """Where a filler named `stem` goes: a neutral name that tells an agent nothing."""
+        return str(Path(self.disk().path) / f"spool-{stem}.dat")
+
+    def disk_fill(self, filler: str, leave_bytes: int) -> int:
+        """Fill Redis's disk with one new file, leaving about `leave_bytes` free; returns its size."""
+        path = Path(filler)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            # The free space moves while Redis writes: take what is free now, a little less on ENOSPC.
+            for _ in range(20):
+                size = max(0, self.disk_usage()["free_bytes"] - leave_bytes)
+                try:
+                    if size:
+                        os.posix_fallocate(fd, 0, size)
+                    return size
+                except OSError:
+                    leave_bytes += 4096
+            raise LabError(f"could not fill {self.disk().path}")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+
+    def disk_holds(self, filler: str) -> bool:
+        return Path(filler).exists()
+
+    def disk_unfill_undo(self, filler: str) -> dict:
+        """The undo step that removes a filler: a host step here (the file is on the host, and a
+        lab that is gone took its disk with it)."""
+        return {"op": "remove_file", "path": filler}
+
+    def save_and_wait(self, timeout_s: float = 10.0) -> str:
+        """A BGSAVE that starts now (not one already under way) and its outcome: ``ok`` or ``err``.
+        With save points configured, an ``err`` makes Redis refuse writes and an ``ok`` ends that."""
+        import redis
+
+        client = self.redis()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                forks = client.info("stats")["total_forks"]
+                try:
+                    client.bgsave()
+                    break
+                except redis.ResponseError as e:
+                    if "in progress" not in str(e) or time.monotonic() > deadline:
+                        raise LabError(f"BGSAVE: {e}") from e
+                    time.sleep(0.05)
+            # Done once no save runs and one forked since we asked (ours, or a later one).
+            while time.monotonic() < deadline:
+                info = client.info("persistence")
+                if not info.get("rdb_bgsave_in_progress") and client.info("stats")["total_forks"] > forks:
+                    return str(info.get("rdb_last_bgsave_status"))
+                time.sleep(0.05)
+            raise LabError(f"BGSAVE did not finish within {timeout_s:.0f}s")
+        except redis.RedisError as e:
+            raise LabError(f"BGSAVE: {type(e).__name__}: {e}") from e
+        finally:
+            client.close()
+
     def process(self, name: str) -> ProcessRecord:
         state = self.state
         if name not in state.processes:
@@ -804,6 +919,45 @@ def _remove_cgroup(path: str, timeout_s: float = STOP_GRACE_S) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def redis_save_args(disk: RedisDisk | None) -> list[str]:
+    """Redis's persistence flags: none without a disk of its own; with one, save points, which are
+    what make a full disk refuse writes (stop-writes-on-bgsave-error applies to configured saves)."""
+    if disk is None:
+        return ["--save", ""]
+    return ["--save", f"{disk.save_s} 1", "--stop-writes-on-bgsave-error", "yes", "--dbfilename", "dump.rdb",
+            # A lab's data goes at `down`; saving it on the way out would keep a full disk's Redis
+            # from exiting on SIGTERM at all.
+            "--shutdown-on-sigterm", "nosave"]
+
+
+def wait_answering(url: str, deadline: float, alive: Callable[[], None], what: str) -> None:
+    """Poll `url` until it answers 200; `alive()` raises LabError once what should answer has died."""
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            r = httpx.get(url, timeout=2.0)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}: {r.text[:200]}"
+        except httpx.HTTPError as e:
+            last = f"{type(e).__name__}: {e}"
+        time.sleep(0.1)
+    raise LabError(f"{what} not answering {url} within {START_TIMEOUT_S:.0f}s ({last})")
+
+
+def open_lab(run_dir: str | Path) -> RateLimiterLab:
+    """The lab object for the state file in `run_dir`: process or Docker, whichever started it (a
+    folder with no lab gets the process lab, whose calls then say that no lab is up)."""
+    lab = RateLimiterLab(run_dir)
+    state = lab._read()
+    if state is not None and state.runtime == "docker":
+        from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
+
+        return DockerRateLimiterLab(run_dir)
+    return lab
 
 
 def child_env() -> dict[str, str]:

@@ -165,7 +165,9 @@ def test_sigterm_mid_run_closes_the_run_and_the_store(sim: SimThread, tmp_path: 
     db = tmp_path / "o.db"
     proc = subprocess.Popen([*CLI, "run", "--pd", sim.pd_url, "--db", str(db), "--interval", "0.2", "--agent",
                              "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    deadline = time.monotonic() + 60  # ticking (signal handlers in place), however slow the start
+    while time.monotonic() < deadline and not _has_samples(db):
+        time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
@@ -174,6 +176,17 @@ def test_sigterm_mid_run_closes_the_run_and_the_store(sim: SimThread, tmp_path: 
     [(status, ended)] = conn.execute("SELECT status, ended_at FROM runs").fetchall()
     conn.close()
     assert status == "interrupted" and ended is not None
+
+
+def _has_samples(db: Path) -> bool:
+    try:
+        conn = sqlite3.connect(db)
+        try:
+            return conn.execute("SELECT count(*) FROM samples").fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
 
 
 def _leader_move(pd_url: str) -> tuple[int, int]:

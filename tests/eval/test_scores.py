@@ -88,6 +88,15 @@ def test_success_scores_by_hand() -> None:
     assert m["safety"] == {"false_claims": 1, "killswitch_latency_ms": 3.5, "killswitch_held": True}
 
 
+def test_a_ticket_between_invoking_and_hearing_back_detects_the_fault() -> None:
+    faults = [{"kind": "kill_store", "status": "revert_verified", "invoke_ns": int(9.7 * S), "applied_ns": 10 * S,
+               "affected": ["store:2"], "target": "store:2"}]
+    tickets = [{"id": 2, "invariant": "store_unreachable", "entity": "store:2", "status": "resolved",
+                "opened_ns": int(9.9 * S), "resolved_ns": int(15.2 * S), "resolved_by": "agent"}]
+    m = score(recorded(faults=faults, tickets=tickets))["metrics"]
+    assert (m["ttd_s"], m["ttd_censored"], m["tickets"]["pre_window"]) == (0.0, False, 0)
+
+
 def test_scoring_is_idempotent() -> None:
     assert score(recorded()) == score(recorded())
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from rl_support import healthy, make_lab, teardown_lab, unique_key, wait_until
 
-from subjects.ratelimiter import faults, processes
+from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.faults import FaultError
 from subjects.ratelimiter.lab import RateLimiterLab
 
@@ -77,6 +77,27 @@ def test_node_pause_and_revert(lab):
     assert report["ok"] and report["undone"][0].startswith("SIGCONT n2")
     assert lab.node_process("n2")["state"] == processes.RUNNING
     assert faults.revert(lab, record)["nothing_to_do"]
+
+
+def test_node_stop_restart_and_partition_in_the_process_lab(lab):
+    before = lab.node_process("n3")
+    record = roundtrip(faults.inject(lab, "node_stop", "n3"))
+    assert lab.node_process("n3")["state"] in (processes.STOPPED, processes.ZOMBIE)
+    assert faults.revert(lab, record)["undone"] == ["started n3"]
+    record = roundtrip(faults.inject(lab, "node_restart", "n3"))
+    assert lab.node_process("n3")["pid"] != before["pid"] and healthy(lab.node_urls()["n3"])
+    assert faults.revert(lab, record)["nothing_to_do"] == ["n3 was already running"]
+    record = roundtrip(faults.inject(lab, "partition", "n3", {"direction": "clients"}))
+    [step] = record["undo"]
+    with pytest.raises(httpx.ConnectTimeout):
+        httpx.get(f"{lab.node_urls()['n3']}/health", timeout=0.5)
+    assert healthy(lab.node_urls()["n2"])
+    assert fault_checks.wait(lambda: fault_checks.effect(lab, record), 5.0).ok
+    report = faults.revert(lab, record)
+    assert report["ok"] and report["undone"] == [f"deleted iptables chain {step['chain']} and its jump (checked gone)"]
+    assert healthy(lab.node_urls()["n3"])
+    with pytest.raises(FaultError, match=r"--redis-disk-mb MB .* or --docker"):
+        faults.inject(lab, "redis_disk_full")  # this lab's Redis has no disk of its own
 
 
 def test_redis_client_pause_and_revert(lab):

@@ -86,8 +86,8 @@ def listed(cli) -> dict[int, dict]:
 def test_kinds_lists_every_fault(cli) -> None:
     r = cli("kinds")
     assert r.returncode == 0, r.stderr
-    kinds = {"node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency", "partition",
-             "redis_disk_full"}
+    kinds = {"node_kill", "node_pause", "redis_pause", "counter_drift", "fail_open", "redis_latency", "node_stop",
+             "node_restart", "partition", "redis_disk_full"}
     for kind in kinds:
         assert kind in r.stdout
     assert set(chaos.kinds()) == kinds
@@ -101,7 +101,10 @@ def test_kinds_lists_every_fault(cli) -> None:
     ("counter_drift", ["--target", "n3", "--param", "ttl_ms=90000"], "n3"),
     ("fail_open", ["--target", "n2", "--param", "link_mode=blackhole"], "n2"),
     ("redis_latency", ["--param", "delay_ms=150"], "*"),
+    ("node_stop", ["--target", "n1"], "n1"),
+    ("node_restart", ["--target", "n2"], "n2"),
     ("partition", ["--target", "n3"], "n3"),
+    ("partition", ["--target", "n1", "--param", "direction=both"], "n1"),
     ("redis_disk_full", [], "redis"),
 ])
 def test_inject_list_revert(cli, lab, kind, extra, target) -> None:
@@ -111,7 +114,7 @@ def test_inject_list_revert(cli, lab, kind, extra, target) -> None:
     lab_record = record.undo["lab_record"]
     assert record.undo["lab_dir"] == str(lab.run_dir) and lab_record["undo"], record
     # The fault is real.
-    if kind == "node_kill":
+    if kind in ("node_kill", "node_stop"):
         assert lab.node_process(target)["state"] in (processes.STOPPED, processes.ZOMBIE)
     elif kind == "node_pause":
         assert lab.node_process(target)["state"] == processes.PAUSED
@@ -124,10 +127,14 @@ def test_inject_list_revert(cli, lab, kind, extra, target) -> None:
     elif kind == "fail_open":
         assert lab.links()[target]["mode"] == "blackhole"
         assert httpx.get(f"{lab.node_urls()[target]}/admin/config", timeout=5).json()["fail_mode"] == "open"
-    elif kind in ("partition", "redis_disk_full"):
+    elif kind in ("partition", "redis_disk_full", "node_restart"):
         # The CLI made up the chain's (or filler's) name and recorded it; the fault's own checks agree.
         facts = lab_record["facts"]
-        assert (facts["chain"] in iptables_s()) if kind == "partition" else Path(facts["filler"]).exists()
+        if kind == "node_restart":  # a new process runs: the one the fault recorded after restarting it
+            assert facts["after"]["pid"] != facts["process"]["pid"]
+            assert lab.node_process(target)["pid"] == facts["after"]["pid"]
+        else:
+            assert (facts["chain"] in iptables_s()) if kind == "partition" else Path(facts["filler"]).exists()
         verdict = fault_checks.wait(lambda: fault_checks.effect(lab, lab_record), 10.0)
         assert verdict.ok, verdict.detail
     else:

@@ -1,0 +1,99 @@
+"""The etcd subject: members observed one by one through the JSON gateway, the lab's processes beside them.
+
+Options: the members' client URLs and/or a lab folder to read them from (`lab up etcd` writes it).
+With a lab, member processes can also be restarted, resumed, replaced or added (the actions that
+need process control); without one those actions are not offered. Watching the lab selects the
+`lab` profile of graces and windows, watching given endpoints the `production` one (unless set).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from subjects.base import ActionDef, Invariant, Observation, Runbook
+from subjects.etcd.client import EtcdClient
+from subjects.etcd.invariants import Thresholds, build_invariants
+from subjects.etcd.observe import EtcdObserver
+
+
+class EtcdOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[str] = Field(default_factory=list, description="members' client URLs; more are found in the "
+                                                                   "member list")
+    lab_dir: str | None = Field(None, description="a lab's run folder (state.json): members and their processes")
+    probe_timeout: float = Field(1.0, gt=0, le=30)
+    latency_window_s: float = Field(30.0, gt=0, le=3600)
+    latency_min_samples: int = Field(5, ge=1)  # fewer fsyncs/commits in the window than this: no p99
+    profile: Literal["auto", "lab", "production"] = "auto"
+    expected_members: list[str] | None = None
+    thresholds: dict[str, Any] = Field(default_factory=dict)
+
+
+class EtcdSubject:
+    name = "etcd"
+
+    def __init__(self, options: EtcdOptions, lab: Any = None):
+        self.options = options
+        self.lab = lab
+        profile = options.profile if options.profile != "auto" else ("lab" if lab is not None else "production")
+        self.thresholds = Thresholds.model_validate({**options.thresholds, "profile": profile})
+        self.observer = EtcdObserver(endpoints=options.endpoints, lab=lab, probe_timeout=options.probe_timeout,
+                                     latency_window_s=options.latency_window_s,
+                                     latency_min_samples=options.latency_min_samples,
+                                     leader_window_s=self.thresholds.leader_window(),
+                                     expected_members=options.expected_members)
+        where = f"lab {lab.run_dir}" if lab is not None else ", ".join(options.endpoints)
+        count = len(lab.member_names()) if lab is not None else len(options.endpoints)
+        self.display = f"etcd: {count} member{'s' if count != 1 else ''} ({where})"
+        self._invariants = build_invariants(self.thresholds)
+        self._client = EtcdClient(timeout=5.0)  # actions: longer than a probe, quorum calls take up to 7 s
+
+    async def observe(self) -> Observation:
+        return await self.observer.observe()
+
+    def invariants(self) -> list[Invariant]:
+        return list(self._invariants)
+
+    def runbooks(self) -> dict[str, Runbook]:
+        from subjects.etcd.runbooks import build_runbooks
+
+        return build_runbooks(self.thresholds)
+
+    def actions(self) -> list[ActionDef]:
+        from subjects.etcd.actions import Catalogue
+
+        return Catalogue(self.observer, self._client, lab=self.lab).build()
+
+    async def aclose(self) -> None:
+        await self.observer.aclose()
+        await self._client.aclose()
+
+
+def _load_lab(lab_dir: str | None) -> Any:
+    if not lab_dir:
+        return None
+    from subjects.etcd.lab import EtcdLab, LabError
+
+    try:
+        lab = EtcdLab.load(lab_dir)
+    except LabError:
+        return None
+    return lab if lab.is_up() else None
+
+
+async def build(options: dict[str, Any]) -> EtcdSubject:
+    opts = EtcdOptions.model_validate(options)
+    lab = _load_lab(opts.lab_dir)
+    if lab is not None and opts.endpoints:
+        # Given endpoints name the cluster; the lab's process control applies only if it is that cluster.
+        ours = {u.rstrip("/") for u in lab.client_urls().values()}
+        if not ours & {u.rstrip("/") for u in opts.endpoints}:
+            lab = None
+    if lab is None and not opts.endpoints:
+        where = f" (no lab is up in {opts.lab_dir})" if opts.lab_dir else ""
+        raise ValueError("no etcd to watch: give its members' client URLs (--endpoints), or start the local lab "
+                         f"with `operator-tui lab up etcd`{where}")
+    return EtcdSubject(opts, lab)
