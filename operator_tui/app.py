@@ -53,6 +53,7 @@ from screens.audit import AuditScreen
 from screens.base import MIN_HEIGHT, MIN_WIDTH, ConsoleScreen
 from screens.cluster import ClusterScreen
 from screens.commands import ChaosKind, console_commands
+from screens.demo import DemoScreen
 from screens.messages import (
     ActionChanged,
     AgentActivity,
@@ -61,6 +62,8 @@ from screens.messages import (
     ClusterUpdate,
     ConsoleNote,
     ConsoleStarted,
+    DemoKey,
+    DemoUpdate,
     OpenTicket,
     ReviewAction,
     StoreUpdate,
@@ -101,8 +104,8 @@ class OperatorApp(App[int]):
     """The operator console. Build it with `make_app`."""
 
     TITLE = "operator"
-    CSS_PATH = [SCREENS_DIR / name for name in
-                ("console.tcss", "cluster.tcss", "tickets.tcss", "approval.tcss", "actions.tcss", "audit.tcss")]
+    CSS_PATH = [SCREENS_DIR / name for name in ("console.tcss", "cluster.tcss", "tickets.tcss", "approval.tcss",
+                                                "actions.tcss", "audit.tcss", "demo.tcss")]
     MODES = {"cluster": ClusterScreen, "tickets": TicketsScreen, "actions": ActionsScreen, "audit": AuditScreen}
     DEFAULT_MODE = "cluster"
     HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (MIN_WIDTH, "-narrow"), (120, "-wide")]
@@ -110,6 +113,7 @@ class OperatorApp(App[int]):
     BINDINGS = [
         Binding("ctrl+k", "killswitch", "Kill switch", priority=True, id="killswitch",
                 tooltip="Engage or release the kill switch (every process on the store honours it)"),
+        Binding("0", "show('demo')", "Demo", id="demo"),
         Binding("1", "show('cluster')", "Cluster", id="cluster"),
         Binding("2", "show('tickets')", "Tickets", id="tickets"),
         Binding("3", "show('actions')", "Actions", id="actions"),
@@ -118,12 +122,19 @@ class OperatorApp(App[int]):
         Binding("ctrl+p", "command_palette", "Commands", show=False, priority=True, id="palette"),
         Binding("question_mark", "command_palette", "Commands", show=False, id="palette-help"),
         Binding("q", "quit", "Quit", id="quit"),
+        # In a demo ctrl+c quits from anywhere, the approval dialog included (a presenter's reflex).
+        Binding("ctrl+c", "demo_quit", "Quit", show=False, priority=True, id="demo-quit"),
     ]
 
     def __init__(self, settings: CoreSettings, *, live: bool = True, open_store: bool = True,
                  clock: Callable[[], datetime] | None = None, cursor_blink: bool = True,
-                 poll_interval: float = 0.5, restart_delay: float = 2.0) -> None:
+                 poll_interval: float = 0.5, restart_delay: float = 2.0, demo: Any = None) -> None:
+        self.demo = demo  # DemoOptions: play these chapters over the console
+        if demo is not None:
+            self.DEFAULT_MODE = "demo"  # before App.__init__, which opens the default mode
         super().__init__()
+        if demo is not None:
+            self.add_mode("demo", DemoScreen)
         self.settings = settings
         self.live = live
         self.open_store = open_store or live
@@ -131,7 +142,7 @@ class OperatorApp(App[int]):
         self.poll_interval = poll_interval
         self.restart_delay = restart_delay
         self.state = ConsoleState(subject=settings.subject, store_path=str(settings.db), clock=clock or _utcnow,
-                                  phase="starting" if self.open_store else "offline")
+                                  phase="starting" if self.open_store else "offline", demo_mode=demo is not None)
         self.store: Any = None
         self.runtime: Any = None
         self.operator: Any = None  # the OperatorLoop: monitor, engine, agent
@@ -147,15 +158,20 @@ class OperatorApp(App[int]):
         self._tickets_dirty = True
         self._stop: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
+        self._store_opened: asyncio.Event | None = None
         self._stopping = False
         self._shut_down = False
+        self.director: Any = None  # the demo's Director, while a demo plays
+        self.demo_lab: Any = None  # the demo's own lab (DemoLab)
+        self.demo_policy: dict[str, Any] = {}  # the store's mode and approval before the demo set its own
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        handlers = {signal.SIGTERM: self._on_sigterm, signal.SIGHUP: self._on_sighup}
+        self._store_opened = asyncio.Event()
+        handlers = {signal.SIGTERM: self._on_sigterm, signal.SIGINT: self._on_sigterm, signal.SIGHUP: self._on_sighup}
         for signum, handler in handlers.items():
             try:
                 asyncio.get_running_loop().add_signal_handler(signum, handler)
@@ -168,7 +184,9 @@ class OperatorApp(App[int]):
         resume_gc()
         self.first_frame_ms = (time.perf_counter() - self.created) * 1000
         log.info("console: first frame %.0f ms after the app was built", self.first_frame_ms)
-        if self.live:  # after the first frame: the runtime's imports and the simulator take a while
+        if self.demo is not None and self.open_store:  # its chapters say when the lab (and the runtime) start
+            self._start_demo()
+        elif self.live:  # after the first frame: the runtime's imports and the simulator take a while
             self.run_worker(self._start_live, name="startup", group="startup", exit_on_error=False)
 
     def _on_sigterm(self) -> None:
@@ -197,7 +215,8 @@ class OperatorApp(App[int]):
         self.state.phase_detail = f"connecting to {self.settings.subject}…"
         self._redraw("all")
         try:
-            runtime = await Runtime.open(self.settings, "console", allow_embedded=True)
+            runtime = await Runtime.open(self.settings, "demo" if self.demo is not None else "console",
+                                         allow_embedded=True)
         except UserError as e:
             self.exit(None, return_code=e.exit_code, message=f"operator-tui: error: {e}")
             return
@@ -228,6 +247,7 @@ class OperatorApp(App[int]):
         except UserError as e:
             self.exit(None, return_code=e.exit_code, message=f"operator-tui: error: {e}")
             return
+        self._store_opened.set()
         self.post_message(ConsoleStarted(None, self.settings.subject, self.settings.subject, str(self.settings.db)))
 
     @on(ConsoleStarted)
@@ -257,20 +277,30 @@ class OperatorApp(App[int]):
             self._stop.set()
         if self._wake is not None:
             self._wake.set()
-        waiting = [w for w in self.workers if w.group in (*SUPERVISED, "startup") and not w.is_finished]
+        waiting = [w for w in self.workers if w.group in (*SUPERVISED, "startup", "demo") and not w.is_finished]
         for worker in waiting:
             try:
                 await asyncio.wait_for(worker.wait(), 10)
             except Exception:  # failed, cancelled or too slow: nothing more to wait for
                 worker.cancel()
         try:
-            if self.operator is not None:
-                await self.operator.engine.stop()
+            try:
+                if self.operator is not None:
+                    await self.operator.engine.stop()
+            finally:
+                if self.demo is not None:
+                    await self._demo_wind_down()
         finally:
-            if self.runtime is not None:
-                await self.runtime.close(status)
-            elif self.store is not None:
-                await self.store.close()
+            try:
+                if self.runtime is not None:
+                    await self.runtime.close(status)
+                elif self.store is not None:
+                    if self.demo is not None and self.state.run_id is not None:  # a demo run without a subject
+                        await self.store.end_run(self.state.run_id, status)
+                    await self.store.close()
+            finally:
+                if self.demo_lab is not None:
+                    await self.demo_lab.stop()
         log.info("console stopped (%s)", status)
 
     async def on_unmount(self) -> None:
@@ -281,6 +311,14 @@ class OperatorApp(App[int]):
         self._redraw("all")
         await self.shutdown()
         self.exit(0)
+
+    async def action_demo_quit(self) -> None:
+        await self.action_quit()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_quit" or (action == "show" and parameters == ("demo",)):
+            return self.demo is not None  # outside a demo ctrl+c keeps Textual's meaning (copy, or how to quit)
+        return True
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -447,9 +485,9 @@ class OperatorApp(App[int]):
 
     # -- approvals ------------------------------------------------------------------------------
 
-    def _sync_approval(self) -> None:
+    def _sync_approval(self, asked: bool = False) -> None:
         """Open the dialog for the oldest action awaiting approval; close it when the action no
-        longer waits (approved or rejected elsewhere, cancelled, expired)."""
+        longer waits (approved or rejected elsewhere, cancelled, expired). `asked`: the user pressed p."""
         waiting = {a.id: a for a in self.state.awaiting}
         self._deferred &= set(waiting)
         modal = self.approval
@@ -464,10 +502,21 @@ class OperatorApp(App[int]):
             return
         if isinstance(self.screen, ModalScreen):
             return  # another modal (the palette) is open: wait until it closes
+        if not asked and self._approval_held():
+            return
         candidates = [a for a in sorted(waiting.values(), key=lambda a: a.id)
                       if a.id not in self._deferred and a.id not in self._decided]
         if candidates:
             self._open_approval(candidates[0], len(candidates))
+
+    def _approval_held(self) -> bool:
+        """In a demo the dialog opens with the chapter about remediation, not while the presenter
+        is still talking about the fault (the action waits meanwhile; `p` opens it at any time)."""
+        if self.director is None:
+            return False
+        waits = [i for i, c in enumerate(self.demo.script.chapters)
+                 if c.wait is not None and c.wait.event in ("action_awaiting_approval", "action_executed")]
+        return bool(waits) and self.director.index < waits[0]
 
     def _open_approval(self, action: Any, waiting: int = 1) -> None:
         modal = ApprovalModal(action, waiting=waiting, cursor_blink=self.cursor_blink)
@@ -545,7 +594,7 @@ class OperatorApp(App[int]):
             self.notify("No action is waiting for approval.", timeout=3)
             return
         self._deferred.clear()
-        self._sync_approval()
+        self._sync_approval(asked=True)
 
     # -- intents ------------------------------------------------------------------------------
 
@@ -693,6 +742,155 @@ class OperatorApp(App[int]):
         self._tickets_dirty = True
         self._wake.set()
 
+    # -- the demo: its director plays chapters over this console (DemoHost) -----------------------
+
+    def _start_demo(self) -> None:
+        from operator_tui.demo.director import Director
+
+        self.director = Director(self.demo.script, self, autoplay=self.demo.autoplay, speed=self.demo.speed)
+        self.run_worker(self.director.run(self._stop), name="demo", group="demo", exit_on_error=False,
+                        description="the demo's chapters")
+
+    @on(DemoKey)
+    def _demo_key(self, message: DemoKey) -> None:
+        if self.director is None:
+            return
+        if message.key == "next":
+            if self.director.index + 1 == len(self.demo.script.chapters) and not self.demo.autoplay:
+                self.notify("This is the last chapter: press q to quit (the demo cleans up after itself).",
+                            timeout=4)
+            self.director.advance()
+        else:
+            self.director.back()
+
+    @on(DemoUpdate)
+    def _demo_update(self, message: DemoUpdate) -> None:
+        previous, self.state.demo = self.state.demo, message.progress
+        p = message.progress
+        if previous is None or previous.index != p.index:
+            self.state.add_feed("demo", f"chapter {p.index + 1} of {p.total}: {p.chapter.title}")
+            self._redraw("feed")
+            self._sync_approval()  # a dialog held back until the remediation chapter opens now
+        # The narration stays current even under the approval dialog (it says what the dialog is for).
+        for screen in self.screen_stack:
+            if isinstance(screen, DemoScreen):
+                screen.render_state("demo")
+
+    async def demo_start_lab(self) -> None:
+        if not self.live:  # a console fed by tests: a demo run in its store, no subject
+            await self._store_opened.wait()
+            run_id = await self.store.start_run("demo", self.settings.subject)
+            self.post_message(ConsoleStarted(run_id, self.settings.subject, self.settings.subject,
+                                             str(self.settings.db)))
+            return
+        from operator_tui.demo.lab import DemoLab
+
+        self.demo_lab = DemoLab(self.settings.subject, self.settings.lab_folder(), self.demo.script.lab,
+                                self.settings.lab_dir)
+        self.state.phase_detail = f"starting the {self.settings.subject} lab…"
+        self._redraw("all")
+        try:
+            await self.demo_lab.start()
+        except UserError as e:
+            self.exit(None, return_code=e.exit_code, message=f"operator-tui: error: {e}")
+            raise
+        await self._start_live()
+        if self.runtime is None:
+            if self._stopping:
+                return  # quit while the lab started: shutdown brings it down
+            raise UserError("the console did not start (see the message on exit)")
+        await self._demo_policy()
+
+    async def _demo_policy(self) -> None:
+        """Execute mode and the demo's approval policy for this run; what the store held is put back on exit."""
+        from operator_tui.policy import load_policy, set_approval, set_mode
+
+        policy = await load_policy(self.store)
+        if policy.killswitch:
+            message = (f"the kill switch is engaged in {self.settings.db} (by {policy.killswitch_by}): the demo's "
+                       "agent could not act. Release it (`operator-tui killswitch off`) or pass another --db")
+            self.exit(None, return_code=2, message=f"operator-tui: error: {message}")
+            raise UserError(message)
+        run_id = self.runtime.run_id
+        self.demo_policy = {"mode": await set_mode(self.store, "execute", "demo", run_id),
+                            "approval": await set_approval(self.store, self.demo.approval, "demo", run_id)}
+
+    async def _demo_wind_down(self) -> None:
+        """Cancel what the demo's agent left pending, revert the faults of this run (while the lab
+        still runs), put the store's policy back."""
+        from operator_tui.actions.decisions import cancel_pending
+        from operator_tui.chaos import revert_faults
+        from operator_tui.policy import DEFAULT_APPROVAL, DEFAULT_MODE, set_approval, set_mode
+
+        if self.runtime is None:
+            return
+        store, run_id = self.runtime.store, self.runtime.run_id
+        try:
+            left = await cancel_pending(store, "demo", "the demo ended", run_id=run_id)
+            if left:
+                log.info("demo: cancelled pending action(s) %s", left)
+            rows = [r for r in await store.list_faults(active_only=True) if r.run_id == run_id]
+            for row, ok, detail in await revert_faults(store, rows, lambda _subject: self._chaos_options(), "demo"):
+                log.info("demo: fault #%d %s: %s", row.id, "reverted" if ok else "NOT reverted", detail)
+            if self.demo_policy:
+                await set_mode(store, self.demo_policy["mode"] or DEFAULT_MODE, "demo", run_id)
+                await set_approval(store, self.demo_policy["approval"] or DEFAULT_APPROVAL, "demo", run_id)
+        except Exception:  # never keep the lab from stopping
+            log.exception("demo: winding down failed")
+
+    async def demo_start_load(self) -> str:
+        return await self.demo_lab.load(True)
+
+    async def demo_inject(self, fault: Any) -> Any:
+        from operator_tui.chaos import inject_fault
+
+        row = await inject_fault(self.store, self.state.subject, self._chaos_options(), fault.kind, fault.target,
+                                 fault.params, "demo", self.runtime.run_id if self.runtime else self.state.run_id)
+        self.post_message(ConsoleNote("chaos", f"fault #{row.id} injected by the demo: "
+                                               f"{row.record.get('detail') or fault.kind}", tone="bad"))
+        self._tickets_dirty = True
+        if self._wake is not None:
+            self._wake.set()
+        return row
+
+    def demo_store(self) -> tuple[Any, int] | None:
+        run_id = self.runtime.run_id if self.runtime is not None else self.state.run_id
+        return (self.store, run_id) if self.store is not None and run_id is not None else None
+
+    def demo_observation(self) -> Any:
+        return self.state.observation
+
+    def demo_publish(self, progress: Any) -> None:
+        self.post_message(DemoUpdate(progress))
+
+    async def demo_screenshot(self, name: str) -> None:
+        if self.demo.screenshots is not None:
+            await asyncio.sleep(0.1)  # let the latest progress reach the screen first
+            await self._timeline_drawn()
+            path = self.save_screenshot(filename=f"{name}.svg", path=str(self.demo.screenshots))
+            log.info("demo: screenshot %s", path)
+
+    async def _timeline_drawn(self, timeout: float = 5.0) -> None:
+        """On a chapter that shows the incident's timeline, wait (a little) until it is drawn: a
+        screenshot or the end of an autoplay should show it, however busy the machine is."""
+        p = self.state.demo
+        if p is None or p.chapter.show != "timeline" or p.ticket_id is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screens = [s for s in self.screen_stack if isinstance(s, DemoScreen)]
+            if not screens or screens[0].shown_incident == p.ticket_id:
+                return
+            await asyncio.sleep(0.05)
+
+    def demo_finish(self, exit_code: int) -> None:
+        async def finish() -> None:
+            await self._timeline_drawn()
+            await self.shutdown("completed" if exit_code == 0 else "failed")
+            self.exit(exit_code, return_code=exit_code)
+
+        self.run_worker(finish, group="quit", exit_on_error=False)
+
     # -- the command palette ---------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -739,25 +937,30 @@ def load_chaos_kinds(subject: str) -> list[ChaosKind]:
 
 def make_app(settings: CoreSettings, *, live: bool = True, open_store: bool = True,
              clock: Callable[[], datetime] | None = None, cursor_blink: bool = True, poll_interval: float = 0.5,
-             restart_delay: float = 2.0) -> OperatorApp:
+             restart_delay: float = 2.0, demo: Any = None) -> OperatorApp:
     """The console for these settings.
 
     live: open the runtime (store, subject, embedded simulator, run) and run the monitor, the agent
     and the engine. Not live: only the store (open_store) or nothing at all, for tests that feed
-    the console its messages.
+    the console its messages. demo: play these chapters (operator_tui.demo.director.DemoOptions)
+    over it; the runtime then starts when a chapter starts the lab.
     """
     return OperatorApp(settings, live=live, open_store=open_store, clock=clock, cursor_blink=cursor_blink,
-                       poll_interval=poll_interval, restart_delay=restart_delay)
+                       poll_interval=poll_interval, restart_delay=restart_delay, demo=demo)
 
 
 def run_console(args: argparse.Namespace) -> int:
-    from operator_tui import logs
     from operator_tui.config import load_settings
 
     settings = load_settings(args)
-    log_file = settings.db.parent / "operator-tui.log"
-    logs.setup(settings.log_level, log_file)
-    app = make_app(settings)
+    return run_app(settings, make_app(settings))
+
+
+def run_app(settings: CoreSettings, app: OperatorApp) -> int:
+    """Run the console until it quits; logs go to a file beside the store (the console owns the terminal)."""
+    from operator_tui import logs
+
+    logs.setup(settings.log_level, settings.db.parent / "operator-tui.log")
 
     async def main() -> int:
         try:

@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from operator_tui import __version__
@@ -27,6 +28,7 @@ examples:
   operator-tui run --headless --agent embedded   monitor + agent without a screen
   operator-tui tickets list --json               what the monitor has opened
   operator-tui --eval scenarios/campaigns/ci.yaml --junit j.xml   a campaign for CI; exit code = verdict
+  operator-tui demo tikv --autoplay              a walkthrough of the whole loop
 
 Every option can also come from the config file (--config, TOML) or from an
 environment variable OPERATOR_TUI_<OPTION> (e.g. OPERATOR_TUI_DB); flags win."""
@@ -88,6 +90,13 @@ def flag_dest(subject: str, flag: Any) -> str:
     """Where argparse keeps a subject's flag (the same rule as operator_tui.config.flag_dest,
     repeated here so that parsing never imports pydantic)."""
     return f"{subject}__{flag.key.replace('.', '__')}"
+
+
+def demo_names() -> list[str]:
+    """The subjects with a demo: a chapter file in scenarios/demos (listed, not parsed: --help stays fast)."""
+    import scenarios
+
+    return sorted(p.stem for p in (Path(scenarios.__file__).parent / "demos").glob("*.yaml"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,6 +239,36 @@ def build_parser() -> argparse.ArgumentParser:
     c_kinds = c_sub.add_parser("kinds", help="the fault kinds a subject offers")
     for p in (c_inj, c_rev, c_list, c_kinds):
         _option_groups(p, sub=True, policy=False)
+
+    demo = sub.add_parser(
+        "demo",
+        help="a chapter-by-chapter walkthrough of the whole loop on a fresh lab",
+        description="The console on a fresh lab of its own, with a narration panel: a healthy cluster, load, a "
+                    "fault after a visible countdown, then detection, diagnosis, remediation and verification as "
+                    "the real monitor and agent do them, and the incident's timeline. Everything it started is "
+                    "stopped and its fault reverted when it ends (q, ctrl+c, SIGTERM).",
+        epilog="keys: space, enter or right: next chapter; left: back (nothing is undone); q: quit\n"
+               "examples:\n"
+               "  operator-tui demo tikv                       present it, chapter by chapter\n"
+               "  operator-tui demo ratelimiter --autoplay     play it through (recordings, CI)\n"
+               "  operator-tui demo tikv --approval all        approve the agent's action yourself (y)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demos = demo_names()
+    demo.add_argument("demo_subject", choices=demos, metavar="SUBJECT", help="which demo: " + ", ".join(demos))
+    demo.add_argument("--autoplay", action="store_true",
+                      help="advance by itself when a chapter is done (the approval dialog still waits for you)")
+    demo.add_argument("--approval", dest="demo_approval", choices=["off", "all"], default="off",
+                      help="off: the agent acts on its own; all: every action waits for your y/n (default: off)")
+    demo.add_argument("--speed", type=float, default=1.0, metavar="K",
+                      help="countdowns and autoplay pauses run K times faster (default: 1)")
+    demo.add_argument("--agent", choices=["embedded", "claude"], default=argparse.SUPPRESS,
+                      help="diagnoser (default: embedded; claude needs ANTHROPIC_API_KEY)")
+    demo.add_argument("--screenshots", metavar="DIR", help="save an SVG of the screen at the end of each chapter")
+    demo.add_argument("--chapters", metavar="FILE", help="play this chapter file instead of the built-in one")
+    demo.add_argument("--lab-dir", metavar="DIR", default=argparse.SUPPRESS,
+                      help="labs live here, the demo's in DIR/demo (default: $XDG_DATA_HOME/operator-tui/labs)")
+    _option_groups(demo, sub=True, subject=False, policy=False)
 
     lab = sub.add_parser(
         "lab",
@@ -403,6 +442,7 @@ COMMANDS = {
     "chaos": "chaos",
     "eval": "eval",
     "--eval": "eval_campaign",
+    "demo": "demo",
 }
 
 

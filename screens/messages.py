@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from operator_tui.demo.director import Progress
     from operator_tui.policy import Policy
+    from operator_tui.store.incident import Incident
     from operator_tui.store.models import ActionRecord, ActionTransition, AuditEvent, FaultRow
     from subjects.base import Observation, Ticket
 
@@ -94,12 +96,29 @@ class ConsoleNote(Message):
     tone: str = ""
 
 
+@dataclass
+class DemoUpdate(Message):
+    """The demo director's progress: the chapter, what it did, waits for or found."""
+
+    progress: Progress
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, DemoUpdate)
+
+
 # -- intents: screens ask, the app decides and writes ---------------------------------------------
 
 
 @dataclass
 class OpenTicket(Message):
     ticket_id: int
+
+
+@dataclass
+class DemoKey(Message):
+    """The presenter moves through the demo: "next" or "back"."""
+
+    key: str
 
 
 @dataclass
@@ -121,6 +140,15 @@ class CancelAction(Message):
 class TicketDetailLoaded(Message):
     ticket_id: int
     detail: dict[str, Any] | None
+    error: str = ""
+
+
+@dataclass
+class IncidentLoaded(Message):
+    """One ticket's incident, read from the store, for a timeline."""
+
+    ticket_id: int
+    incident: Incident | None
     error: str = ""
 
 

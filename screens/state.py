@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from widgets import format as fmt
 from widgets.agent_log import FeedLine
+from widgets.narration import NarrationView
 from widgets.node_grid import Line, TileView, spans
 from widgets.status import NavView, StatusView
 from widgets.workload import WorkloadPoint
 
 if TYPE_CHECKING:
+    from operator_tui.demo.director import Progress
     from operator_tui.policy import Policy
     from operator_tui.store.models import ActionRecord, FaultRow
     from subjects.base import Node, Observation, Ticket
@@ -60,6 +62,8 @@ class ConsoleState:
     feed: deque[FeedLine] = field(default_factory=lambda: deque(maxlen=500))
     feed_seq: int = 0
     trouble: dict[str, str] = field(default_factory=dict)  # worker -> what went wrong
+    demo_mode: bool = False  # the console plays a demo (its narration is the "demo" mode's screen)
+    demo: Progress | None = None  # the demo director's latest progress
     # entity -> (what its tile depends on, the tile): a tick rebuilds only the tiles that changed
     _tiles: dict[str, tuple[tuple[Any, ...], TileView]] = field(default_factory=dict, repr=False)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -157,7 +161,52 @@ class ConsoleState:
         )
 
     def nav_view(self, active: str) -> NavView:
-        return NavView(active=active, open_tickets=len(self.open_tickets), awaiting=len(self.awaiting))
+        return NavView(active=active, open_tickets=len(self.open_tickets), awaiting=len(self.awaiting),
+                       demo=self.demo_mode)
+
+    def narration_view(self) -> NarrationView | None:
+        p = self.demo
+        if p is None:
+            return None
+        c = p.chapter
+        lines: list[tuple[str, str]] = []
+        detail: tuple[str, ...] = ()
+        narration = c.narration
+        if p.phase == "starting":
+            lines.append((f"⏳ {p.note}", "wait"))
+        elif p.note:
+            lines.append((p.note, "note"))
+        if p.phase == "countdown" and c.fault is not None:
+            target = f" on {c.fault.target}" if c.fault.target else ""
+            lines.append((f"Fault in {p.countdown} s: {c.fault.kind}{target}", "countdown"))
+        elif p.phase == "waiting":
+            lines.append((f"⏳ Waiting for {p.waiting_for} · {p.waited_s} s of {p.timeout_s} s", "wait"))
+            if not p.autoplay:
+                lines.append(("space moves on without waiting", "dim"))
+        if p.happened is not None:
+            mark, tone = ("✔", "good") if p.happened.ok else ("✘", "bad")
+            lines.append((f"{mark} {fmt.clock(p.happened.at)}  {p.happened.summary}", tone))
+            detail = p.happened.detail
+        if p.problem:
+            lines.append(("✘ Not as planned: see the narration", "bad"))
+            narration += f"\n\n---\n\n**Not as planned.** {p.problem}"
+        if p.finished:
+            hint = "the demo is over · q quits"
+        elif p.autoplay and p.next_in is not None:
+            hint = (f"autoplay · the demo ends in {p.next_in} s" if p.index + 1 == p.total
+                    else f"autoplay · next in {p.next_in} s · q quits")
+        elif p.next_in is not None and p.index + 1 < p.total:
+            hint = f"next in {p.next_in} s · space now · ← back"
+        elif p.autoplay:
+            hint = "autoplay · q quits"
+        elif p.index + 1 == p.total:
+            hint = "last chapter · ← back · q quit"
+        else:
+            hint = "space/→ next · ← back · q quit"
+        segments = tuple("current" if i == p.index else phase if phase in ("done", "missed") else "todo"
+                         for i, phase in enumerate(p.phases))
+        return NarrationView(p.title, p.index + 1, p.total, c.title, narration, segments, tuple(lines), detail,
+                             p.countdown if p.phase == "countdown" else None, hint)
 
     def killswitch_text(self) -> str | None:
         p = self.policy

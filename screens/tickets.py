@@ -1,4 +1,5 @@
-"""The ticket queue, with filters, and one ticket's detail: the diagnosis as Markdown and its timeline."""
+"""The ticket queue, with filters, and one ticket's detail: the diagnosis as Markdown beside the
+incident's timeline (the fault, the ticket, the agent, every action and its transitions)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from screens.base import ConsoleScreen
+from screens.incident import timeline_data
 from screens.messages import OpenTicket, TicketDetailLoaded
 from screens.state import ConsoleState
 from widgets import format as fmt
+from widgets.incident_timeline import IncidentTimeline
 from widgets.keyed_table import KeyedTable
 
 if TYPE_CHECKING:
@@ -135,12 +138,11 @@ class TicketDetailScreen(ConsoleScreen):
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="detail-doc"):
                 yield Markdown(f"# Ticket #{self.ticket_id}\n\nloading…", id="detail-markdown")
-            with Vertical(id="detail-side"):
-                yield KeyedTable([("n", "#", 3), ("at", "at", 8), ("kind", "event", 12), ("actor", "by", 10),
-                                  ("what", "detail")], id="detail-timeline")
+            with VerticalScroll(id="detail-side"):
+                yield IncidentTimeline(id="detail-timeline")
 
     def on_mount(self) -> None:
-        self.query_one("#detail-timeline", KeyedTable).border_title = "Timeline"
+        self.query_one("#detail-side").border_title = "Timeline"
         self.query_one("#detail-doc").border_title = f"Ticket #{self.ticket_id}"
         self.reload()
 
@@ -182,12 +184,12 @@ class TicketDetailScreen(ConsoleScreen):
             return
         self.detail = message.detail
         doc.update(detail_markdown(message.detail))
-        timeline = self.query_one("#detail-timeline", KeyedTable)
-        rows = []
-        for n, e in enumerate(message.detail.get("timeline") or [], start=1):
-            rows.append((str(n), (n, fmt.clock(_dt(e.get("at"))), e.get("kind", ""), e.get("actor", ""),
-                                  fmt.clip(_event_text(e.get("detail") or {}), 80))))
-        timeline.sync(rows)
+        incident = message.detail.get("incident")
+        if incident:
+            events, windows, lanes = timeline_data(incident)
+            # An incident still going on reaches to now; a resolved one ends where it ended.
+            now = None if message.detail.get("resolved_at") else self.host.state.clock()
+            self.query_one(IncidentTimeline).show(events, windows, lanes, now)
 
     def action_back(self) -> None:
         self.dismiss()
@@ -202,15 +204,6 @@ def _dt(value: Any) -> Any:
         except ValueError:
             return None
     return value
-
-
-def _event_text(detail: dict[str, Any]) -> str:
-    for key in ("reason", "summary", "outcome", "diagnosis"):
-        if detail.get(key):
-            return str(detail[key])
-    if "session_id" in detail:
-        return f"session {detail['session_id']}" + (f", attempt {detail['attempt']}" if detail.get("attempt") else "")
-    return ", ".join(f"{k}={v}" for k, v in detail.items() if not isinstance(v, dict | list))
 
 
 def _md(text: Any) -> str:

@@ -81,7 +81,10 @@ class SubjectPlugin:
                `async revert(options, record) -> str`, and `ChaosError` (a PluginError).
     lab        an object with `up(run_dir, options) -> LabReport`, `down(run_dir) -> LabReport`,
                `status(run_dir) -> LabReport` (data["up"]: bool); options hold the `lab_flags`
-               keys the user gave. Raises PluginError for what the user can fix.
+               keys the user gave, and `free_ports: True` when the caller wants the lab on free
+               ports rather than its defaults (the demo). Optionally `load(run_dir, on: bool) ->
+               LabReport`: start or stop the lab's load generator (the demo's traffic chapter).
+               Raises PluginError for what the user can fix.
     embedded   an object for the embedded default cluster (the console's simulator):
                `missing(section) -> str | None`: None when the section names a cluster to
                watch, else what to pass instead (one line); `async start(section, ctx) ->

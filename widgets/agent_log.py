@@ -35,6 +35,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "chaos": ("chaos", "bold magenta"),
     "policy": ("policy", "cyan"),
     "console": ("console", "dim"),
+    "demo": ("demo", "bold cyan"),
 }
 
 

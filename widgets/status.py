@@ -69,6 +69,7 @@ def render_status(v: StatusView) -> str:
 
 SCREENS = (("1", "cluster", "Cluster"), ("2", "tickets", "Tickets"), ("3", "actions", "Actions"),
            ("4", "audit", "Audit"))
+DEMO_SCREEN = ("0", "demo", "Demo")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class NavView:
     open_tickets: int = 0
     awaiting: int = 0
     title: str = "operator"
+    demo: bool = False  # a demo plays: its screen comes first
 
 
 class NavBar(Static):
@@ -96,7 +98,7 @@ class NavBar(Static):
             return
         self.view = view
         tabs = []
-        for key, mode, label in SCREENS:
+        for key, mode, label in ((DEMO_SCREEN, *SCREENS) if view.demo else SCREENS):
             if mode == view.active:
                 tabs.append(f"[reverse b] {key} {label} [/]")
             else:

@@ -51,6 +51,7 @@ async def ticket_detail(store: Any, ticket_id: int) -> dict[str, Any]:
     actions = await store.list_actions(ticket_id=ticket_id)
     diagnosed = [s for s in sessions if s.diagnosis]
     verified = [s for s in sessions if s.verification]
+    incident = await store.incident(ticket_id)
     return {
         **ticket.model_dump(mode="json"),
         "timeline": [e.model_dump(mode="json") for e in events],
@@ -58,6 +59,7 @@ async def ticket_detail(store: Any, ticket_id: int) -> dict[str, Any]:
         "verification": verified[-1].verification if verified else None,
         "sessions": [s.model_dump(mode="json") for s in sessions],
         "actions": [a.model_dump(mode="json") for a in reversed(actions)],
+        "incident": incident.model_dump(mode="json") if incident is not None else None,
     }
 
 
@@ -80,7 +82,9 @@ async def _show(store: Any, args: argparse.Namespace) -> int:
         print("\nactions:")
         for a in detail["actions"]:
             print(f"  #{a['id']} {a['name']} {a['params']} -> {a['state']} {a['reason'] or ''}".rstrip())
-    print("\ntimeline:")
-    for e in detail["timeline"]:
-        print(f"  {e['at']}  {e['kind']:<12} {e['actor']}")
+    print("\ntimeline (the ticket, its actions, the agent's verifications and the faults active meanwhile):")
+    for e in detail["incident"]["events"]:
+        what = f"{e['source']} {e['kind']}" if e["source"] != "action" else f"{e['ref']} {e['kind']}"
+        summary = f"  {e['summary']}" if e["summary"] else ""
+        print(f"  {e['at']}  {what:<28} {e['actor']:<14}{summary}".rstrip())
     return 0

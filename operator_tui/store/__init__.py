@@ -15,14 +15,16 @@ from operator_tui.store.audit import AuditRepo
 from operator_tui.store.db import Database, StoreError
 from operator_tui.store.evals import EvalsRepo
 from operator_tui.store.faults import FaultsRepo
+from operator_tui.store.incident import Incident, IncidentEvent, IncidentRepo
 from operator_tui.store.runs import RunsRepo
 from operator_tui.store.settings import SettingsRepo
 from operator_tui.store.tickets import TicketsRepo, TickResult, TickWrite
 
-__all__ = ["Store", "StoreError", "TickResult", "TickWrite"]
+__all__ = ["Incident", "IncidentEvent", "Store", "StoreError", "TickResult", "TickWrite"]
 
 
-class Store(RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRepo, FaultsRepo, EvalsRepo):
+class Store(RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRepo, FaultsRepo, EvalsRepo,
+            IncidentRepo):
     def __init__(self, db: Database):
         self.db = db
 

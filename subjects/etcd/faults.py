@@ -304,7 +304,10 @@ def describe_kinds() -> list[dict]:
             for k in KINDS.values()]
 
 
-def inject(lab: EtcdLab, kind: str, target: str | None = None, params: dict | None = None) -> dict:
+def inject(lab: EtcdLab, kind: str, target: str | None = None, params: dict | None = None,
+           fid: str | None = None) -> dict:
+    """Make the fault; `fid` names what it creates on the host (its chain, filler, keys, tracer): the
+    evaluation harness passes one it wrote down before, a new one is made up otherwise."""
     if kind not in KINDS:
         raise FaultError(f"unknown fault kind {kind!r}; kinds: {', '.join(KINDS)}")
     k = KINDS[kind]
@@ -322,7 +325,7 @@ def inject(lab: EtcdLab, kind: str, target: str | None = None, params: dict | No
             spec, chosen = resolve_target(lab, target)
     except LabError as e:
         raise FaultError(f"{kind}: {e}") from e
-    fid = f"etcd-{uuid.uuid4().hex[:12]}"
+    fid = fid or f"etcd-{uuid.uuid4().hex[:12]}"
     try:
         done, effect, undo = k.run(lab, spec, p, fid)
     except (LabError, EtcdError, OSError) as e:

@@ -55,7 +55,6 @@ LOADGEN_PROCESS = "loadgen"
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 LOCK_TIMEOUT_S = 120.0
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^127\.(\d{1,3})\.(\d{1,3})$")
 
 
@@ -376,10 +375,7 @@ class EtcdLab:
                 "--rate", str(state.load_rate)]
         for spec in state.members:
             argv += ["--endpoint", spec.client_url]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        rec = processes.spawn(LOADGEN_PROCESS, argv, self.logs_dir / "loadgen.log", env=env)
+        rec = processes.spawn(LOADGEN_PROCESS, argv, self.logs_dir / "loadgen.log", env=processes.child_env())
         time.sleep(0.3)
         if not processes.is_live(rec):
             raise LabError(f"the load generator exited at once: {processes.log_tail(rec.log)}")

@@ -15,6 +15,7 @@ PLUGIN = SubjectPlugin(
     build="subjects.etcd.settings:build",
     chaos="subjects.etcd.chaos",
     lab="subjects.etcd.lab_command:LAB",
+    evaluation="subjects.etcd.evaluation:ADAPTER",
     flags=(
         Flag("--endpoints", "endpoints", "etcd: members' client URLs, comma-separated (default: the local lab's)",
              metavar="URLS", type=url_list),

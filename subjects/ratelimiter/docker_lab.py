@@ -295,6 +295,12 @@ class DockerRateLimiterLab(RateLimiterLab):
 
     # -- status --------------------------------------------------------------------------------
 
+    def start_load(self) -> str:
+        raise LabError("the Docker lab starts its load generator with `lab up` only (leave out --no-load)")
+
+    def stop_load(self) -> str:
+        raise LabError("the Docker lab stops its load generator with `lab down` only")
+
     def status(self) -> dict:
         state = self.state
         client = self._client(state)

@@ -16,18 +16,16 @@ Trial folder layout (TRIAL_DIR is the lab's run folder)::
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import netfault
+from subjects import netfault, tmpfs, workload_process
 from subjects.evaluation import (
     FaultKind,
     FaultPlan,
@@ -39,19 +37,16 @@ from subjects.evaluation import (
     WorkloadBucket,
     WorkloadSpec,
 )
-from subjects.ratelimiter import fault_checks, faults, processes, tmpfs
+from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.addresses import AddressPlan
-from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, child_env, open_lab
+from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, open_lab
 from subjects.ratelimiter.oracle import Oracle
 from subjects.ratelimiter.processes import ProcessRecord
 
 SUBJECT = "ratelimiter"
 EFFECT_TIMEOUT_S = 8.0  # under the harness's 10 s effect deadline
 REVERT_CHECK_TIMEOUT_S = 12.0  # a restarted node, Redis's next successful save
-WORKLOAD_START_TIMEOUT_S = 15.0
-WORKLOAD_STOP_GRACE_S = 5.0
 WORKLOAD = "workload"
-PROCESS_FILE = "process.json"
 
 
 class LabOptions(BaseModel):
@@ -250,26 +245,11 @@ class RateLimiterEvaluation:
         await _run_sync(_workload_start, manifest, spec)
 
     async def workload_read(self, manifest: Manifest, after_wall: float | None) -> list[WorkloadBucket]:
-        def read() -> list[WorkloadBucket]:
-            path = Path(manifest.admin["workload_dir"]) / "buckets.jsonl"
-            try:
-                lines = path.read_text().splitlines()
-            except FileNotFoundError:
-                return []
-            out = []
-            for line in lines:
-                try:
-                    bucket = WorkloadBucket(**json.loads(line))
-                except (ValueError, TypeError):
-                    continue  # a line being written right now: it is read whole next time
-                if after_wall is None or bucket.t_wall > after_wall:
-                    out.append(bucket)
-            return out
-
-        return await _run_sync(read)
+        lines = await _run_sync(workload_process.read, Path(manifest.admin["workload_dir"]), after_wall)
+        return [WorkloadBucket(**line) for line in lines]
 
     async def workload_stop(self, manifest: Manifest) -> None:
-        await _run_sync(_workload_stop, Path(manifest.trial_dir) / WORKLOAD)
+        await _run_sync(workload_process.stop, Path(manifest.admin["workload_dir"]))
 
 
 ADAPTER = RateLimiterEvaluation()
@@ -303,25 +283,11 @@ def _record(ref: ProcessRef) -> ProcessRecord:
     return ProcessRecord(name=ref.name, pid=ref.pid, starttime=ref.start_time, argv=[], log="")
 
 
-def _workload_process(workload_dir: Path) -> ProcessRecord | None:
-    try:
-        return ProcessRecord.model_validate_json((workload_dir / PROCESS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _workload_start(manifest: Manifest, spec: WorkloadSpec) -> None:
     admin = manifest.admin
-    workload_dir = Path(admin["workload_dir"])
-    old = _workload_process(workload_dir)
-    if old is not None and processes.is_live(old):
-        raise RuntimeError(f"the workload of this trial is already running (pid {old.pid})")
-    workload_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("buckets.jsonl", "status.json"):
-        (workload_dir / name).unlink(missing_ok=True)
     params = dict(spec.params)
     argv = [sys.executable, "-m", "subjects.ratelimiter.workload", "--redis", admin["redis_url"],
-            "--rate", str(spec.rate_per_s), "--seed", str(spec.seed), "--out", str(workload_dir),
+            "--rate", str(spec.rate_per_s), "--seed", str(spec.seed), "--out", admin["workload_dir"],
             "--slo-ms", str(spec.slo_p99_ms), "--keys", str(int(params.pop("keys", 8))),
             "--max-duration-s", str(float(params.pop("max_duration_s", 1800))),
             "--source-address", admin["workload_address"], "--parent-pid", str(os.getpid())]
@@ -333,33 +299,13 @@ def _workload_start(manifest: Manifest, spec: WorkloadSpec) -> None:
     if manifest.cgroups and netfault.cgroup_available():
         cgroup = f"{manifest.cgroups[0]}/{WORKLOAD}"
         netfault.cgroup_create(cgroup)
-    rec = processes.spawn(WORKLOAD, argv, workload_dir / "workload.log", env=child_env(),
-                          host=admin["workload_address"], cgroup=cgroup)
-    (workload_dir / PROCESS_FILE).write_text(rec.model_dump_json())
-    deadline = time.monotonic() + WORKLOAD_START_TIMEOUT_S
-    while not (workload_dir / "status.json").exists():
-        if not processes.is_live(rec):
-            raise RuntimeError(f"the workload exited at once: {processes.log_tail(rec.log)}")
-        if time.monotonic() > deadline:
-            processes.stop(rec)
-            raise RuntimeError(f"the workload did not start within {WORKLOAD_START_TIMEOUT_S:.0f}s")
-        time.sleep(0.05)
-
-
-def _workload_stop(workload_dir: Path) -> str | None:
-    rec = _workload_process(workload_dir)
-    if rec is None:
-        return None
-    # SIGTERM lets it finish what is in flight and write its last buckets (at most the request
-    # timeout); SIGKILL after that.
-    outcome = processes.stop(rec, WORKLOAD_STOP_GRACE_S)
-    return None if outcome == "not running" else f"workload (pid {rec.pid}) {outcome}"
+    workload_process.start(Path(admin["workload_dir"]), argv, processes.child_env(), admin["workload_address"], cgroup)
 
 
 def _teardown(manifest: Manifest) -> list[str]:
     """Stop the workload and the lab, then whatever of the manifest is still there (by identity)."""
     done = []
-    stopped = _workload_stop(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
+    stopped = workload_process.stop(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
     if stopped:
         done.append(stopped)
     lab_dir = manifest.admin.get("lab_dir", manifest.trial_dir)
@@ -399,7 +345,7 @@ def _teardown(manifest: Manifest) -> list[str]:
 
 def _leftovers(manifest: Manifest) -> list[str]:
     left = []
-    workload = _workload_process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
+    workload = workload_process.process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
     records = [_record(ref) for ref in manifest.processes] + ([workload] if workload else [])
     lab = RateLimiterLab(manifest.admin.get("lab_dir", manifest.trial_dir))
     try:

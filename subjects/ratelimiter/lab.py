@@ -39,6 +39,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -53,9 +54,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from containers.nodes import ContainerRecord
-from subjects import netfault
+from subjects import netfault, tmpfs
 from subjects.plugin import PluginError
-from subjects.ratelimiter import addresses, processes, tmpfs
+from subjects.ratelimiter import addresses, processes
 from subjects.ratelimiter.addresses import LOCALHOST, AddressError, AddressPlan
 from subjects.ratelimiter.processes import ProcessRecord
 
@@ -76,7 +77,6 @@ START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 LOCK_TIMEOUT_S = 120.0
 REDIS_PROCESS, PROXY_PROCESS, LOADGEN_PROCESS = "redis", "proxy", "loadgen"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class LabError(PluginError):
@@ -125,6 +125,7 @@ class LabState(BaseModel):
     nodes: list[NodeSpec]
     node_options: NodeOptions
     load: bool
+    load_args: list[str] = []
     processes: dict[str, ProcessRecord] = {}
     block: str | None = None  # address block "127.B.C" (see `addresses`); None: all on 127.0.0.1
     redis_host: str = LOCALHOST
@@ -182,6 +183,23 @@ def plan_ports(nodes: int, redis_port: int, base_port: int) -> dict[str, int]:
             f"--redis-port {redis_port} collides with the ports derived from --base-port {base_port}"
         )
     return ports
+
+
+def free_lab_ports(nodes: int) -> tuple[int, int]:
+    """(redis port, base port) whose every planned port is free (see the module docstring)."""
+    rng = random.Random()
+    low, high = processes.FREE_PORT_RANGE
+    for _ in range(500):
+        base = rng.randrange(low, high - PROXY_OFFSET - nodes - 1)
+        wanted = [base + i for i in range(1, nodes + 1)] + [base + PROXY_OFFSET + i for i in range(nodes + 1)]
+        if all(processes.port_free(p) for p in wanted):
+            break
+    else:
+        raise LabError("no free range of ports found for the lab")
+    while True:
+        redis_port = processes.free_port(rng)
+        if not base < redis_port <= base + PROXY_OFFSET + nodes:
+            return redis_port, base
 
 
 class RateLimiterLab:
@@ -347,6 +365,7 @@ class RateLimiterLab:
                 ],
                 node_options=node_options or NodeOptions(),
                 load=load,
+                load_args=load_args or [],
                 block=plan.block,
                 redis_host=plan.redis,
                 proxy_host=plan.proxy,
@@ -368,7 +387,7 @@ class RateLimiterLab:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
             try:
                 self._write(state)  # write-ahead: a mount or cgroup made below is always on record
-                self._start_all(state, server, load_args or [])
+                self._start_all(state, server)
             except BaseException as e:
                 # Leave nothing half-started behind: stop what did start, then report why.
                 self._stop_all(state)
@@ -414,7 +433,7 @@ class RateLimiterLab:
         ]  # fmt: skip
         return [*argv, *redis_save_args(disk)]
 
-    def _start_all(self, state: LabState, server: str, load_args: list[str]) -> None:
+    def _start_all(self, state: LabState, server: str) -> None:
         redis_dir = self.run_dir / REDIS_DIR
         redis_dir.mkdir(parents=True, exist_ok=True)
         if state.redis_disk is not None:
@@ -444,7 +463,7 @@ class RateLimiterLab:
         for spec in state.nodes:
             argv += ["--link", f"{spec.id}={spec.link_host}:{spec.link_port}"]
         rec = self._spawn(
-            state, PROXY_PROCESS, argv, "proxy.log", env=child_env(), port=state.proxy_control_port,
+            state, PROXY_PROCESS, argv, "proxy.log", env=processes.child_env(), port=state.proxy_control_port,
             host=state.proxy_host,
         )  # fmt: skip
         self._record(state, rec)
@@ -458,24 +477,49 @@ class RateLimiterLab:
             self._wait_node_healthy(state, spec, deadline)
 
         if state.load:
-            argv = [
-                sys.executable,
-                "-m",
-                "subjects.ratelimiter.loadgen",
-                "--status-file",
-                str(self.run_dir / LOADGEN_STATUS),
-                "--source-address",
-                state.plan.loadgen,
-            ]
-            for spec in state.nodes:
-                argv += ["--seed-url", spec.url]
-            rec = self._spawn(
-                state, LOADGEN_PROCESS, argv + load_args, "loadgen.log", env=child_env(), host=state.plan.loadgen
-            )
-            self._record(state, rec)
-            time.sleep(0.3)
-            if not processes.is_live(rec):
-                raise LabError(f"the load generator exited at once: {processes.log_tail(rec.log)}")
+            self._spawn_load(state)
+
+    def _spawn_load(self, state: LabState) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "subjects.ratelimiter.loadgen",
+            "--status-file",
+            str(self.run_dir / LOADGEN_STATUS),
+            "--source-address",
+            state.plan.loadgen,
+        ]
+        for spec in state.nodes:
+            argv += ["--seed-url", spec.url]
+        rec = self._spawn(
+            state, LOADGEN_PROCESS, argv + state.load_args, "loadgen.log", env=processes.child_env(),
+            host=state.plan.loadgen,
+        )
+        self._record(state, rec)
+        time.sleep(0.3)
+        if not processes.is_live(rec):
+            raise LabError(f"the load generator exited at once: {processes.log_tail(rec.log)}")
+
+    def start_load(self) -> str:
+        """Start the load generator of a lab brought up without it: ``started`` or ``already running``."""
+        with self._locked():
+            state = self.state
+            rec = state.processes.get(LOADGEN_PROCESS)
+            if rec is not None and processes.is_live(rec):
+                return "already running"
+            state.load = True
+            self._spawn_load(state)
+            return "started"
+
+    def stop_load(self) -> str:
+        """Stop the load generator (the rest of the lab keeps running)."""
+        with self._locked():
+            state = self.state
+            rec = state.processes.get(LOADGEN_PROCESS)
+            outcome = "not running" if rec is None else processes.stop(rec, STOP_GRACE_S)
+            state.load = False
+            self._write(state)
+            return outcome
 
     def _record(self, state: LabState, rec: ProcessRecord) -> None:
         state.processes[rec.name] = rec
@@ -522,7 +566,7 @@ class RateLimiterLab:
             "--redis-timeout-ms", str(o.redis_timeout_ms),
         ]  # fmt: skip
         return self._spawn(
-            state, spec.id, argv, f"{spec.id}.log", env=child_env(), port=spec.port, host=spec.host
+            state, spec.id, argv, f"{spec.id}.log", env=processes.child_env(), port=spec.port, host=spec.host
         )
 
     def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
@@ -958,11 +1002,3 @@ def open_lab(run_dir: str | Path) -> RateLimiterLab:
 
         return DockerRateLimiterLab(run_dir)
     return lab
-
-
-def child_env() -> dict[str, str]:
-    """Children find this checkout's packages even when it is not installed in their Python."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from subjects.plugin import LabReport
-from subjects.ratelimiter.lab import RateLimiterLab, open_lab
+from subjects.ratelimiter.lab import RateLimiterLab, free_lab_ports, open_lab
 
 
 def _ranges(ports: list[int]) -> str:
@@ -27,14 +27,18 @@ def _ranges(ports: list[int]) -> str:
 
 class RateLimiterLabCommand:
     def up(self, run_dir: Path, options: dict[str, Any]) -> LabReport:
+        """`free_ports`: any free ports (in 20000-32000) instead of the defaults or the ones given."""
         if options.get("docker"):
             from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
 
             lab: RateLimiterLab = DockerRateLimiterLab(run_dir)
         else:
             lab = RateLimiterLab(run_dir)
-        state = lab.up(nodes=options.get("nodes", 3), redis_port=options.get("redis_port"),
-                       base_port=options.get("base_port"), load=not options.get("no_load"),
+        nodes = options.get("nodes", 3)
+        redis_port, base_port = options.get("redis_port"), options.get("base_port")
+        if options.get("free_ports"):
+            redis_port, base_port = free_lab_ports(nodes)
+        state = lab.up(nodes=nodes, redis_port=redis_port, base_port=base_port, load=not options.get("no_load"),
                        block=options.get("addresses"), redis_disk_mb=options.get("redis_disk_mb"))
 
         def who(name: str) -> str:
@@ -82,6 +86,12 @@ class RateLimiterLabCommand:
         lines.extend(f"removed {path}" for path in report["removed"])
         lines.append(f"logs kept in {report['logs']}")
         return LabReport(lines, report)
+
+    def load(self, run_dir: Path, on: bool) -> LabReport:
+        """Start or stop the load generator of a running lab."""
+        lab = open_lab(run_dir)
+        outcome = lab.start_load() if on else lab.stop_load()
+        return LabReport([f"load generator: {outcome}"], {"load": on, "outcome": outcome})
 
     def status(self, run_dir: Path) -> LabReport:
         status = open_lab(run_dir).status()

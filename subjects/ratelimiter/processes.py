@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
@@ -176,6 +177,18 @@ def stop(rec: ProcessRecord, grace_s: float = 5.0) -> str:
     raise RuntimeError(f"{rec.name} (pid {rec.pid}) survived SIGKILL")
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child that runs this checkout's packages (even when they are not
+    installed in its Python), with unbuffered output for its log."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def log_tail(path: str | Path, lines: int = 5) -> str:
     try:
         text = Path(path).read_text(errors="replace")
@@ -236,6 +249,22 @@ def port_free(port: int, host: str = LOCALHOST) -> bool:
         except OSError:
             return False
     return True
+
+
+# Below the kernel's ephemeral range (32768-60999): a port the kernel hands out for a client
+# connection or a bind to port 0 elsewhere can no longer be taken between our check and the
+# server's own bind.
+FREE_PORT_RANGE = (20_000, 32_000)
+
+
+def free_port(rng: random.Random | None = None) -> int:
+    """A free port in FREE_PORT_RANGE, chosen at random."""
+    rng = rng or random.Random()
+    for _ in range(500):
+        port = rng.randrange(*FREE_PORT_RANGE)
+        if port_free(port):
+            return port
+    raise RuntimeError("no free port found")
 
 
 def wait_port(

@@ -11,6 +11,7 @@ from typing import Any
 
 from operator_tui.config import Settings
 from operator_tui.policy import Policy
+from operator_tui.store.incident import Incident, IncidentEvent
 from operator_tui.store.models import ActionRecord, ActionTransition, AuditEvent, FaultRow
 from subjects.base import Node, Observation, Ticket, Workload
 
@@ -186,7 +187,38 @@ def ticket_detail(resolved: bool) -> dict[str, Any]:
     detail["sessions"] = []
     if resolved:
         detail["resolution"] = {"by": "agent", "reason": "store_unreachable holds again for store:2"}
+    detail["incident"] = incident(resolved).model_dump(mode="json")
     return detail
+
+
+def incident(resolved: bool = True) -> Incident:
+    """Ticket 5's incident: store 2 killed, detected, diagnosed, restart approved by a human, verified."""
+    t = ticket(5, status="resolved" if resolved else "investigating", resolved=44 if resolved else None)
+    act = action(4, state="succeeded" if resolved else "awaiting_approval")
+
+    def ev(second: float, source: str, kind: str, ref: str, actor: str, summary: str = "", **extra: Any) -> IncidentEvent:
+        return IncidentEvent(at=at(second), source=source, kind=kind, ref=ref, actor=actor, summary=summary, **extra)
+
+    steps = [(None, "proposed", "agent", "restart the dead TiKV process", 31.5),
+             ("proposed", "validated", "system", "parameters and precheck passed", 31.6),
+             ("validated", "awaiting_approval", "system", "approval required (mode execute, approval all)", 31.7)]
+    if resolved:
+        steps += [("awaiting_approval", "approved", "human:sre", "approved by human:sre", 38.0),
+                  ("approved", "executing", "system", "precheck passed on a fresh observation", 38.2),
+                  ("executing", "succeeded", "system", "store 2 restarted; its status port answers", 39.0)]
+    events = [
+        ev(29, "fault", "injected", "fault:1", "human:sre", "kill_store store_id=2", detail={"kind": "kill_store"}),
+        ev(30, "ticket", "opened", "ticket:5", "monitor", t.summary),
+        ev(30.2, "ticket", "claimed", "ticket:5", "agent", detail={"session_id": 1, "attempt": 1}),
+        ev(31, "ticket", "diagnosed", "ticket:5", "agent", DIAGNOSIS["summary"], detail={"confidence": 0.97}),
+        *(ev(second, "action", to, "action:4", who, why, risk="high",
+             detail={"name": "restart_node", "params": {"store_id": 2}, "from": frm})
+          for frm, to, who, why, second in steps),
+    ]
+    if resolved:
+        events += [ev(44, "verification", "holds", "session:1", "agent", "store_unreachable holds again for store:2"),
+                   ev(44, "ticket", "resolved", "ticket:5", "agent", "store_unreachable holds again for store:2")]
+    return Incident(ticket=t, events=events, actions=[act], faults=[fault()])
 
 
 def audit_events(n: int = 8) -> list[AuditEvent]:

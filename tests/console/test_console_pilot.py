@@ -18,6 +18,7 @@ from screens.tickets import TicketDetailScreen, TicketsScreen
 from tests.console import samples
 from tests.console.conftest import SIZE, awaiting_action, fed_app, open_ticket, store_app, until, until_async
 from widgets.agent_log import AgentLog
+from widgets.incident_timeline import IncidentTimeline
 from widgets.keyed_table import KeyedTable
 from widgets.node_grid import NodeGrid, NodeTile
 from widgets.status import Banner, KeyBar, NavBar, StatusBar, TooSmall
@@ -251,13 +252,16 @@ async def test_ticket_detail_from_the_store_renders_the_diagnosis_and_timeline(d
         assert "### Root cause" in source and "TiKV process is dead" in source
         assert "### Alternatives considered" in source and "✘ **The store" in source
         assert "`restart_node`" in source
-        timeline = detail.query_one("#detail-timeline", KeyedTable)
-        assert timeline.row_count == 3  # opened, claimed, diagnosed
+        timeline = detail.query_one(IncidentTimeline)
+        assert [(e.lane, e.label.split(":")[0]) for e in timeline.events] == [
+            (f"ticket #{ticket_id}", "opened"), ("agent", "claimed by the agent (attempt 1)"), ("agent", "diagnosed")]
         # The ticket changes in the store: the open detail follows (under the approval dialog it asks for).
         await awaiting_action(store, ticket_id=ticket_id, session_id=session_id)
         await until(pilot, lambda: isinstance(app.screen, ApprovalModal), what="approval modal")
         await pilot.press("escape")
         await until(pilot, lambda: "## Actions" in detail.query_one(Markdown).source, what="actions section")
+        lanes = [e.lane for e in detail.query_one(IncidentTimeline).events]
+        assert lanes.count("#1 restart_node") == 3  # proposed, validated, awaiting approval
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, TicketsScreen)

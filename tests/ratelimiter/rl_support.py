@@ -11,49 +11,24 @@ from pathlib import Path
 import httpx
 
 from subjects.ratelimiter import processes
-from subjects.ratelimiter.lab import PROXY_OFFSET, NodeOptions, RateLimiterLab
-from subjects.ratelimiter.processes import ProcessRecord
+from subjects.ratelimiter.addresses import AddressPlan
+from subjects.ratelimiter.lab import PROXY_OFFSET, NodeOptions, RateLimiterLab, free_lab_ports
+from subjects.ratelimiter.processes import ProcessRecord, free_port
 
 # Short registry TTL and Redis timeout so that failures show within a second or two.
 FAST_NODES = NodeOptions(heartbeat_ms=200, node_ttl_ms=1000, redis_timeout_ms=300)
-
-
-# Below the kernel's ephemeral range (32768-60999): a port the kernel hands out for a client
-# connection or a bind to port 0 elsewhere in the run can no longer be taken between our check
-# and the server's own bind.
-PORT_RANGE = (20_000, 32_000)
-
-
-def free_port() -> int:
-    rng = random.Random()
-    for _ in range(500):
-        port = rng.randrange(*PORT_RANGE)
-        if processes.port_free(port):
-            return port
-    raise RuntimeError("no free port found")
-
-
-def free_base(nodes: int) -> int:
-    """A base port whose node ports (BASE+i) and proxy ports (BASE+100+i) are all free."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - PROXY_OFFSET - nodes - 1)
-        wanted = [base + i for i in range(1, nodes + 1)] + [base + PROXY_OFFSET + i for i in range(nodes + 1)]
-        if all(processes.port_free(p) for p in wanted):
-            return base
-    raise RuntimeError("no free port range found")
+__all__ = ["free_lab_ports", "free_port"]  # for the tests that import them from here
 
 
 def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None = None) -> tuple[str, int]:
     """An address block ("127.B.0", B drawn from `octets`) and a base port (`base`, or drawn) whose
     lab endpoints are all free there; the lab's Redis takes the base port itself."""
-    from subjects.ratelimiter.addresses import AddressPlan
-
     rng = random.Random()
     wanted_base = base
+    low, high = processes.FREE_PORT_RANGE
     for _ in range(500):
         block = f"127.{rng.choice(octets)}.0"
-        base = wanted_base or rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - PROXY_OFFSET - nodes - 1)
+        base = wanted_base or rng.randrange(low, high - PROXY_OFFSET - nodes - 1)
         plan = AddressPlan(block)
         wanted = [(plan.redis, base), (plan.proxy, base + PROXY_OFFSET)]
         wanted += [(plan.node(i), base + i) for i in range(1, nodes + 1)]
@@ -61,14 +36,6 @@ def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None
         if all(processes.port_free(port, host) for host, port in wanted):
             return block, base
     raise RuntimeError("no free address block found")
-
-
-def free_lab_ports(nodes: int) -> tuple[int, int]:
-    base = free_base(nodes)
-    while True:
-        redis_port = free_port()
-        if not base < redis_port <= base + PROXY_OFFSET + nodes:
-            return redis_port, base
 
 
 def wait_until(
@@ -95,8 +62,18 @@ def assert_dead(records: list[ProcessRecord]) -> None:
     assert not alive, f"processes left running: {alive}"
 
 
-def assert_ports_closed(ports: list[int]) -> None:
-    wait_until(lambda: not (set(ports) & processes.listening_ports()), 10.0, what=f"ports {ports} to close")
+def assert_ports_closed(ports: list[int], host: str = "127.0.0.1") -> None:
+    """Nothing listens on host:port any more. By address: labs on other loopback addresses (parallel
+    evaluation slots) may use the same port numbers."""
+    assert_endpoints_closed([(host, port) for port in ports])
+
+
+def assert_endpoints_closed(endpoints: list[tuple[str, int]]) -> None:
+    def closed() -> bool:
+        table = processes.listening()
+        return not any(processes.is_listening(host, port, table) for host, port in endpoints)
+
+    wait_until(closed, 10.0, what=f"{endpoints} to close")
 
 
 def make_lab(tmp: Path, nodes: int = 3, options: NodeOptions = FAST_NODES) -> RateLimiterLab:
@@ -109,7 +86,7 @@ def make_lab(tmp: Path, nodes: int = 3, options: NodeOptions = FAST_NODES) -> Ra
 def teardown_lab(lab: RateLimiterLab) -> None:
     state = lab.state
     records = list(state.processes.values())
-    ports = list(state.ports().values())
+    endpoints = list(state.endpoints().values())
     try:
         lab.down()
     finally:
@@ -120,7 +97,7 @@ def teardown_lab(lab: RateLimiterLab) -> None:
                 processes.send(rec, signal.SIGKILL)
                 processes.wait_dead(rec, 5.0)
     assert_dead(records)
-    assert_ports_closed(ports)
+    assert_endpoints_closed(endpoints)
     assert not lab.state_path.exists()
 
 

@@ -27,7 +27,7 @@ from rl_support import free_port, teardown_lab, wait_until
 from operator_tui.agent.embedded import score_cause
 from subjects.base import NodeState, RunbookContext
 from subjects.ratelimiter import processes
-from subjects.ratelimiter.lab import RateLimiterLab, child_env
+from subjects.ratelimiter.lab import RateLimiterLab
 from subjects.ratelimiter.service import schema
 from subjects.ratelimiter.subject import build
 
@@ -235,7 +235,7 @@ async def test_a_node_known_only_from_the_registry_is_watched_and_shows_down(lab
     port = free_port()
     argv = [sys.executable, "-m", "subjects.ratelimiter.service", "--node-id", "extra1", "--port", str(port),
             "--redis", lab.redis_url(), "--heartbeat-ms", "200", "--node-ttl-ms", "1500"]
-    rec = processes.spawn("extra1", argv, tmp_path / "extra1.log", env=child_env(), port=port)
+    rec = processes.spawn("extra1", argv, tmp_path / "extra1.log", env=processes.child_env(), port=port)
     subject = await subject_for(lab)
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200, 30,
@@ -268,7 +268,7 @@ async def test_a_cleanly_stopped_unexpected_node_is_removed_not_down(lab, tmp_pa
     port = free_port()
     argv = [sys.executable, "-m", "subjects.ratelimiter.service", "--node-id", "extra2", "--port", str(port),
             "--redis", lab.redis_url()]
-    rec = processes.spawn("extra2", argv, tmp_path / "extra2.log", env=child_env(), port=port)
+    rec = processes.spawn("extra2", argv, tmp_path / "extra2.log", env=processes.child_env(), port=port)
     subject = await subject_for(lab)
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200, 30,

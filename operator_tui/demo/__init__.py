@@ -1,0 +1,1 @@
+"""Demo mode: chapters of narration played over the real console on a fresh lab (see director.py)."""
