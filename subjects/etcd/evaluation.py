@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import netfault, tmpfs, workload_process
+from subjects import manifest_sweep, workload_process
 from subjects.etcd import fault_checks, faults
 from subjects.etcd.lab import EtcdFlags, EtcdLab, LabError
 from subjects.etcd.oracle import Oracle
@@ -47,7 +46,6 @@ from subjects.evaluation import (
 )
 from subjects.ratelimiter import processes
 from subjects.ratelimiter.fault_checks import wait
-from subjects.ratelimiter.processes import ProcessRecord
 
 SUBJECT = "etcd"
 EFFECT_TIMEOUT_S = 8.0
@@ -86,7 +84,8 @@ class EtcdEvaluation:
     def fault_kinds(self) -> dict[str, FaultKind]:
         return {k.name: FaultKind(name=k.name, description=k.description,
                                   target_kind="member name (m1, m2, ...) or leader",
-                                  params={n: f.default for n, f in k.params.model_fields.items()})
+                                  params={n: f.default for n, f in k.params.model_fields.items()},
+                                  self_heals=k.name == "restart_member")  # a restart ends by itself
                 for k in faults.KINDS.values()}
 
     def lab_defaults(self) -> dict[str, Any]:
@@ -213,6 +212,7 @@ class EtcdEvaluation:
                                              undo["fid"])
         except faults.FaultError as e:
             raise RuntimeError(str(e)) from e
+        record["planned_process"] = undo["member_process"]  # what the checks compare the member's run with
         undo["record"] = record
         return {"done": record["done"], "effect": record["effect"], "injected_at": record["injected_at"]}
 
@@ -305,7 +305,7 @@ def _pending_steps(lab: EtcdLab | None, undo: dict[str, Any]) -> list[dict]:
         if kind == "disk_full":
             steps.append({"op": "remove_file", "member": member,
                           "path": str(Path(lab.member(member).folder) / f"chaos-filler-{fid}")})
-        if kind in ("kill_member", "disk_full"):
+        if kind in ("kill_member", "stop_member", "restart_member", "disk_full"):
             steps.append({"op": "start_member", "member": member})
         if kind in ("disk_full", "quota_fill"):
             op = "delete_prefix" if kind == "disk_full" else "quota_recover"
@@ -346,27 +346,13 @@ def _teardown(manifest: Manifest) -> list[str]:
             done += [f"removed {r}" for r in report["removed"]]
         except LabError as e:
             done.append(f"lab down: {e}")
-    for ref in manifest.processes:
-        rec = ProcessRecord(name=ref.name, pid=ref.pid, starttime=ref.start_time, argv=[], log="")
-        if processes.is_live(rec):
-            processes.send(rec, signal.SIGCONT)
-            processes.send(rec, signal.SIGKILL)
-            processes.wait_dead(rec, 5.0)
-            done.append(f"killed {rec.name} (pid {rec.pid})")
-    for path in manifest.mounts:
-        if tmpfs.is_mounted(path):
-            done.append(f"unmounted {path}" if tmpfs.unmount(path) else f"could not unmount {path}")
-    for path in manifest.cgroups:
-        if (netfault.CGROUP_ROOT / path).exists():
-            done.append(f"removed cgroup {path}" if netfault.cgroup_remove(path) else f"could not remove cgroup {path}")
+    done += manifest_sweep.sweep(manifest)
     return done
 
 
 def _leftovers(manifest: Manifest) -> list[str]:
-    records = [ProcessRecord(name=r.name, pid=r.pid, starttime=r.start_time, argv=[], log="")
-               for r in manifest.processes]
     workload = workload_process.process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
-    records += [workload] if workload else []
+    records = [workload] if workload else []
     chains: list[str] = []
     lab = EtcdLab(manifest.admin.get("lab_dir", manifest.trial_dir))
     try:
@@ -375,12 +361,4 @@ def _leftovers(manifest: Manifest) -> list[str]:
             chains = list(lab.state.chains)
     except LabError:
         pass
-    left, seen = [], set()
-    for rec in records:
-        if (rec.pid, rec.starttime) not in seen and processes.is_live(rec):
-            left.append(f"process {rec.name} (pid {rec.pid}) {processes.process_state(rec)}")
-        seen.add((rec.pid, rec.starttime))
-    left += [f"mount {p}" for p in manifest.mounts if tmpfs.is_mounted(p)]
-    left += [f"iptables chain {c}" for c in chains if netfault.listing_naming(c)]
-    left += [f"cgroup {p}" for p in manifest.cgroups if (netfault.CGROUP_ROOT / p).exists()]
-    return left
+    return manifest_sweep.remaining(manifest, records, chains)

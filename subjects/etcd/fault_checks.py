@@ -6,7 +6,9 @@
 
 | kind             | effect                                                    | reverted                                   |
 |------------------|-----------------------------------------------------------|--------------------------------------------|
-| kill_member      | the process (pid + start time) is gone, the port refuses  | the member runs and follows a leader       |
+| kill_member,     | the process (pid + start time) is gone, the port refuses  | the member runs and follows a leader       |
+| stop_member      |                                                           |                                            |
+| restart_member   | another process runs the member and follows a leader      | the member runs and follows a leader       |
 | pause_member     | /proc/PID/status State T                                  | not stopped; follows a leader              |
 | partition_member | chain listed with its jump, counters above zero; the      | chain absent from `iptables -S`; the member|
 |                  | member has no leader                                      | follows a leader                           |
@@ -86,12 +88,19 @@ def effect(lab: EtcdLab, record: dict) -> Verdict:
     kind, member, facts = record["kind"], record["target"], record.get("effect") or {}
     try:
         spec = lab.member(member)
-        if kind == "kill_member":
-            state = processes.process_state(_rec(member, facts["pid"], facts["starttime"]))
+        if kind in ("kill_member", "stop_member"):
+            old = record.get("planned_process") or facts
+            state = processes.process_state(_rec(member, old["pid"], old["starttime"]))
             refused = _refuses(spec.address, lab.state.client_port)
             ok = state in (processes.STOPPED, processes.ZOMBIE) and refused
             return Verdict(ok, f"{member}: process {state}, client port {'refuses' if refused else 'accepts'}",
                            {"process_state": state, "port_refuses": refused})
+        if kind == "restart_member":
+            old = record["planned_process"]["pid"]
+            rec = lab.process(member)
+            ok, detail = _follows(lab, member)
+            replaced = rec is not None and rec.pid != old
+            return Verdict(ok and replaced, f"pid {old} -> {rec.pid if rec else None}; {detail}", {"replaced": replaced})
         if kind == "pause_member":
             step = _step(record, "signal")
             letter = processes.status_letter(step["pid"])

@@ -22,7 +22,8 @@ PLUGIN = SubjectPlugin(
     ),
     lab_flags=(
         Flag("--members", "members", "etcd: number of members (default: 3)", type=int),
-        Flag("--address-block", "address_block", "etcd: member i listens on BLOCK.i (default: 127.0.0)",
+        Flag("--address-block", "address_block", "etcd: member i listens on BLOCK.i (default: 127.0.0; with "
+             "--docker: 127.18.1)",
              metavar="BLOCK"),
         Flag("--client-port", "client_port", "etcd: client port on every member's address (default: 23790)",
              type=int),
@@ -35,5 +36,7 @@ PLUGIN = SubjectPlugin(
              type=float),
         Flag("--tmpfs-mb", "tmpfs_mb", "etcd: size of each member's own tmpfs, 0 for none (default: 192)",
              type=int),
+        Flag("--docker", "docker", "etcd: run the lab as containers (DOCKER_HOST, default: the project's local "
+             "engine, scripts/dockerd.sh)", store_true=True),
     ),
 )

@@ -7,6 +7,11 @@ checks `fault_checks`, the oracle `oracle`, the workload `workload` (its own pro
 buckets to the trial folder). Everything the harness stores (manifest, fault undo) is plain JSON
 that `teardown`, `revert_fault` and `fault_reverted` can act on alone after a crash.
 
+With the lab option ``kind: docker`` the same lab runs as containers (`docker_lab`) on the slot's
+block, Redis's tmpfs inside its container; the manifest records the containers' ids (and the
+engine), by which a crashed trial's containers are removed. Faults, checks, the oracle and the
+workload are the same.
+
 Trial folder layout (TRIAL_DIR is the lab's run folder)::
 
     TRIAL_DIR/state.json, logs/, redis/ (the tmpfs)   the lab
@@ -18,14 +23,15 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import netfault, tmpfs, workload_process
+from containers import engine
+from containers import nodes as ctr
+from subjects import manifest_sweep, netfault, workload_process
 from subjects.evaluation import (
     FaultKind,
     FaultPlan,
@@ -39,9 +45,9 @@ from subjects.evaluation import (
 )
 from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.addresses import AddressPlan
+from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
 from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, open_lab
 from subjects.ratelimiter.oracle import Oracle
-from subjects.ratelimiter.processes import ProcessRecord
 
 SUBJECT = "ratelimiter"
 EFFECT_TIMEOUT_S = 8.0  # under the harness's 10 s effect deadline
@@ -54,6 +60,7 @@ class LabOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["process", "docker"] = "process"  # processes, or containers on a Docker engine
     nodes: int = Field(3, ge=1, le=20)
     redis_disk_mb: int = Field(16, ge=1, le=1024)
     redis_save_s: int = Field(1, ge=1, le=60)
@@ -121,15 +128,19 @@ class RateLimiterEvaluation:
         still = await self.leftovers(stale)
         if still:
             raise RuntimeError(f"a previous lab in {trial_dir} could not be removed: {'; '.join(still)} ({left})")
-        lab = RateLimiterLab(trial_dir)
         block = request.block
         node_options = NodeOptions(heartbeat_ms=options.heartbeat_ms, node_ttl_ms=options.node_ttl_ms,
                                    redis_timeout_ms=options.redis_timeout_ms, fail_mode=options.fail_mode)
+        up: dict[str, Any] = {"nodes": options.nodes, "redis_port": block.port(0), "base_port": block.port(0),
+                              "load": False, "node_options": node_options, "block": block.prefix,
+                              "redis_disk_mb": options.redis_disk_mb, "redis_save_s": options.redis_save_s}
+        if options.kind == "docker":
+            lab: RateLimiterLab = DockerRateLimiterLab(trial_dir)
+        else:
+            lab = RateLimiterLab(trial_dir)
+            up["ident"] = request.ident  # names the lab's cgroup after the trial
         try:
-            state = await _run_sync(lambda: lab.up(
-                nodes=options.nodes, redis_port=block.port(0), base_port=block.port(0), load=False,
-                node_options=node_options, block=block.prefix, redis_disk_mb=options.redis_disk_mb,
-                redis_save_s=options.redis_save_s, ident=request.ident))
+            state = await _run_sync(lambda: lab.up(**up))
         except LabError as e:
             raise RuntimeError(f"ratelimiter lab: {e}") from e
         plan = AddressPlan(state.block)
@@ -147,11 +158,14 @@ class RateLimiterEvaluation:
         manifest.processes = [ProcessRef(rec.name, rec.pid, rec.starttime, rec.argv, rec.cgroup)
                               for rec in state.processes.values()]
         manifest.cgroups = [state.cgroup] if state.cgroup else []
-        manifest.mounts = [state.redis_disk.path] if state.redis_disk else []
+        manifest.mounts = [state.redis_disk.path] if state.redis_disk and state.runtime == "process" else []
         manifest.data_dirs = [str(lab.run_dir)]
         manifest.entities = [*(f"node:{n.id}" for n in state.nodes), "redis"]
         manifest.extra = {"ports": {what: f"{h}:{p}" for what, (h, p) in state.endpoints().items()},
                           "options": options.model_dump(), "redis_disk_mb": options.redis_disk_mb}
+        if state.runtime == "docker":
+            manifest.extra.update(docker_host=state.docker_host,
+                                  containers={name: rec.id for name, rec in state.containers.items()})
         return manifest
 
     async def teardown(self, manifest: Manifest) -> list[str]:
@@ -279,10 +293,6 @@ def _lab_if_up(lab_dir: str) -> tuple[RateLimiterLab, bool]:
         return lab, False
 
 
-def _record(ref: ProcessRef) -> ProcessRecord:
-    return ProcessRecord(name=ref.name, pid=ref.pid, starttime=ref.start_time, argv=[], log="")
-
-
 def _workload_start(manifest: Manifest, spec: WorkloadSpec) -> None:
     admin = manifest.admin
     params = dict(spec.params)
@@ -321,48 +331,59 @@ def _teardown(manifest: Manifest) -> list[str]:
                 done.append(f"removed cgroup {report['cgroups_removed']}")
         except LabError as e:
             done.append(f"lab down: {e}")
-    for ref in manifest.processes:
-        rec = _record(ref)
-        if processes.is_live(rec):
-            processes.send(rec, signal.SIGCONT)
-            processes.send(rec, signal.SIGKILL)
-            processes.wait_dead(rec, 5.0)
-            processes.reap(rec.pid)
-            done.append(f"killed {rec.name} (pid {rec.pid})")
-    for path in manifest.mounts:
-        if tmpfs.is_mounted(path):
-            done.append(f"unmounted {path}" if tmpfs.unmount(path) else f"could not unmount {path}")
-    for name in manifest.chains:
-        chain = netfault.Chain(name)
-        if not chain.gone():
-            chain.delete()
-            done.append(f"deleted iptables chain {name}")
-    for path in manifest.cgroups:
-        if (netfault.CGROUP_ROOT / path).exists():
-            done.append(f"removed cgroup {path}" if netfault.cgroup_remove(path) else f"could not remove cgroup {path}")
+    done += manifest_sweep.sweep(manifest)
+    done += _remove_containers(manifest)
     return done
 
 
+def _engine(manifest: Manifest) -> Any | None:
+    """The engine of a Docker trial's lab, or None when it does not answer (a stopped engine runs
+    nothing: `lab down` stops the one it started only once no container is left)."""
+    try:
+        return engine.connect(manifest.extra.get("docker_host"), timeout_s=10)
+    except engine.EngineError:
+        return None
+
+
+def _containers(manifest: Manifest, client: Any) -> dict[str, tuple[str, str]]:
+    """The manifest's containers that still exist: {name: (id, state)}."""
+    found = {}
+    for name, cid in (manifest.extra.get("containers") or {}).items():
+        state = ctr.state(client, cid)
+        if state != ctr.MISSING:
+            found[name] = (cid, state)
+    return found
+
+
+def _remove_containers(manifest: Manifest) -> list[str]:
+    """Whatever containers of the manifest are still there (a crash between `up` and `down`), by id."""
+    if not manifest.extra.get("containers") or (client := _engine(manifest)) is None:
+        return []
+    try:
+        done = []
+        for name, (cid, _state) in _containers(manifest, client).items():
+            client.containers.get(cid).remove(force=True, v=True)
+            done.append(f"removed container {name} ({cid[:12]})")
+        return done
+    finally:
+        client.close()
+
+
 def _leftovers(manifest: Manifest) -> list[str]:
-    left = []
     workload = workload_process.process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
-    records = [_record(ref) for ref in manifest.processes] + ([workload] if workload else [])
-    lab = RateLimiterLab(manifest.admin.get("lab_dir", manifest.trial_dir))
+    records = [workload] if workload else []
+    lab = open_lab(manifest.admin.get("lab_dir", manifest.trial_dir))
     try:
         if lab.state_path.exists():
             records += list(lab.state.processes.values())
     except LabError:
         pass
-    seen = set()
-    for rec in records:
-        if (rec.pid, rec.starttime) in seen:
-            continue
-        seen.add((rec.pid, rec.starttime))
-        state = processes.process_state(rec)
-        if state in (processes.RUNNING, processes.PAUSED):
-            left.append(f"process {rec.name} (pid {rec.pid}) {state}")
-    left += [f"mount {path}" for path in manifest.mounts if tmpfs.is_mounted(path)]
-    left += [f"iptables chain {name}" for name in manifest.chains if fault_checks.chain_listed(name)]
-    left += [f"cgroup {path}" for path in manifest.cgroups if (netfault.CGROUP_ROOT / path).exists()]
+    left = manifest_sweep.remaining(manifest, records)
+    if manifest.extra.get("containers") and (client := _engine(manifest)) is not None:
+        try:
+            left += [f"container {name} ({cid[:12]}) {state}" for name, (cid, state) in
+                     _containers(manifest, client).items()]
+        finally:
+            client.close()
     return left
 

@@ -185,6 +185,38 @@ async def test_safety_checks_hold_the_baseline(lab_a: Manifest) -> None:
     await oracle_until(lab_a, want_clean=True, baseline=baseline)
 
 
+async def test_a_drained_node_behind_a_partition_is_mitigation_but_no_node_in_rotation_is_not(
+        lab_a: Manifest) -> None:
+    """The oracle judges the service: a node an operator took out of rotation is not probed, as long
+    as a node left in rotation serves."""
+    await oracle_until(lab_a, want_clean=True)
+    urls = lab_a.admin["nodes"]
+    plan = await ADAPTER.plan_fault(lab_a, "partition", "n2", {}, random.Random(0), f"OPEVdr{random.randrange(10**6)}")
+    await ADAPTER.apply_fault(lab_a, plan)
+    try:
+        dirty = await oracle_until(lab_a, want_clean=False)
+        assert "node_serving" in {c.check for c in dirty if not c.ok and c.entity == "node:n2"}, failing(dirty)
+        httpx.post(f"{urls['n2']}/admin/drain", timeout=5).raise_for_status()
+        clean = await oracle_until(lab_a, want_clean=True)
+        n2 = [c for c in clean if c.entity == "node:n2"]
+        assert len(n2) == 4 and all(c.ok and c.detail.startswith("drained: out of rotation") for c in n2), n2
+        assert [c.detail for c in clean if c.check == "nodes_in_rotation"] == ["serving: n1, n3; drained: n2"]
+    finally:
+        await ADAPTER.revert_fault(plan.undo)
+        httpx.post(f"{urls['n2']}/admin/undrain", timeout=5)
+    assert (await ADAPTER.fault_reverted(plan.undo)).ok
+    try:
+        for url in urls.values():
+            httpx.post(f"{url}/admin/drain", timeout=5).raise_for_status()
+        dirty = await oracle_until(lab_a, want_clean=False)
+        assert [(c.check, c.detail) for c in dirty if not c.ok] == [("nodes_in_rotation",
+                                                                     "serving: none; drained: n1, n2, n3")]
+    finally:
+        for url in urls.values():
+            httpx.post(f"{url}/admin/undrain", timeout=5)
+    await oracle_until(lab_a, want_clean=True)
+
+
 async def test_the_workload_is_open_loop_its_buckets_add_up_and_show_a_fault(lab_a: Manifest) -> None:
     first, again, other = (list(arrivals(50, s, 2.0)) for s in (11, 11, 12))
     assert first == again and first != other and 60 <= len(first) <= 140  # seeded Poisson, about 100
