@@ -7,6 +7,8 @@ the campaign's JSON report:
 - per-trial overhead: wall x parallel / trials - mean trial duration, i.e. the campaign's own cost
   per trial (worker start, dispatch, analysis, reports, idle slots at the end);
 - speed-up of parallel 2 over parallel 1 (a ratio within one run of this benchmark).
+The campaign's budget is a ceiling for CI, so the benchmark passes --allow-over-budget (at parallel 1
+the worst case of ci.yaml exceeds it).
 
     .venv/bin/python bench/bench_campaign.py [--file scenarios/campaigns/ci.yaml] [--parallel 1 2] [--json]
 """
@@ -32,7 +34,7 @@ def run_once(file: Path, parallel: int) -> dict[str, Any]:
         report = Path(tmp) / "r.json"
         started = time.monotonic()
         proc = subprocess.run([str(BIN), "--db", f"{tmp}/bench.db", "eval", "campaign", str(file), "--parallel",
-                               str(parallel), "--report-json", str(report)],
+                               str(parallel), "--allow-over-budget", "--report-json", str(report)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.monotonic() - started
         if not report.exists():

@@ -1,5 +1,6 @@
-"""Docker against processes, on the same machine in one run: engine start, lab up and down, a node
-kill to answering again (restart), and one sandboxed shell command (docker vs bwrap).
+"""Docker against processes, on the same machine in one run: engine start, lab up and down and a node
+(member) kill to answering again (restart) for the rate limiter and etcd labs, and one sandboxed
+shell command (docker vs bwrap).
 
 Uses the project's local engine (started and stopped here if it does not run) and its images
 (built by scripts/setup.sh). Compare the ratios, not the absolute times: machines are shared.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -26,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import summary, table
 from containers import engine
 from operator_tui.agent.shell import Shell
+from subjects.etcd.docker_lab import DockerEtcdLab
+from subjects.etcd.lab import EtcdLab, address_free
 from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
 from subjects.ratelimiter.lab import RateLimiterLab
 from subjects.ratelimiter.processes import port_free
@@ -57,6 +61,33 @@ def lab_rounds(cls: type[RateLimiterLab], rounds: int) -> dict[str, list[float]]
             out["kill -> answering"].append(timed(lab.start_node, "n2"))
         finally:
             out["down"].append(timed(lab.down))
+            shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def free_block() -> tuple[str, int, int]:
+    """An address block 127.90.Y nobody listens on, with a client and a peer port."""
+    for y in range(0, 250):
+        block = f"127.90.{y}"
+        if all(address_free(f"{block}.{i}", p) for i in (1, 2, 3) for p in (24790, 24800)):
+            return block, 24790, 24800
+    raise RuntimeError("no free address block")
+
+
+def etcd_rounds(cls: type[EtcdLab], rounds: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"up": [], "kill -> answering": [], "down": []}
+    for _ in range(rounds):
+        folder = Path(tempfile.mkdtemp(prefix="operator-bench-docker-etcd-"))
+        lab = cls(folder)
+        block, client, peer = free_block()
+        try:
+            out["up"].append(timed(functools.partial(lab.up, members=3, block=block, client_port=client,
+                                                     peer_port=peer, load=False)))
+            lab.kill_member("m2")
+            out["kill -> answering"].append(timed(lab.start_member, "m2"))
+        finally:
+            out["down"].append(timed(lab.down))
+            lab.close()
             shutil.rmtree(folder, ignore_errors=True)
     return out
 
@@ -94,6 +125,8 @@ def main() -> int:
         results = {"engine start (empty data root) ms": start,
                    "process lab": {k: summary(v) for k, v in lab_rounds(RateLimiterLab, args.rounds).items()},
                    "docker lab": {k: summary(v) for k, v in lab_rounds(DockerRateLimiterLab, args.rounds).items()},
+                   "etcd process lab": {k: summary(v) for k, v in etcd_rounds(EtcdLab, args.rounds).items()},
+                   "etcd docker lab": {k: summary(v) for k, v in etcd_rounds(DockerEtcdLab, args.rounds).items()},
                    "shell bwrap": summary(shell_rounds("bwrap", args.rounds * 3)),
                    "shell docker": summary(shell_rounds("docker", args.rounds * 3))}
     finally:
@@ -107,6 +140,9 @@ def main() -> int:
     for step in ("up", "kill -> answering", "down"):
         p, d = results["process lab"][step], results["docker lab"][step]
         rows.append([f"lab {step}", p["median"], d["median"], round(d["median"] / p["median"], 1)])
+    for step in ("up", "kill -> answering", "down"):
+        p, d = results["etcd process lab"][step], results["etcd docker lab"][step]
+        rows.append([f"etcd lab {step}", p["median"], d["median"], round(d["median"] / p["median"], 1)])
     b, d = results["shell bwrap"], results["shell docker"]
     rows.append(["one shell command", b["median"], d["median"], round(d["median"] / b["median"], 1)])
     print(table(["median ms", "process/bwrap", "docker", "ratio"], rows))

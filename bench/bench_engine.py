@@ -1,8 +1,10 @@
-"""Kill switch latency: from engaging it to the in-flight action being cancelled (target 100 ms).
+"""Kill switch latency: from engaging it to the in-flight action being stopped (target 100 ms).
 
 Two ways in: the same process (the console's key) and another process (`operator-tui killswitch
 on`, which only writes the store; the engine running the action notices by polling). Latency is
-read from the store's own timestamps: the setting's write and the action's `cancelled` transition.
+read from the store's own timestamps: the setting's write and the action's first transition out of
+`executing` (`unknown`: its request was sent, so it is then reconciled, here to `cancelled` since
+the operator it started is stopped in PD too).
 
     .venv/bin/python bench/bench_engine.py [--rounds 10] [--json]
 """
@@ -51,10 +53,10 @@ async def one_round(engine: ActionEngine, store: Store, pd_url: str, db: Path, c
     [final] = await engine.wait_for([action.id], timeout=10)
     assert final.state == "cancelled", final
     engaged = (await store.db.fetchone("SELECT updated_at FROM settings WHERE key = 'killswitch'"))[0]
-    cancelled = next(t.at for t in await store.action_transitions(action.id) if t.to_state == "cancelled")
+    stopped = next(t.at for t in await store.action_transitions(action.id) if t.from_state == "executing")
     from operator_tui.timeutil import from_text
 
-    latency = (cancelled - from_text(engaged)).total_seconds() * 1000
+    latency = (stopped - from_text(engaged)).total_seconds() * 1000
     await decisions.release_killswitch(store, "human:bench")
     await asyncio.sleep(0.2)
     return latency

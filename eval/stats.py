@@ -371,6 +371,10 @@ def decide(
     if b_wins and significant and harmful_b <= harmful_a:
         return Decision("b_better", f"{b} better than {a} on {metric}")
     interval = f"n={diff.n}, CI [{_fmt(diff.lo, 2)}, {_fmt(diff.hi, 2)}]"
+    if (a_wins or b_wins) and not significant:
+        ahead, behind = (a, b) if a_wins else (b, a)
+        return Decision("no_difference", f"no claim: {ahead} ahead of {behind} on {metric} ({interval}) but the "
+                                          f"Holm-adjusted p={p_adjusted:.3g} is not below {alpha:g}")
     if (a_wins or b_wins) and significant:
         ahead, behind = (a, b) if a_wins else (b, a)
         more, fewer = (harmful_a, harmful_b) if a_wins else (harmful_b, harmful_a)

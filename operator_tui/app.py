@@ -247,10 +247,11 @@ class OperatorApp(App[int]):
                                          str(self.settings.db), runtime.endpoint))
 
     async def _start_store(self) -> None:
+        from operator_tui.config import read_audit_key
         from operator_tui.store import Store
 
         try:
-            self.store = await Store.open(self.settings.db)
+            self.store = await Store.open(self.settings.db, audit_key=read_audit_key(self.settings))
         except UserError as e:
             self.exit(None, return_code=e.exit_code, message=f"operator-tui: error: {e}")
             return
@@ -359,10 +360,10 @@ class OperatorApp(App[int]):
             self._wake.clear()
             policy = await load_policy(store)
             newest, changed = await store.actions_changed_since(last_transition)
-            if changed or first:
+            if changed or first or time.monotonic() - tickets_at >= TICKETS_REFRESH_S:
                 last_transition = newest
                 actions = await store.list_actions(run_id=run_id, limit=500)
-                awaiting = await store.list_actions(states=["awaiting_approval"], limit=100)
+                awaiting = await self._approvable(await store.list_actions(states=["awaiting_approval"], limit=100))
             if first or self._tickets_dirty or time.monotonic() - tickets_at >= TICKETS_REFRESH_S:
                 self._tickets_dirty = False
                 tickets_at = time.monotonic()
@@ -377,6 +378,26 @@ class OperatorApp(App[int]):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             except TimeoutError:
                 pass
+
+    @property
+    def cluster(self) -> str | None:
+        """The identity of the cluster this console watches (None: offline, or it cannot tell)."""
+        return self.runtime.cluster if self.runtime is not None else None
+
+    async def _approvable(self, awaiting: list[Any]) -> list[Any]:
+        """Only what approving can make happen: actions of live runs, on this console's cluster. An
+        action whose run ended waits for nobody (the engines expire it), and one for another
+        cluster must not be dry-run or judged against this one."""
+        live: dict[int | None, bool] = {}
+        out = []
+        for a in awaiting:
+            if self.cluster is not None and a.cluster is not None and a.cluster != self.cluster:
+                continue
+            if a.run_id not in live:
+                live[a.run_id] = await self.store.run_is_live(a.run_id)
+            if live[a.run_id]:
+                out.append(a)
+        return out
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -482,6 +503,15 @@ class OperatorApp(App[int]):
 
     @on(ActionChanged)
     def _action_changed(self, message: ActionChanged) -> None:
+        a = message.action
+        if a.state == "unknown":
+            self.state.add_feed("action", f"#{a.id} {a.name}: unknown", tone="bad",
+                                detail=[a.reason, "not re-run: checked against the cluster first"])
+            self._redraw("feed")
+        elif "reconciled" in a.reason and a.state in ("succeeded", "failed", "cancelled"):
+            self.state.add_feed("action", f"#{a.id} {a.name}: {a.state} (reconciled)", detail=[a.reason],
+                                tone="good" if a.state != "failed" else "bad")
+            self._redraw("feed")
         if self._wake is not None:
             self._wake.set()
 
@@ -572,7 +602,7 @@ class OperatorApp(App[int]):
         actor = human_actor()
         try:
             if decision.verdict == "approve":
-                record = await decisions.approve(self.store, decision.action_id, actor)
+                record = await decisions.approve(self.store, decision.action_id, actor, cluster=self.cluster)
                 self.post_message(ConsoleNote("decision", f"#{record.id} {record.name} approved by {actor}",
                                               tone="good"))
             else:
@@ -643,27 +673,31 @@ class OperatorApp(App[int]):
         return True
 
     def action_killswitch(self) -> None:
-        from operator_tui.policy import Policy
-
+        """Engage or release according to the store (what every process obeys). When the store has
+        changed since the screen last showed it, nothing changes: the screen catches up and says so."""
         if not self._need_store():
             return
-        current = self.state.policy or Policy()
-        engage = not current.killswitch
         actor = human_actor()
-        # Show it at once; the store (and every engine polling it) follows within milliseconds.
-        self.state.policy = current.model_copy(update={"killswitch": engage, "killswitch_by": actor})
-        self._redraw("store")
+        believed = self.state.policy.killswitch if self.state.policy is not None else None
 
         async def toggle() -> None:
             from operator_tui.actions import decisions
 
-            if engage:
-                cancelled = await decisions.engage_killswitch(self.store, actor, self.state.run_id)
-                self.post_message(ConsoleNote("killswitch", f"kill switch ENGAGED by {actor}",
-                                              detail=[f"cancelled {len(cancelled)} pending action(s)"], tone="bad"))
-            else:
-                await decisions.release_killswitch(self.store, actor, self.state.run_id)
+            outcome, policy, cancelled = await decisions.toggle_killswitch(self.store, actor, self.state.run_id,
+                                                                           believed_engaged=believed)
+            self.state.policy = policy
+            self._redraw("store")
+            if outcome == "engaged":
+                self.post_message(ConsoleNote("killswitch", f"kill switch ENGAGED by {actor}", tone="bad", detail=[
+                    f"cancelled {len(cancelled)} pending action(s)",
+                    "running ones stop; any whose request may have been sent becomes unknown and is reconciled"]))
+            elif outcome == "released":
                 self.post_message(ConsoleNote("killswitch", f"kill switch released by {actor}", tone="good"))
+            else:
+                by = f" by {policy.killswitch_by}" if policy.killswitch_by else ""
+                self.notify(f"The kill switch was {outcome.removeprefix('already ')}{by} meanwhile; nothing changed. "
+                            "Press ctrl+k again to " + ("release it." if policy.killswitch else "engage it."),
+                            title="Kill switch", severity="warning", timeout=6)
             self._wake.set()
 
         self.run_worker(toggle(), group="killswitch", exit_on_error=False)

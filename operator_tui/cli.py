@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,8 @@ def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = Tru
     g.add_argument("--config", metavar="FILE", help="TOML config file", **d)
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="log verbosity (default: info)", **d)
+    g.add_argument("--audit-key-file", metavar="FILE", help="sign (and verify) audit events with the secret in "
+                   "FILE, kept outside the store's folder", **d)
     if subject:
         g = p.add_argument_group("subject")
         g.add_argument("--subject", choices=registry.names(),
@@ -82,7 +85,8 @@ def _option_groups(p: argparse.ArgumentParser, *, sub: bool, subject: bool = Tru
         g.add_argument("--mode", choices=["observe", "propose", "execute"],
                        help="what the agent may do (default: what the store holds, else execute)", **d)
         g.add_argument("--approval", choices=["off", "risky", "all"],
-                       help="which actions wait for a human (default: what the store holds, else off)", **d)
+                       help="which actions wait for a human (default: what the store holds, else off; against "
+                            "a real cluster, risky)", **d)
         g.add_argument("--interval", type=float, metavar="S", help="seconds between observations (default: 1)", **d)
 
 
@@ -178,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a parameter (repeatable); V is read as JSON when it parses, else as text")
     a_run.add_argument("--dry-run", action="store_true", help="show what would be sent and whether it would run")
     a_run.add_argument("--ticket", type=int, metavar="ID", help="the ticket this action is for")
-    a_run.add_argument("--delay", type=float, default=0.0, metavar="S", help="run it S seconds from now")
+    a_run.add_argument("--delay", type=float, default=0.0, metavar="S",
+                       help="run it S seconds from now (the command waits until then)")
     a_run.add_argument("--json", action="store_true", help="print the final action record as JSON")
     a_cat = a_sub.add_parser("catalogue", help="the actions this subject offers, with their parameters")
     a_cat.add_argument("--json", action="store_true", help="machine-readable output (JSON schemas)")
@@ -187,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     a_rj = a_sub.add_parser("reject", help="reject an action awaiting approval")
     a_rj.add_argument("action_id", type=int, metavar="ID")
     a_rj.add_argument("--reason", default="", help="why (recorded in the audit log)")
-    a_cn = a_sub.add_parser("cancel", help="cancel a pending action, or stop a running one")
+    a_cn = a_sub.add_parser("cancel", help="cancel a pending action, or stop a running one",
+                            description="A pending action is cancelled at once. A running one is stopped by the "
+                                        "process running it; if its request may already have been sent it becomes "
+                                        "`unknown`, is reconciled with the cluster, and is undone through its "
+                                        "declared undo when it took effect.")
     a_cn.add_argument("action_id", type=int, metavar="ID")
     a_cn.add_argument("--reason", default="", help="why (recorded in the audit log)")
     for p in (a_list, a_show, a_ap, a_rj, a_cn):
@@ -202,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("--json", action="store_true", help="machine-readable output (status)")
     _option_groups(ks, sub=True, subject=False, policy=False)
     mode = sub.add_parser("mode", help="show or set what the agent may do",
-                          description="observe: diagnose only; propose: actions wait for a human; "
+                          description="observe: the agent only diagnoses and runs no action (people's own "
+                                      "actions still run); propose: the agent's actions wait for a human; "
                                       "execute: the agent acts on its own (within the approval policy).")
     mode.add_argument("value", nargs="?", choices=["observe", "propose", "execute"], metavar="observe|propose|execute")
     _option_groups(mode, sub=True, subject=False, policy=False)
@@ -484,6 +494,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... --json | head`): nothing more to say, and no traceback. Point
+        # stdout at /dev/null so that the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # as if killed by SIGPIPE, like any other command in a pipeline
 
 
 if __name__ == "__main__":

@@ -89,6 +89,10 @@ class CoreSettings(BaseSettings):
     approval: Literal["off", "risky", "all"] | None = None
     interval: float = Field(1.0, gt=0)
     clear_after: int = Field(3, ge=1)
+    # A check's data missing this long (Prometheus down, unreadable metrics) opens a metrics_missing ticket.
+    missing_data_grace_s: float = Field(30.0, ge=0)
+    # Sign audit events with the key in this file (kept outside the store); `audit verify` checks it.
+    audit_key_file: Path | None = None
     actions: ActionSettings = Field(default_factory=ActionSettings)
     agent_options: AgentSettings = Field(default_factory=AgentSettings)
 
@@ -107,7 +111,7 @@ class CoreSettings(BaseSettings):
             raise ValueError(f"unknown subject {value!r}; known: {', '.join(registry.PLUGINS)}")
         return value
 
-    @field_validator("db", "lab_dir", mode="before")
+    @field_validator("db", "lab_dir", "audit_key_file", mode="before")
     @classmethod
     def _expand_user(cls, value: Any) -> Any:
         return os.path.expanduser(value) if isinstance(value, str) else value
@@ -132,7 +136,27 @@ def _settings_class() -> type[CoreSettings]:
 Settings = _settings_class()
 
 # Flags of the core (argparse dest -> settings key); each subject's flags come from its plugin.
-FLAG_KEYS = ("db", "log_level", "subject", "lab_dir", "agent", "mode", "approval", "interval", "sim")
+FLAG_KEYS = ("db", "log_level", "subject", "lab_dir", "agent", "mode", "approval", "interval", "sim", "audit_key_file")
+MIN_AUDIT_KEY_BYTES = 16
+
+
+def read_audit_key(settings: CoreSettings) -> bytes | None:
+    """The audit HMAC key from `audit_key_file` (None when not configured). A key inside the store's
+    own folder would be rewritten by whoever rewrites the store: refused."""
+    path = settings.audit_key_file
+    if path is None:
+        return None
+    if path.resolve().parent == settings.db.resolve().parent:
+        raise UserError(f"the audit key file {path} is in the store's folder: keep it elsewhere, or whoever can "
+                        "rewrite the store can read the key and rebuild the chain with it")
+    try:
+        key = path.read_bytes().strip()
+    except OSError as e:
+        raise UserError(f"cannot read the audit key file {path}: {e.strerror or e}") from e
+    if len(key) < MIN_AUDIT_KEY_BYTES:
+        raise UserError(f"the audit key in {path} is {len(key)} bytes; use at least {MIN_AUDIT_KEY_BYTES} "
+                        "(e.g. `head -c 32 /dev/urandom | base64 > FILE`)")
+    return key
 
 
 def flag_dest(subject: str, flag: Flag) -> str:

@@ -30,9 +30,10 @@ class OperatorLoop:
               on_action: Callable[[ActionRecord], None] | None = None) -> OperatorLoop:
         settings = runtime.settings
         monitor = Monitor(runtime.subject, runtime.store, runtime.run_id, interval=settings.interval,
-                          clear_after=settings.clear_after, on_tick=on_tick)
+                          clear_after=settings.clear_after, on_tick=on_tick,
+                          missing_grace_s=settings.missing_data_grace_s, cluster=runtime.cluster)
         engine = ActionEngine(runtime.store, runtime.subject, runtime.run_id, settings.actions, on_change=on_action,
-                              run_scoped=runtime.attached)
+                              cluster=runtime.cluster, run_scoped=runtime.attached)
         agent = None
         if settings.agent != "none":
             from operator_tui.agent.factory import make_diagnoser
@@ -41,6 +42,7 @@ class OperatorLoop:
                                        store=runtime.store, engine=engine, run_id=runtime.run_id)
             agent = Agent(runtime.store, runtime.subject, engine, runtime.run_id, diagnoser, settings.agent_options,
                           history=lambda: list(monitor.history), on_event=on_agent_event,
+                          clear_after=settings.clear_after, verify_interval_s=settings.interval,
                           claim_scope=f"run:{runtime.run_id}" if runtime.attached else None,
                           memory="run" if runtime.attached else "all")
         return cls(runtime, monitor, engine, agent)

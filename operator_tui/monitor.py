@@ -8,6 +8,11 @@ Rules that keep it honest:
 - A ticket resolves only after its invariant has been evaluated and found clear on `clear_after`
   consecutive observations (hysteresis), and not while an agent session holds it: the session's
   own verification closes it then.
+- A check whose data is missing says so (subjects.base.NotEvaluated): for what it could not judge
+  it neither opens nor clears anything (and a ticket's run of clear observations starts over).
+  Data that stays missing for `missing_grace_s` is a `metrics_missing` ticket of its own, one per
+  missing source, resolved once the data is back on `clear_after` observations.
+- Tickets of a run that died while watching the same cluster are adopted (store.adopt_orphan_tickets).
 - Samples and ticket changes of one tick are written in one transaction.
 """
 
@@ -21,9 +26,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from operator_tui.store import Store, TickWrite
-from subjects.base import Invariant, Observation, Subject, Ticket, TicketStatus, Violation
+from subjects.base import (
+    Invariant,
+    NotEvaluated,
+    Observation,
+    Severity,
+    Subject,
+    Ticket,
+    TicketStatus,
+    Violation,
+)
 
 log = logging.getLogger("operator_tui.monitor")
+
+METRICS_MISSING = "metrics_missing"
+MISSING_GRACE_S = 30.0
+ADOPT_EVERY = 5  # ticks between looks for tickets of runs that died
 
 NODE_SAMPLE_METRICS = ("leader_count", "region_count", "qps", "p99_ms", "slow_score", "available_ratio")
 SAMPLES_PER_TICK_BUDGET = 400
@@ -38,6 +56,7 @@ class TickReport:
     pending: dict[str, float] = field(default_factory=dict)  # dedup key -> seconds until it opens
     active: list[Ticket] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    not_evaluated: list[tuple[str, NotEvaluated]] = field(default_factory=list)  # (invariant, what)
     tick_ms: float = 0.0
     number: int = 0
 
@@ -48,7 +67,8 @@ OnTick = Callable[[TickReport], Awaitable[None] | None]
 class Monitor:
     def __init__(self, subject: Subject, store: Store, run_id: int, *, interval: float = 1.0,
                  clear_after: int = 3, history_size: int = 120, on_tick: OnTick | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, missing_grace_s: float = MISSING_GRACE_S,
+                 cluster: str | None = None):
         if interval <= 0:
             raise ValueError("interval must be positive")
         self.subject = subject
@@ -58,31 +78,62 @@ class Monitor:
         self.clear_after = max(1, clear_after)
         self.on_tick = on_tick
         self.clock = clock
+        self.cluster = cluster  # whose orphaned tickets this run may adopt
         self.invariants: dict[str, Invariant] = {i.name: i for i in subject.invariants()}
+        self.invariants.setdefault(METRICS_MISSING, Invariant(
+            METRICS_MISSING, "the data the checks need keeps arriving (metrics, scrapes)", Severity.warning,
+            "data", lambda _obs, _h: [], missing_grace_s))
         self.history: deque[Observation] = deque(maxlen=history_size)
         self.latest: Observation | None = None
         self._pending: dict[str, float] = {}  # dedup key -> monotonic time first seen
         self._clear_counts: dict[int, int] = {}  # ticket id -> consecutive clear observations
+        self.not_evaluated: list[tuple[str, NotEvaluated]] = []  # of the latest tick
         self._ticks = 0
 
     def evaluate(self, obs: Observation) -> tuple[list[Violation], set[str], list[str]]:
-        """Run the invariants that apply to this observation. Returns (violations, evaluated, errors)."""
+        """Run the invariants that apply to this observation. Returns (violations, evaluated, errors);
+        what the checks could not judge is in `self.not_evaluated` (invariant, NotEvaluated)."""
         violations: list[Violation] = []
         evaluated: set[str] = set()
         errors: list[str] = []
+        self.not_evaluated = []
         history = list(self.history)
         for inv in self.invariants.values():
-            if not obs.reachable and not inv.on_unreachable:
+            if inv.name == METRICS_MISSING or (not obs.reachable and not inv.on_unreachable):
                 continue
             try:
-                found = inv.check(obs, history)
+                found = inv.evaluate(obs, history)
             except Exception as e:  # a broken check must not read as "clear"
                 log.exception("invariant %s failed", inv.name)
                 errors.append(f"invariant {inv.name} could not be checked: {type(e).__name__}: {e}")
                 continue
             evaluated.add(inv.name)
-            violations.extend(found)
+            violations.extend(found.violations)
+            self.not_evaluated.extend((inv.name, n) for n in found.not_evaluated)
+        if obs.reachable:  # an unreachable system says nothing about its metrics either way
+            evaluated.add(METRICS_MISSING)
+            violations.extend(self._missing(obs))
         return violations, evaluated, errors
+
+    def _missing(self, obs: Observation) -> list[Violation]:
+        """One metrics_missing violation per missing data source (its grace decides when it opens)."""
+        by_source: dict[str, list[tuple[str, NotEvaluated]]] = {}
+        for inv, n in self.not_evaluated:
+            by_source.setdefault(n.source, []).append((inv, n))
+        out = []
+        for source, items in sorted(by_source.items()):
+            checks = sorted({f"{inv}@{n.entity or '*'}" for inv, n in items})
+            reason = items[0][1].reason
+            out.append(Violation(invariant=METRICS_MISSING, entity=source, severity=Severity.warning,
+                                 summary=f"{source} missing: {reason}; not evaluated: {', '.join(checks)}",
+                                 evidence={"source": source, "reason": reason, "not_evaluated": checks,
+                                           "observed_at": obs.at.isoformat()}))
+        return out
+
+    def judged(self, evaluated: set[str], invariant: str, entity: str) -> bool:
+        """Whether this tick's checks judged this invariant for this entity (ran, and had the data)."""
+        return invariant in evaluated and not any(
+            inv == invariant and (n.entity is None or n.entity == entity) for inv, n in self.not_evaluated)
 
     def inhibit(self, violations: list[Violation]) -> list[Violation]:
         firing = {(v.invariant, v.entity) for v in violations}
@@ -120,6 +171,8 @@ class Monitor:
 
     async def tick(self) -> TickReport:
         t0 = time.monotonic()
+        if self._ticks % ADOPT_EVERY == 0:
+            await self.adopt_orphans()
         obs = await self.observe()
         now = self.clock()
         raw, evaluated, errors = self.evaluate(obs)
@@ -143,13 +196,16 @@ class Monitor:
         opening = {v.dedup_key for v in write.open}
         current_keys = {v.dedup_key for v in violations}
         for key in list(self._pending):
-            invariant = key.split("@", 1)[0]
-            if key in opening or (invariant in evaluated and key not in current_keys):
+            invariant, _, entity = key.partition("@")
+            if key in opening or (self.judged(evaluated, invariant, entity) and key not in current_keys):
                 del self._pending[key]
 
         for key, ticket in active.items():
             if ticket.invariant not in evaluated:
                 continue  # nothing learned about it this tick (e.g. the subject was unreachable)
+            if not self.judged(evaluated, ticket.invariant, ticket.entity):
+                self._clear_counts[ticket.id] = 0  # its data is missing: a gap, not a clear reading
+                continue
             if key in violated_now:
                 self._clear_counts[ticket.id] = 0
                 continue
@@ -176,6 +232,7 @@ class Monitor:
         report = TickReport(
             observation=obs, violations=violations, opened=result.opened, resolved=result.resolved,
             pending=pending_left, errors=errors, tick_ms=(time.monotonic() - t0) * 1000, number=self._ticks,
+            not_evaluated=list(self.not_evaluated),
         )
         report.active = await self.store.active_tickets(self.run_id)
         if self.on_tick is not None:
@@ -183,6 +240,12 @@ class Monitor:
             if asyncio.iscoroutine(outcome):
                 await outcome
         return report
+
+    async def adopt_orphans(self) -> None:
+        """Carry on with the tickets of runs that died while watching the same cluster."""
+        await self.store.reap_dead_runs()
+        for ticket_id, outcome in await self.store.adopt_orphan_tickets(self.run_id, self.subject.name, self.cluster):
+            log.info("ticket #%d of a run that died: %s by run %d", ticket_id, outcome, self.run_id)
 
     async def run(self, stop: asyncio.Event | None = None, duration: float | None = None) -> None:
         """Tick at a fixed rate until `stop` is set, `duration` passes, or the task is cancelled."""

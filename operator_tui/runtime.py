@@ -1,5 +1,9 @@
 """Wiring shared by the console, headless runs and CLI commands: the store, the subject (and its
-embedded simulated cluster when allowed and no endpoint is given), the run, the policy."""
+embedded simulated cluster when allowed and no endpoint is given), the run, the policy.
+
+Against a real cluster (anything the subject does not identify as a simulator or a local lab)
+the approval policy defaults to `risky` the first time a store meets one: high and destructive
+actions then wait for a human until someone chooses otherwise (`--approval`, `operator-tui approval`)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from operator_tui.config import CoreSettings
+from operator_tui.config import CoreSettings, read_audit_key
 from operator_tui.errors import UserError
 from operator_tui.policy import human_actor, set_approval, set_mode
 from operator_tui.store import Store
 from subjects import registry
-from subjects.base import Subject
+from subjects.base import ClusterIdentity, Subject, identify
 from subjects.plugin import PluginError, SubjectContext, load
 
 log = logging.getLogger("operator_tui.runtime")
@@ -66,6 +70,11 @@ class Runtime:
     embedded: Any = None  # the embedded cluster's handle, when we started one
     closers: list[Any] = field(default_factory=list)
     attached: bool = False  # the run was created by someone else (an eval trial) and stays theirs to end
+    identity: ClusterIdentity | None = None
+
+    @property
+    def cluster(self) -> str | None:
+        return self.identity.id if self.identity is not None else None
 
     @property
     def endpoint(self) -> str | None:
@@ -78,15 +87,18 @@ class Runtime:
         (default: only when --sim was passed). `attach_run`: work under this existing run (an eval
         trial's) instead of starting one; --mode and --approval then set that run's own policy."""
         allow = settings.sim if allow_embedded is None else allow_embedded
-        store = await Store.open(settings.db)
-        embedded = None
+        store = await Store.open(settings.db, audit_key=read_audit_key(settings))
+        embedded = subject = None
         try:
             section = settings.section()
             if with_subject:
                 section, embedded = await start_embedded(settings, kind, allow)
             subject = await build_subject(settings, section, kind) if with_subject else None
+            identity = await identify(subject) if subject is not None else None
             if attach_run is None:
-                run_id = await store.start_run(kind, settings.subject, _run_config(settings, section, embedded))
+                run_id = await store.start_run(kind, settings.subject,
+                                               _run_config(settings, section, embedded, identity),
+                                               cluster=identity.id if identity else None)
             else:
                 run = await store.get_run(attach_run)
                 if run is None or run.ended_at is not None:
@@ -100,8 +112,17 @@ class Runtime:
                 await set_mode(store, settings.mode, actor, run_id, for_run=for_run)
             if settings.approval is not None:
                 await set_approval(store, settings.approval, actor, run_id, for_run=for_run)
-            return cls(settings, store, subject, run_id, section, embedded, attached=attach_run is not None)
+            elif attach_run is None and subject is not None and (identity is None or identity.real) \
+                    and await store.get_setting("approval") is None:
+                # (An attached run's policy is its owner's: an eval trial sets the run's own.)
+                await set_approval(store, "risky", "system", run_id)
+                log.info("approval defaults to risky against a real cluster (%s)",
+                         identity.detail if identity else subject.display)
+            return cls(settings, store, subject, run_id, section, embedded, attached=attach_run is not None,
+                       identity=identity)
         except BaseException:
+            if subject is not None:
+                await subject.aclose()
             if embedded is not None:
                 await embedded.stop()
             await store.close()
@@ -124,7 +145,9 @@ class Runtime:
                 await self.store.close()
 
 
-def _run_config(settings: CoreSettings, section: Any, embedded: Any) -> dict[str, Any]:
+def _run_config(settings: CoreSettings, section: Any, embedded: Any,
+                identity: ClusterIdentity | None = None) -> dict[str, Any]:
     return {"subject": settings.subject, settings.subject: section.model_dump(mode="json"),
             "embedded": embedded.endpoint if embedded is not None else None,
-            "agent": settings.agent, "interval": settings.interval}
+            "agent": settings.agent, "interval": settings.interval,
+            "cluster": identity.model_dump() if identity is not None else None}

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from screens.state import ConsoleState
 from widgets.status import SCREENS
 
-MODES = {"observe": "diagnose only: no action runs", "propose": "every agent action waits for a human",
+MODES = {"observe": "the agent only diagnoses and runs no action (actions people run by hand still run)",
+         "propose": "every agent action waits for a human",
          "execute": "the agent acts on its own, within the approval policy"}
 APPROVALS = {"off": "no action waits for a human", "risky": "high and destructive actions wait for a human",
              "all": "every action waits for a human"}
@@ -44,8 +45,8 @@ def console_commands(state: ConsoleState, chaos: list[ChaosKind] | None) -> list
         out.append(PaletteCommand("Kill switch: release", f"engaged by {policy.killswitch_by}; let actions run again",
                                   "killswitch"))
     else:
-        out.append(PaletteCommand("Kill switch: engage", "cancel every pending and running action, block new ones",
-                                  "killswitch"))
+        out.append(PaletteCommand("Kill switch: engage", "cancel pending actions, stop running ones (reconciled if "
+                                  "already sent), block new ones", "killswitch"))
     for mode, text in MODES.items():
         current = " (current)" if policy is not None and policy.mode == mode else ""
         out.append(PaletteCommand(f"Mode: {mode}{current}", text, f"set_mode('{mode}')"))

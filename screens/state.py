@@ -212,8 +212,9 @@ class ConsoleState:
         p = self.policy
         if p is None or not p.killswitch:
             return None
-        return (f"KILL SWITCH ENGAGED by {p.killswitch_by or 'unknown'}: every pending and running action is "
-                "cancelled and nothing new runs.  Press ctrl+k to release.")
+        # "stopped", not "cancelled": a running action whose request was sent is reconciled (see the feed).
+        return (f"KILL SWITCH ENGAGED by {p.killswitch_by or 'unknown'}: nothing new runs; pending actions are "
+                "cancelled, running ones stopped.  Press ctrl+k to release.")
 
     def unreachable_text(self) -> str | None:
         obs = self.observation

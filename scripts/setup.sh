@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 # redis-server: the rate limiter subject; prometheus: the TiKV Prometheus path; bubblewrap: the
 # agent's shell sandbox; iptables/iproute2: network faults; sqlite3: inspecting the store; tmux: console tests;
 # docker.io/docker-compose/debootstrap/curl: the project's own Docker engine, its images and compose files;
-# etcd-server/etcd-client: the etcd subject's lab (etcdctl checks backups); strace: its slow-disk fault.
+# etcd-server/etcd-client: the etcd subject's lab (etcdctl checks backups); strace: its slow-disk fault;
+# openssl: the TLS tests' certificates; util-linux: unshare (the operator as PID 1 in a fresh PID namespace).
 DEBS=(redis-server redis-tools prometheus bubblewrap iptables iproute2 sqlite3 tmux procps
-      docker.io docker-compose debootstrap curl etcd-server etcd-client strace)
+      docker.io docker-compose debootstrap curl etcd-server etcd-client strace openssl util-linux)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

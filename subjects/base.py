@@ -116,7 +116,43 @@ class Violation(BaseModel):
 
 
 History = Sequence[Observation]  # oldest first; the current observation is not included
-CheckFn = Callable[[Observation, History], list[Violation]]
+
+
+class NotEvaluated(BaseModel):
+    """A check could not judge (part of) what it watches because its data is missing: Prometheus
+    did not answer, a store's metrics page could not be read. Missing data is never "all clear":
+    the monitor neither opens nor resolves the tickets it covers, and when the data stays missing
+    it opens a `metrics_missing` ticket on `source` (one ticket per missing source, however many
+    checks it starves)."""
+
+    reason: str  # for people: "Prometheus at http://...:9090 did not answer within 2 s"
+    entity: str | None = None  # None: every entity of the invariant
+    source: str = "metrics"  # the missing data, as an entity of its own: "metrics:prometheus"
+
+
+@dataclass
+class CheckResult:
+    """What a check found: the violations among what it could judge, and what it could not judge.
+
+    A check may return a plain list of violations (everything was evaluated) or a CheckResult:
+
+        if p99 is None:
+            return CheckResult(not_evaluated=[NotEvaluated(reason="no latency metrics", entity="cluster",
+                                                           source="metrics:prometheus")])
+    """
+
+    violations: list[Violation] = field(default_factory=list)
+    not_evaluated: list[NotEvaluated] = field(default_factory=list)
+
+    def evaluated(self, entity: str) -> bool:
+        return not any(n.entity is None or n.entity == entity for n in self.not_evaluated)
+
+
+def check_result(found: list[Violation] | CheckResult) -> CheckResult:
+    return found if isinstance(found, CheckResult) else CheckResult(violations=list(found))
+
+
+CheckFn = Callable[[Observation, History], "list[Violation] | CheckResult"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +173,10 @@ class Invariant:
     # Checks the subject's reachability itself; it is the only kind evaluated on an
     # observation with reachable=False (which says nothing about anything else).
     on_unreachable: bool = False
+
+    def evaluate(self, obs: Observation, history: History) -> CheckResult:
+        """Run the check; a plain list of violations means everything was evaluated."""
+        return check_result(self.check(obs, history))
 
 
 class TicketStatus(enum.StrEnum):
@@ -197,7 +237,8 @@ class ActionOutcome(BaseModel):
 
 
 class Reconciliation(BaseModel):
-    """After a crash mid-execution: did the action take effect? (None: cannot tell)"""
+    """After an interruption (a crash, the kill switch, a timeout, a failure after the request was
+    sent): did the action take effect? (None: cannot tell; a human must look)"""
 
     took_effect: bool | None
     detail: str
@@ -212,11 +253,22 @@ class ActionContext:
     # The engine's clock, so waits inside actions can be driven by tests.
     sleep: Callable[[float], Awaitable[None]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The engine's hook behind `sending()`: records, durably, that a change may now be under way.
+    on_send: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None
+
+    async def sending(self, checkpoint: dict[str, Any] | None = None) -> None:
+        """Say so right before a request that may change the system. `checkpoint` is what a
+        reconcile function needs to tell afterwards whether the change happened (e.g. a region's
+        key range before a split); it is stored before this returns, so it survives a crash."""
+        if self.on_send is not None:
+            await self.on_send(checkpoint)
 
 
 PrecheckFn = Callable[[Observation, Any], Awaitable[list[str]]]
 ExecuteFn = Callable[[Any, ActionContext], Awaitable[ActionOutcome]]
-ReconcileFn = Callable[[Observation, Any], Awaitable[Reconciliation]]
+# reconcile(obs, params); one that declares a keyword parameter `checkpoint` also receives what the
+# action recorded with ctx.sending(checkpoint) (None when it recorded nothing).
+ReconcileFn = Callable[..., Awaitable[Reconciliation]]
 
 
 @dataclass(frozen=True)
@@ -227,6 +279,14 @@ class ActionDef:
     runs against a fresh observation right before execution and returns the problems it finds
     (empty: go). `execute` performs the change and waits until the system confirms it (or raises
     ActionFailed). `target` names the entity the action changes, for per-target locks.
+
+    Once a request may have been sent, an interrupted action (killed, stopped by the kill switch,
+    timed out, failed after sending) is `unknown` until `reconcile` says whether it took effect;
+    a non-idempotent one is never sent again before that. `marks_sends`: `execute` calls
+    `ctx.sending()` before every request that may change the system, so an interruption before
+    the first call is known to have changed nothing. `risk_for` computes the risk from the
+    parameters when it depends on them (removing a balancing scheduler is riskier than removing
+    a leftover evict-leader one); `risk` is then the tier of the least risky parameters.
     """
 
     name: str
@@ -240,9 +300,15 @@ class ActionDef:
     preview: Callable[[Any], str]  # what would be sent, for --dry-run and the approval modal
     reconcile: ReconcileFn | None = None
     undo: str | None = None  # the action that reverses this one, if any
+    marks_sends: bool = False
+    risk_for: Callable[[Any], RiskTier] | None = None
 
     def schema(self) -> dict[str, Any]:
         return self.params.model_json_schema()
+
+    def risk_of(self, params: Any) -> RiskTier:
+        """The risk of running this action with these (validated) parameters."""
+        return self.risk if self.risk_for is None else self.risk_for(params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,9 +383,22 @@ class Runbook:
 # Subjects
 
 
+class ClusterIdentity(BaseModel):
+    """Which cluster a subject watches, so that records (runs, actions, approvals) made against
+    one cluster are never applied to another, and so that policy can be stricter on real ones."""
+
+    id: str  # stable for the cluster's life: "pd-cluster:7201...", "etcd-cluster:cdf8...", "lab:..."
+    real: bool = True  # False: a simulator or a local lab, where defaults may be looser
+    detail: str = ""  # for people: "PD http://10.0.0.1:2379, cluster id 7201..."
+
+
 @runtime_checkable
 class Subject(Protocol):
-    """One system under watch. Implementations live in subjects/<system>/."""
+    """One system under watch. Implementations live in subjects/<system>/.
+
+    Optional: `async def cluster_identity(self) -> ClusterIdentity | None` (see `identify`). A
+    subject without it is treated as an unidentified, real cluster.
+    """
 
     name: str  # "tikv"
     display: str  # "TiKV via PD http://127.0.0.1:2379"
@@ -333,6 +412,17 @@ class Subject(Protocol):
     def actions(self) -> list[ActionDef]: ...
 
     async def aclose(self) -> None: ...
+
+
+async def identify(subject: Any) -> ClusterIdentity | None:
+    """The subject's cluster identity, when it can tell (None: it cannot, right now or at all)."""
+    method = getattr(subject, "cluster_identity", None)
+    if method is None:
+        return None
+    try:
+        return await method()
+    except Exception:  # an identity that cannot be read is "unknown", never a crash
+        return None
 
 
 class FaultRecord(BaseModel):

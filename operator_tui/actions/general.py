@@ -44,9 +44,12 @@ def general_actions(store: Store, clock: Clock) -> list[ActionDef]:
         return ActionOutcome(detail=f"note added to ticket {params.ticket_id}")
 
     return [
+        # Neither changes the system (marks_sends with no send): interrupted, they are known not to
+        # have done anything there, never `unknown`.
         ActionDef("wait", "Wait a while before the next step (e.g. to let the system settle).", WaitParams,
-                  RiskTier.low, True, lambda p: "", no_problems, wait, lambda p: f"sleep {p.seconds:g} s"),
+                  RiskTier.low, True, lambda p: "", no_problems, wait, lambda p: f"sleep {p.seconds:g} s",
+                  marks_sends=True),
         ActionDef("annotate", "Add a note to a ticket's timeline.", AnnotateParams, RiskTier.low, True,
                   lambda p: f"ticket:{p.ticket_id}", ticket_exists, annotate,
-                  lambda p: f"ticket {p.ticket_id} += note ({len(p.note)} chars)"),
+                  lambda p: f"ticket {p.ticket_id} += note ({len(p.note)} chars)", marks_sends=True),
     ]

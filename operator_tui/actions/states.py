@@ -11,13 +11,15 @@ class ActionState(enum.StrEnum):
     awaiting_approval = "awaiting_approval"
     approved = "approved"
     scheduled = "scheduled"  # approved (or needing none) but not before its time
-    executing = "executing"
+    executing = "executing"  # its request may be on its way: never re-sent without reconciliation
     succeeded = "succeeded"
     failed = "failed"
     rejected = "rejected"
     cancelled = "cancelled"
     expired = "expired"
-    unknown = "unknown"  # the process died while executing; reconciled, never re-run blindly
+    # interrupted after its request may have been sent (process died, kill switch, cancel, timeout):
+    # reconciled against the system, never re-run blindly
+    unknown = "unknown"
 
 
 TERMINAL = frozenset(
@@ -31,13 +33,15 @@ PENDING = frozenset(
 
 S = ActionState
 TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
-    S.proposed: frozenset({S.validated, S.failed, S.cancelled, S.rejected}),
-    S.validated: frozenset({S.awaiting_approval, S.approved, S.scheduled, S.cancelled, S.failed}),
+    S.proposed: frozenset({S.validated, S.failed, S.cancelled, S.rejected, S.expired}),
+    S.validated: frozenset({S.awaiting_approval, S.approved, S.scheduled, S.cancelled, S.failed, S.expired}),
     S.awaiting_approval: frozenset({S.approved, S.rejected, S.expired, S.cancelled}),
-    S.approved: frozenset({S.executing, S.scheduled, S.cancelled, S.failed}),
-    S.scheduled: frozenset({S.executing, S.cancelled, S.failed, S.awaiting_approval}),
+    # back to awaiting_approval: the policy tightened while it waited (re-checked right before running)
+    S.approved: frozenset({S.executing, S.scheduled, S.cancelled, S.failed, S.awaiting_approval, S.expired}),
+    S.scheduled: frozenset({S.executing, S.cancelled, S.failed, S.awaiting_approval, S.expired}),
     S.executing: frozenset({S.succeeded, S.failed, S.cancelled, S.unknown}),
-    S.unknown: frozenset({S.succeeded, S.failed}),
+    # cancelled: it was stopped, and reconciliation found that it had not taken effect
+    S.unknown: frozenset({S.succeeded, S.failed, S.cancelled}),
     S.succeeded: frozenset(),
     S.failed: frozenset(),
     S.rejected: frozenset(),

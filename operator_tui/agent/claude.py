@@ -10,6 +10,10 @@ Outcomes, and why:
 - A tool error or a validation error (unknown tool, input not an object, bad fields, invalid action
   parameters): an `is_error` tool result that tells the model what to fix; the session goes on
   within its budgets. Code never fills in what the model left out.
+- Today's models think first: every assistant turn goes back exactly as it came (thinking and
+  redacted_thinking blocks first and unmodified, tool calls as they were), never rebuilt.
+- `pause_turn`: the turn goes back as it came, and the model continues it. `refusal`:
+  DiagnosisFailed, not retryable, and nothing the refused turn asked for runs.
 - The model ends its turn without submitting: one reminder; ending again: DiagnosisFailed.
 - A budget (model calls, input+output tokens, wall time) exhausted: DiagnosisFailed, not retryable
   (trying the same again costs the same again), after recording what happened. Wall time caps
@@ -394,6 +398,12 @@ class _Session:
                 await self.record.step("budget", reason, self.budget.usage())
                 raise DiagnosisFailed(reason)
             self.messages.append({"role": "assistant", "content": self._echo(response)})
+            if response.stop_reason == "refusal":
+                await self.record.step("error", "the model refused to continue", {"stop_reason": "refusal"})
+                raise DiagnosisFailed("the model refused to diagnose this ticket")
+            if response.stop_reason == "pause_turn":
+                await self.record.step("pause", "the model paused its turn; sending it back to continue")
+                continue
             calls = [b for b in response.content if getattr(b, "type", None) == "tool_use"]
             if not calls:
                 self._no_tool_call(response)
@@ -460,10 +470,14 @@ class _Session:
         self.record.output_tokens += usage.output_tokens
         texts = [b.text for b in response.content if getattr(b, "type", None) == "text"]
         calls = [{"id": b.id, "name": b.name} for b in response.content if getattr(b, "type", None) == "tool_use"]
+        thought = [getattr(b, "thinking", "") for b in response.content if getattr(b, "type", None) == "thinking"]
+        redacted = sum(1 for b in response.content if getattr(b, "type", None) == "redacted_thinking")
         await self.record.step(
             "model", f"turn {turn}: {response.stop_reason}"
             + (f", {', '.join(c['name'] for c in calls)}" if calls else ""),
             {"text": cap("\n".join(texts), MAX_RECORD_CHARS), "tool_calls": calls, "stop_reason": response.stop_reason,
+             "thinking_blocks": len(thought) + redacted,
+             "thinking": cap("\n".join(t for t in thought if t), MAX_RECORD_CHARS),
              "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
              "session_tokens": self.budget.tokens})
         return response
@@ -479,17 +493,10 @@ class _Session:
 
     @staticmethod
     def _echo(response: Any) -> list[dict[str, Any]]:
-        """The assistant turn as it goes back to the API on the next call."""
-        out: list[dict[str, Any]] = []
-        for b in response.content:
-            kind = getattr(b, "type", None)
-            if kind == "text" and b.text.strip():
-                out.append({"type": "text", "text": b.text})
-            elif kind == "tool_use":
-                # A non-object input cannot be sent back as is; the tool result says what was wrong.
-                out.append({"type": "tool_use", "id": b.id, "name": b.name,
-                            "input": b.input if isinstance(b.input, dict) else {}})
-        return out or [{"type": "text", "text": "(empty reply)"}]
+        """The assistant turn as it goes back to the API on the next call: exactly as received,
+        every block (thinking and redacted_thinking first, with their signatures) with exactly the
+        fields it came with. Today's models answer 400 to a rebuilt or trimmed turn."""
+        return [b.to_dict(warnings=False) for b in response.content] or [{"type": "text", "text": "(empty reply)"}]
 
     # -- tools ------------------------------------------------------------------------------
 
@@ -569,7 +576,8 @@ class _Session:
             problems.extend(e.problems)
         for r in requests:
             definition = self.o.engine.catalogue.get(r.name)
-            if definition is not None and definition.risk == RiskTier.destructive and not self.context.allow_destructive:
+            if definition is not None and _risk(definition, r.params) == RiskTier.destructive \
+                    and not self.context.allow_destructive:
                 problems.append(f"{r.name}: destructive actions are disabled by the operator's settings")
             for key, value in r.params.items():
                 if isinstance(value, str) and not value.strip():
@@ -688,6 +696,14 @@ class _Session:
         parts.append(f"Budget: at most {s.max_turns} model turns and {s.max_tokens} tokens in all. Investigate with "
                      "the tools, then call submit_diagnosis.")
         return "\n\n".join(parts)
+
+
+def _risk(definition: Any, params: dict[str, Any]) -> RiskTier:
+    """The action's risk with these parameters (its base tier while they do not validate)."""
+    try:
+        return definition.risk_of(definition.params.model_validate(params))
+    except ValidationError:
+        return definition.risk
 
 
 def _series_brief(series: list[tuple[str, float]]) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """The agent loop: one session per attempt at a ticket, one running session per entity.
 
     claim -> gather context -> diagnose -> (observe mode: stop here) -> hand actions to the engine
-    -> wait for them -> wait `verify_delay_s` -> re-observe, re-check the ticket's invariant
+    -> wait for them -> wait `verify_delay_s` -> re-observe, re-check the ticket's invariant on
+    `clear_after` consecutive evaluated observations (as the monitor needs to resolve a ticket)
     -> clear: resolved with the verification evidence | still broken: retry within budget, then escalate
 
 An escalated ticket is a human's: the agent never claims it again (the monitor still resolves it
 when its invariant holds). A stop (SIGTERM, quit) ends running sessions as interrupted and their
-tickets as escalated, never leaves them running.
+tickets as escalated, never leaves them running. A session whose process died (its run ended
+without it) is found by any live agent: interrupted, and its ticket open again for another
+attempt while attempts remain.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from operator_tui.actions.engine import ActionEngine, ActionRequestError
-from operator_tui.actions.states import ActionState
+from operator_tui.actions.states import TERMINAL, ActionState
 from operator_tui.agent.context import AgentContext, similar_tickets
 from operator_tui.agent.diagnosis import Diagnosis
 from operator_tui.clock import SYSTEM_CLOCK, Clock
@@ -30,6 +33,7 @@ from operator_tui.timeutil import utcnow
 from subjects.base import ActionRequest, Observation, Subject, Ticket, TicketStatus, Violation
 
 log = logging.getLogger("operator_tui.agent")
+UNKNOWN_WAIT_S = 30.0  # how long an action interrupted after sending is given to be reconciled
 
 
 class DiagnosisFailed(Exception):
@@ -80,8 +84,8 @@ class Agent:
     def __init__(self, store: Store, subject: Subject, engine: ActionEngine, run_id: int, diagnoser: Diagnoser,
                  settings: AgentSettings | None = None, *, history: Callable[[], list[Observation]] | None = None,
                  clock: Clock = SYSTEM_CLOCK, on_event: Callable[[AgentEvent], None] | None = None,
-                 max_concurrent: int = 4, poll_interval: float = 0.5, claim_scope: str | None = None,
-                 memory: str = "all"):
+                 max_concurrent: int = 4, poll_interval: float = 0.5, clear_after: int = 3,
+                 verify_interval_s: float = 1.0, claim_scope: str | None = None, memory: str = "all"):
         self.store = store
         self.memory = memory  # "all": similar past tickets from every run; "run": this run's only
         # One session per entity across processes, within a scope: the subject (every process
@@ -97,6 +101,10 @@ class Agent:
         self.on_event = on_event
         self.max_concurrent = max_concurrent
         self.poll_interval = poll_interval
+        # Verification needs as many clean, evaluated observations as the monitor needs to resolve.
+        self.clear_after = max(1, clear_after)
+        self.verify_interval_s = verify_interval_s
+        self._recovered_at = float("-inf")
         self.invariants = {i.name: i for i in subject.invariants()}
         self.runbooks = subject.runbooks()
         # Knobs the runbooks read (e.g. how long after a drain to schedule the undrain).
@@ -125,6 +133,8 @@ class Agent:
             await self.shutdown("interrupted: the operator stopped")
 
     async def poll(self) -> None:
+        if self.clock.monotonic() - self._recovered_at >= 1.0:
+            await self.recover_orphans()
         for ticket_id in [t for t, (task, _) in self._sessions.items() if task.done()]:
             del self._sessions[ticket_id]
         if len(self._sessions) >= self.max_concurrent:
@@ -165,12 +175,31 @@ class Agent:
         self._sessions.clear()
 
     async def recover_orphans(self) -> None:
-        """Sessions left running by a process that died: interrupted, their tickets escalated."""
+        """Sessions left running by a run that ended without them (its process died): interrupted;
+        their tickets open again while attempts remain (the lost session counts as one), else
+        escalated to a human."""
+        self._recovered_at = self.clock.monotonic()
+        await self.store.reap_dead_runs()
         for s in await self.store.orphaned_sessions():
-            await self.store.end_session(s.id, "interrupted", "the process running it died")
-            await self.store.set_ticket_status(s.ticket_id, TicketStatus.escalated, "system",
-                                               {"reason": "interrupted: the process running its session died"},
-                                               expect=(TicketStatus.investigating,))
+            attempts = len(await self.store.sessions_for_ticket(s.ticket_id))
+            status, detail = self._after_loss(attempts, f"the process of run {s.run_id} stopped during attempt "
+                                                        f"{attempts}")
+            await self.store.finish_session(s.id, "interrupted", f"the process of run {s.run_id} stopped while it ran",
+                                            s.ticket_id, status, "system", detail)
+        for t in await self.store.investigating_without_session():
+            if t.id in self._sessions:
+                continue  # ours, between its claim and its first step
+            attempts = len(await self.store.sessions_for_ticket(t.id))
+            status, detail = self._after_loss(attempts, "no session holds it any more")
+            await self.store.set_ticket_status(t.id, status, "system", detail, expect=(TicketStatus.investigating,))
+
+    def _after_loss(self, attempts: int, what: str) -> tuple[TicketStatus, dict[str, Any]]:
+        """Where a ticket goes when the session working on it was lost: open again while attempts
+        remain (the lost one counts), else a human's."""
+        if attempts < self.settings.max_attempts:
+            return TicketStatus.open, {"reason": f"{what}: open again for another attempt ({attempts} of "
+                                                 f"{self.settings.max_attempts} used)"}
+        return TicketStatus.escalated, {"reason": f"interrupted ({what}) and {attempts} attempts are used up"}
 
     # -- one session --------------------------------------------------------------------------
 
@@ -191,7 +220,8 @@ class Agent:
         invariant = self.invariants.get(ticket.invariant)
         violation = None
         if invariant is not None and (obs.reachable or invariant.on_unreachable):
-            violation = next((v for v in invariant.check(obs, self.history()) if v.entity == ticket.entity), None)
+            found = invariant.evaluate(obs, self.history()).violations
+            violation = next((v for v in found if v.entity == ticket.entity), None)
         still = violation is not None
         if violation is None:
             violation = Violation(invariant=ticket.invariant, entity=ticket.entity, severity=ticket.severity,
@@ -275,15 +305,20 @@ class Agent:
                 break
             now_steps.append(r.id)
         waited = self.engine.settings.approval_timeout_s + self.engine.settings.timeout_s * len(now_steps) + 30
-        finals = await self.engine.wait_for(now_steps, timeout=waited)
+        settled = TERMINAL | {ActionState.unknown}
+        finals = await self.engine.wait_for(now_steps, timeout=waited, until=settled)
+        if any(a.state == ActionState.unknown.value for a in finals):
+            # Interrupted after sending: the engine reconciles it now; give it the time to.
+            finals = await self.engine.wait_for(now_steps, timeout=UNKNOWN_WAIT_S)
         summary = [{"id": a.id, "name": a.name, "state": a.state, "reason": a.reason} for a in finals]
         await record.step("action_results", ", ".join(f"{a.name}: {a.state}" for a in finals), summary)
         bad = [a for a in finals if a.state != ActionState.succeeded.value]
         if bad:
             a = bad[0]
             reason = f"action {a.name} {a.state}: {a.reason}"
+            # A human's no, or an outcome nobody can tell (retrying could apply it twice): a human's call.
             human_said_no = a.state in (ActionState.rejected.value, ActionState.cancelled.value,
-                                        ActionState.expired.value)
+                                        ActionState.expired.value, ActionState.unknown.value)
             await self._retry_or_escalate(ticket, session_id, attempt, reason, retry=not human_said_no)
             return
 
@@ -299,28 +334,57 @@ class Agent:
             await self._retry_or_escalate(ticket, session_id, attempt, verification["summary"])
 
     async def verify(self, ticket: Ticket) -> dict[str, Any]:
-        """Re-observe and re-run the ticket's invariant for its entity."""
+        """Re-observe and re-run the ticket's invariant for its entity until it held on `clear_after`
+        consecutive evaluated observations (the monitor's rule), or was violated (not fixed), or
+        could not be evaluated often enough (cannot verify: missing data is never a pass)."""
         t0 = time.monotonic()
-        obs = await self.subject.observe()
         invariant = self.invariants.get(ticket.invariant)
-        if not obs.reachable and not (invariant and invariant.on_unreachable):
-            return {"holds": False, "summary": f"cannot verify: the system is unreachable ({obs.error})",
-                    "observed_at": obs.at.isoformat()}
-        violations = [v for v in (invariant.check(obs, self.history()) if invariant else [])
-                      if v.entity == ticket.entity]
-        holds = invariant is not None and not violations
-        node = obs.node(ticket.entity)
+        clean = 0
+        unevaluated: list[str] = []
+        obs = None
+        for number in range(self.clear_after * 3):
+            if number:
+                await self.clock.sleep(self.verify_interval_s)
+            obs = await self.subject.observe()
+            if invariant is None:
+                break
+            if not obs.reachable and not invariant.on_unreachable:
+                clean = 0
+                unevaluated.append(f"the system is unreachable ({obs.error})")
+                continue
+            result = invariant.evaluate(obs, self.history())
+            violations = [v for v in result.violations if v.entity == ticket.entity]
+            if violations:
+                return self._verification(ticket, obs, t0, False, f"{ticket.invariant} still violated: "
+                                          f"{violations[0].summary}", violations[0].evidence, clean)
+            if not result.evaluated(ticket.entity):
+                clean = 0
+                unevaluated.append("; ".join(n.reason for n in result.not_evaluated))
+                continue
+            clean += 1
+            if clean >= self.clear_after:
+                node = obs.node(ticket.entity)
+                evidence = {"state": node.state, "detail": node.state_detail, "metrics": node.metrics} if node else {}
+                return self._verification(ticket, obs, t0, True, f"{ticket.invariant} holds again for {ticket.entity} "
+                                          f"({clean} consecutive observations)", evidence, clean)
+        if invariant is None:
+            return self._verification(ticket, obs, t0, False, f"cannot check {ticket.invariant}", {}, 0)
+        return self._verification(ticket, obs, t0, False, f"cannot verify {ticket.invariant}: "
+                                  f"{unevaluated[-1] if unevaluated else 'no clean observations'}",
+                                  {"not_evaluated": unevaluated[-3:]}, clean)
+
+    def _verification(self, ticket: Ticket, obs: Observation, t0: float, holds: bool, summary: str,
+                      evidence: dict[str, Any], clean: int) -> dict[str, Any]:
         return {
             "holds": holds,
             "invariant": ticket.invariant,
             "entity": ticket.entity,
-            "summary": (f"{ticket.invariant} holds again for {ticket.entity}" if holds
-                        else f"{ticket.invariant} still violated: {violations[0].summary}" if violations
-                        else f"cannot check {ticket.invariant}"),
+            "summary": summary,
             "observed_at": obs.at.isoformat(),
             "observe_ms": round((time.monotonic() - t0) * 1000, 1),
-            "evidence": violations[0].evidence if violations else
-            ({"state": node.state, "detail": node.state_detail, "metrics": node.metrics} if node else {}),
+            "clean_observations": clean,
+            "required": self.clear_after,
+            "evidence": evidence,
         }
 
     async def _retry_or_escalate(self, ticket: Ticket, session_id: int, attempt: int, reason: str,
@@ -345,9 +409,8 @@ class Agent:
 
     async def _end(self, session_id: int, ticket_id: int, status: str, outcome: str, ticket_status: TicketStatus,
                    detail: dict[str, Any]) -> None:
-        await self.store.end_session(session_id, status, outcome)
-        await self.store.set_ticket_status(ticket_id, ticket_status, "agent", {"session_id": session_id, **detail},
-                                           expect=(TicketStatus.investigating,))
+        await self.store.finish_session(session_id, status, outcome, ticket_id, ticket_status, "agent",
+                                        {"session_id": session_id, **detail})
         log.info("ticket #%d: session %d %s (%s)", ticket_id, session_id, status, outcome)
         if self.on_event is not None:
             ticket = await self.store.get_ticket(ticket_id)

@@ -11,6 +11,8 @@ from operator_tui.commands.common import print_json, print_table, run_with_store
 from operator_tui.config import CoreSettings
 from operator_tui.errors import UserError
 
+UNKNOWN_WAIT_S = 30.0  # an action interrupted after sending is given this long to be reconciled
+
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -41,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
         actor = human_actor()
         if cmd == "approve":
             a = await decisions.approve(store, args.action_id, actor)
-            print(f"approved action {a.id} ({a.name}); the process that owns it runs it now")
+            run = await store.get_run(a.run_id) if a.run_id is not None else None
+            who = f"run {run.id} ({run.kind}, pid {run.pid} on {run.host})" if run else "its run"
+            print(f"approved action {a.id} ({a.name}) on {a.cluster or 'its cluster'}; {who} runs it "
+                  + (f"at {short_time(a.not_before)}" if a.not_before else "now"))
         elif cmd == "reject":
             a = await decisions.reject(store, args.action_id, actor, args.reason)
             print(f"rejected action {a.id} ({a.name})")
@@ -131,7 +136,11 @@ async def _with_engine(settings: CoreSettings, args: argparse.Namespace) -> int:
         except ActionRequestError as e:
             raise UserError("cannot run that action:\n  " + "\n  ".join(e.problems)) from e
         action_id = records[0].id
+        if records[0].not_before is not None and not args.json:
+            print(f"action {action_id} ({records[0].name}) runs at {short_time(records[0].not_before)} "
+                  f"({args.delay:g} s from now)", flush=True)
         announced = False
+        unknown_since: float | None = None
         while True:
             record = (await engine.wait_for([action_id], timeout=0.5))[0]
             if record.state == ActionState.awaiting_approval and not announced:
@@ -141,10 +150,18 @@ async def _with_engine(settings: CoreSettings, args: argparse.Namespace) -> int:
             if ActionState(record.state) in (ActionState.succeeded, ActionState.failed, ActionState.rejected,
                                               ActionState.cancelled, ActionState.expired):
                 break
+            if record.state == ActionState.unknown:
+                # Being reconciled: give it the time to; if it cannot tell, say so rather than wait forever.
+                unknown_since = unknown_since or asyncio.get_running_loop().time()
+                if asyncio.get_running_loop().time() - unknown_since > UNKNOWN_WAIT_S:
+                    break
         if args.json:
             print_json(record)
         elif record.state == "succeeded":
             print(f"action {record.id} {record.name} succeeded: {record.reason}")
+        elif record.state == "unknown":
+            print(f"action {record.id} {record.name} unknown: {record.reason}; whether it took effect cannot be told "
+                  f"yet: it is not re-run; see `operator-tui actions show {record.id}`")
         else:
             print(f"action {record.id} {record.name} {record.state}: {record.reason}")
         return 0 if record.state == "succeeded" else 1

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from operator_tui.config import CoreSettings, load_settings
+from operator_tui.config import CoreSettings, load_settings, read_audit_key
 from operator_tui.errors import UserError
 
 T = TypeVar("T")
@@ -28,14 +28,15 @@ async def open_existing_store(settings: CoreSettings) -> Any:
 
     if not settings.db.exists():
         raise UserError(f"no store at {settings.db} (pass --db, or start `operator-tui run` first)")
-    return await Store.open(settings.db)
+    return await Store.open(settings.db, audit_key=read_audit_key(settings))
 
 
 def run_with_store(settings: CoreSettings, body: Callable[[Any], Awaitable[T]], *, create: bool = False) -> T:
     async def main() -> T:
         from operator_tui.store import Store
 
-        store = await (Store.open(settings.db) if create else open_existing_store(settings))
+        store = await (Store.open(settings.db, audit_key=read_audit_key(settings)) if create
+                       else open_existing_store(settings))
         try:
             return await body(store)
         finally:

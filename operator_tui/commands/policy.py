@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
             if args.ks_command == "on":
                 cancelled = await decisions.engage_killswitch(store, actor)
                 print(f"kill switch ENGAGED by {actor}: {len(cancelled)} pending actions cancelled; running ones "
-                      "are stopped by the processes that run them; nothing new runs until `killswitch off`")
+                      "are stopped by the processes that run them (those whose request may already have been sent "
+                      "become unknown and are reconciled with the cluster); nothing new runs until `killswitch off`")
             elif args.ks_command == "off":
                 await decisions.release_killswitch(store, actor)
                 print(f"kill switch released by {actor}")

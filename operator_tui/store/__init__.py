@@ -11,7 +11,7 @@ from pathlib import Path
 
 from operator_tui.store.actions import ActionsRepo
 from operator_tui.store.agent import AgentRepo
-from operator_tui.store.audit import AuditRepo
+from operator_tui.store.audit import AuditRepo, set_audit_key
 from operator_tui.store.db import Database, StoreError
 from operator_tui.store.evals import EvalsRepo
 from operator_tui.store.faults import FaultsRepo
@@ -23,15 +23,18 @@ from operator_tui.store.tickets import TicketsRepo, TickResult, TickWrite
 __all__ = ["Incident", "IncidentEvent", "Store", "StoreError", "TickResult", "TickWrite"]
 
 
-class Store(
-    RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRepo, FaultsRepo, IncidentRepo, EvalsRepo
-):
+class Store(RunsRepo, TicketsRepo, SettingsRepo, AuditRepo, ActionsRepo, AgentRepo, FaultsRepo, IncidentRepo,
+            EvalsRepo):
     def __init__(self, db: Database):
         self.db = db
 
     @classmethod
-    async def open(cls, path: str | Path) -> Store:
-        return cls(await Database.open(path))
+    async def open(cls, path: str | Path, *, audit_key: bytes | None = None) -> Store:
+        """`audit_key`: sign every audit event this process appends (see store/audit.py)."""
+        store = cls(await Database.open(path))
+        if audit_key:
+            set_audit_key(store.db.conn, audit_key)
+        return store
 
     @property
     def path(self) -> Path:

@@ -12,7 +12,7 @@ from operator_tui.store.db import Database, dumps, loads
 from operator_tui.store.models import ActionRecord, ActionTransition
 from operator_tui.timeutil import now_text
 
-JSON_FIELDS = ("params", "result")
+JSON_FIELDS = ("params", "result", "checkpoint")
 
 
 def action_from_row(row: Any) -> ActionRecord:
@@ -31,15 +31,15 @@ class ActionsRepo:
                             workflow_id: str | None = None, step: int = 0, delay_s: float = 0.0,
                             not_before: str | None = None,
                             dry_run: bool = False, state: ActionState = ActionState.proposed,
-                            reason: str = "") -> ActionRecord:
+                            reason: str = "", cluster: str | None = None) -> ActionRecord:
         at = now_text()
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "INSERT INTO actions(run_id, ticket_id, session_id, workflow_id, step, name, params, target, risk,"
-                " idempotent, state, reason, requested_by, created_at, updated_at, delay_s, not_before, dry_run, preview)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " idempotent, state, reason, requested_by, created_at, updated_at, delay_s, not_before, dry_run, preview,"
+                " cluster) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, ticket_id, session_id, workflow_id, step, name, dumps(params), target, risk, int(idempotent),
-                 state.value, reason, requested_by, at, at, delay_s, not_before, int(dry_run), preview),
+                 state.value, reason, requested_by, at, at, delay_s, not_before, int(dry_run), preview, cluster),
             )
             action_id = cur.lastrowid
             await conn.execute(
@@ -50,7 +50,7 @@ class ActionsRepo:
                 conn, requested_by, f"action.{state.value}", f"action:{action_id}",
                 {"name": name, "params": params, "target": target, "risk": risk, "ticket_id": ticket_id,
                  "workflow_id": workflow_id, "step": step, "delay_s": delay_s, "not_before": not_before,
-                 "dry_run": dry_run,
+                 "dry_run": dry_run, "cluster": cluster,
                  "reason": reason},
                 run_id,
             )
@@ -163,6 +163,26 @@ class ActionsRepo:
             "SELECT * FROM actions WHERE state = 'executing' AND target = ? AND id != ? LIMIT 1", (target, other_than)
         )
         return None if row is None else action_from_row(row)
+
+    async def mark_sent(self, action_id: int, checkpoint: dict[str, Any] | None) -> None:
+        """A request that may change the system is about to go out (see ActionContext.sending)."""
+        at = now_text()
+        async with self.db.transaction() as conn:
+            sets, params = "sent_at = coalesce(sent_at, ?), updated_at = ?", [at, at]
+            if checkpoint is not None:
+                sets += ", checkpoint = ?"
+                params.append(dumps(checkpoint))
+            await conn.execute(f"UPDATE actions SET {sets} WHERE id = ?", (*params, action_id))
+            await append_audit(conn, "system", "action.sending", f"action:{action_id}",
+                               {"checkpoint": checkpoint} if checkpoint is not None else {})
+
+    async def actions_of_ended_runs(self, states: list[str]) -> list[ActionRecord]:
+        """Actions in these states whose run has ended (cleanly or not) or has no run: nobody drives them."""
+        rows = await self.db.fetchall(
+            f"SELECT a.* FROM actions a LEFT JOIN runs r ON r.id = a.run_id"
+            f" WHERE a.state IN ({','.join('?' * len(states))}) AND (r.id IS NULL OR r.ended_at IS NOT NULL)"
+            " ORDER BY a.id", states)
+        return [action_from_row(r) for r in rows]
 
     async def request_cancel(self, action_id: int, actor: str, reason: str) -> bool:
         """Ask the process executing an action to stop it (it polls for this)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from operator_tui.store.db import Database, dumps, loads
 from operator_tui.store.models import AgentSession, AgentStep
-from operator_tui.store.tickets import add_ticket_event
+from operator_tui.store.tickets import add_ticket_event, move_ticket
 from operator_tui.timeutil import now_text
 from subjects.base import TicketStatus
 
@@ -65,6 +65,16 @@ class AgentRepo:
     async def end_session(self, session_id: int, status: str, outcome: str, **fields: Any) -> None:
         await self.update_session(session_id, status=status, outcome=outcome, ended_at=now_text(), **fields)
 
+    async def finish_session(self, session_id: int, status: str, outcome: str, ticket_id: int,
+                             ticket_status: TicketStatus, actor: str, detail: dict[str, Any],
+                             expect: tuple[TicketStatus, ...] = (TicketStatus.investigating,)) -> bool:
+        """End a session and move its ticket in ONE transaction: a process killed in between must
+        never leave a ticket `investigating` with no session left to finish it."""
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE agent_sessions SET status = ?, outcome = ?, ended_at = ? WHERE id = ?",
+                               (status, outcome, now_text(), session_id))
+            return await move_ticket(conn, ticket_id, ticket_status, actor, detail, expect)
+
     async def get_session(self, session_id: int) -> AgentSession | None:
         row = await self.db.fetchone("SELECT * FROM agent_sessions WHERE id = ?", (session_id,))
         return None if row is None else session_from_row(row)
@@ -97,21 +107,8 @@ class AgentRepo:
         return [AgentStep.model_validate({**dict(r), "content": loads(r["content"])}) for r in reversed(rows)]
 
     async def orphaned_sessions(self) -> list[AgentSession]:
-        """Running sessions whose process is gone (it crashed or was killed)."""
-        rows = await self.db.fetchall("SELECT * FROM agent_sessions WHERE status = 'running'")
-        return [session_from_row(r) for r in rows if not pid_alive(r["owner_pid"])]
-
-
-def pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return "Z" not in line.split()[1]  # a zombie is dead, whatever kill -0 says
-    except OSError:
-        return False
-    return True
+        """Running sessions whose run has ended: its process stopped or died (see runs.reap_dead_runs)."""
+        rows = await self.db.fetchall(
+            "SELECT s.* FROM agent_sessions s JOIN runs r ON r.id = s.run_id"
+            " WHERE s.status = 'running' AND r.ended_at IS NOT NULL ORDER BY s.id")
+        return [session_from_row(r) for r in rows]

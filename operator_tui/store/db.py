@@ -77,6 +77,7 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None  # the task inside `_exclusive`, which may re-enter
         self._closed = False
+        self.run_locks: dict[int, Any] = {}  # run id -> the RunLock this process holds for it
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
@@ -131,6 +132,11 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        # A run still open when its store closes has nobody left to drive it: its lock goes (the
+        # file stays, unlocked), so other processes see it as dead and take over its work.
+        for lock in self.run_locks.values():
+            lock.release(remove=False)
+        self.run_locks.clear()
         await self.conn.close()
 
     @property

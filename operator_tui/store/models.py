@@ -33,6 +33,10 @@ class Run(BaseModel):
     pid: int | None = None
     host: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
+    cluster: str | None = None  # the watched cluster's identity (subjects.base.ClusterIdentity.id)
+    proc_start: int | None = None
+    pid_ns: str | None = None
+    boot_id: str | None = None
 
 
 class TicketEvent(BaseModel):
@@ -74,6 +78,9 @@ class ActionRecord(BaseModel):
     dry_run: bool = False
     owner_pid: int | None = None
     preview: str = ""
+    cluster: str | None = None
+    sent_at: datetime | None = None  # a request that may change the system was (possibly) sent
+    checkpoint: dict[str, Any] | None = None  # what its reconciliation needs (recorded before sending)
 
 
 class ActionTransition(BaseModel):
@@ -96,6 +103,7 @@ class AuditEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     prev_hash: str
     hash: str
+    mac: str | None = None
 
 
 class AgentSession(BaseModel):

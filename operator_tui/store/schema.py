@@ -180,7 +180,22 @@ MIGRATIONS: list[str] = [
         actor TEXT NOT NULL
     );
     """,
-    # 5: the evaluation harness: campaigns, variants, scenarios, trials (each trial is its own run),
+    # 5: safety under the operator's own faults: who a run's process is (PID, start time, PID
+    # namespace, boot) and which cluster it watches; whether an action's request may have been
+    # sent, and what its reconciliation needs; HMACs of audit events under a key kept elsewhere
+    """
+    ALTER TABLE runs ADD COLUMN cluster TEXT;
+    ALTER TABLE runs ADD COLUMN proc_start INTEGER;
+    ALTER TABLE runs ADD COLUMN pid_ns TEXT;
+    ALTER TABLE runs ADD COLUMN boot_id TEXT;
+    ALTER TABLE actions ADD COLUMN cluster TEXT;
+    ALTER TABLE actions ADD COLUMN sent_at TEXT;
+    ALTER TABLE actions ADD COLUMN checkpoint TEXT;
+    ALTER TABLE audit_events ADD COLUMN mac TEXT;
+    ALTER TABLE audit_head ADD COLUMN mac TEXT;
+    CREATE INDEX runs_open ON runs(ended_at);
+    """,
+    # 6: the evaluation harness: campaigns, variants, scenarios, trials (each trial is its own run),
     # faults with their write-ahead undo, harness events, oracle checks, workload buckets, comparisons.
     # Times of a trial are nanoseconds on the monotonic clock since the trial's origin (*_ns, t_*_ns),
     # with the origin's wall time on the trial so that wall UTC rows (tickets, actions) convert.

@@ -103,6 +103,47 @@ class TicketsRepo:
                     result.resolved.append(await _fetch_ticket(conn, ticket_id))
         return result
 
+    async def adopt_orphan_tickets(self, run_id: int, subject: str, cluster: str | None,
+                                   kinds: tuple[str, ...] = ("headless", "console")) -> list[tuple[int, str]]:
+        """Active tickets of runs that died while watching the same cluster move to this run, so
+        the restarted operator carries on with them instead of leaving them open forever. A ticket
+        this run already has an active twin of is closed as superseded by it. Returns
+        (ticket id, "adopted" | "superseded by #N")."""
+        out: list[tuple[int, str]] = []
+        at = now_text()
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                f"SELECT t.id, t.dedup_key, t.run_id FROM tickets t JOIN runs r ON r.id = t.run_id"
+                f" WHERE t.status IN {ACTIVE} AND r.status = 'died' AND r.subject = ? AND r.cluster IS ?"
+                f" AND r.kind IN ({','.join('?' * len(kinds))}) AND t.run_id != ? ORDER BY t.id",
+                (subject, cluster, *kinds, run_id),
+            ) as cur:
+                orphans = list(await cur.fetchall())
+            for row in orphans:
+                async with conn.execute(
+                    f"SELECT id FROM tickets WHERE run_id = ? AND dedup_key = ? AND status IN {ACTIVE}",
+                    (run_id, row["dedup_key"]),
+                ) as cur:
+                    twin = await cur.fetchone()
+                if twin is None:
+                    await conn.execute("UPDATE tickets SET run_id = ?, updated_at = ? WHERE id = ?",
+                                       (run_id, at, row["id"]))
+                    await add_ticket_event(conn, row["id"], "adopted", None, "system",
+                                           {"from_run": row["run_id"], "to_run": run_id,
+                                            "reason": f"run {row['run_id']} died; run {run_id} carries on"}, at)
+                    out.append((row["id"], "adopted"))
+                else:
+                    why = {"by": "system", "reason": f"superseded by ticket #{twin['id']}: run {row['run_id']} died "
+                                                     f"and run {run_id} had opened its own",
+                           "superseded_by": twin["id"]}
+                    await conn.execute("UPDATE tickets SET status = 'resolved', resolved_at = ?, resolution = ?,"
+                                       " updated_at = ? WHERE id = ?", (at, dumps(why), at, row["id"]))
+                    await add_ticket_event(conn, row["id"], "superseded", "resolved", "system", why, at)
+                    await add_ticket_event(conn, twin["id"], "continues", None, "system",
+                                           {"ticket": row["id"], "from_run": row["run_id"]}, at)
+                    out.append((row["id"], f"superseded by #{twin['id']}"))
+        return out
+
     async def prune_samples(self, run_id: int) -> int:
         async with self.db.transaction() as conn:
             async with conn.execute("SELECT max(id) FROM samples WHERE run_id = ?", (run_id,)) as cur:
@@ -159,20 +200,34 @@ class TicketsRepo:
     async def set_ticket_status(self, ticket_id: int, status: TicketStatus, actor: str, detail: dict[str, Any],
                                 expect: tuple[TicketStatus, ...] | None = None) -> bool:
         """Move a ticket to `status` (only from `expect`, if given). Resolving records the detail."""
-        at = now_text()
         async with self.db.transaction() as conn:
-            sql = "UPDATE tickets SET status = ?, updated_at = ?"
-            params: list[Any] = [status.value, at]
-            if status == TicketStatus.resolved:
-                sql += ", resolved_at = ?, resolution = ?"
-                params += [at, dumps(detail)]
-            sql += " WHERE id = ?"
-            params.append(ticket_id)
-            allowed = tuple(s.value for s in (expect or TicketStatus.active()))
-            sql += f" AND status IN ({','.join('?' * len(allowed))})"
-            params.extend(allowed)
-            cur = await conn.execute(sql, params)
-            if not cur.rowcount:
-                return False
-            await add_ticket_event(conn, ticket_id, status.value, status.value, actor, detail, at)
-        return True
+            return await move_ticket(conn, ticket_id, status, actor, detail, expect)
+
+    async def investigating_without_session(self) -> list[Ticket]:
+        """Tickets marked investigating that no running session holds (left so by a process that
+        died between the two writes of older versions, or by hand): nobody will ever finish them."""
+        rows = await self.db.fetchall(
+            "SELECT t.* FROM tickets t WHERE t.status = 'investigating' AND NOT EXISTS ("
+            "SELECT 1 FROM agent_sessions s WHERE s.ticket_id = t.id AND s.status = 'running')")
+        return [ticket_from_row(r) for r in rows]
+
+
+async def move_ticket(conn: aiosqlite.Connection, ticket_id: int, status: TicketStatus, actor: str,
+                      detail: dict[str, Any], expect: tuple[TicketStatus, ...] | None = None) -> bool:
+    """The status change of `set_ticket_status`, inside the caller's transaction."""
+    at = now_text()
+    sql = "UPDATE tickets SET status = ?, updated_at = ?"
+    params: list[Any] = [status.value, at]
+    if status == TicketStatus.resolved:
+        sql += ", resolved_at = ?, resolution = ?"
+        params += [at, dumps(detail)]
+    sql += " WHERE id = ?"
+    params.append(ticket_id)
+    allowed = tuple(s.value for s in (expect or TicketStatus.active()))
+    sql += f" AND status IN ({','.join('?' * len(allowed))})"
+    params.extend(allowed)
+    cur = await conn.execute(sql, params)
+    if not cur.rowcount:
+        return False
+    await add_ticket_event(conn, ticket_id, status.value, status.value, actor, detail, at)
+    return True

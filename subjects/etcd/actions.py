@@ -317,8 +317,8 @@ class Catalogue:
                                   detail=f"{p.member}: {n.state_detail if n else 'not in the observation'}")
 
         return ActionDef(
-            "restart_member", "Start a member's etcd process again on its own data dir, with its original flags "
-            "(lab). A member that runs and answers is restarted only with force=true.", RestartParams,
+            "restart_member", "Start a member's etcd process (in the Docker lab: its container) again on its own "
+            "data dir, with its original flags (lab). A member that runs and answers is restarted only with force=true.", RestartParams,
             RiskTier.low, True, lambda p: f"member:{p.member}", precheck, execute,
             lambda p: f"lab: {'stop, then ' if p.force else ''}start {p.member} on its data dir", reconcile)
 
@@ -341,7 +341,8 @@ class Catalogue:
                                         f"({time.monotonic() - t0:.2f} s)")
 
         return ActionDef(
-            "resume_member", "Continue a member whose process was stopped with SIGSTOP (SIGCONT, lab).", MemberParams,
+            "resume_member", "Continue a member whose process was paused (SIGCONT; in the Docker lab: docker unpause "
+            "of its frozen container).", MemberParams,
             RiskTier.low, True, lambda p: f"member:{p.member}", precheck, execute,
             lambda p: f"lab: SIGCONT {p.member}")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from subjects.base import FaultRecord
 from subjects.etcd import faults
-from subjects.etcd.lab import EtcdLab, LabError
+from subjects.etcd.lab import EtcdLab, LabError, open_lab
 from subjects.plugin import PluginError, SubjectContext
 
 
@@ -37,10 +37,12 @@ def kinds() -> dict[str, str]:
 def _lab(lab_dir: str | None) -> EtcdLab:
     if not lab_dir:
         raise ChaosError("no lab folder given: etcd faults act on the local lab (`operator-tui lab up etcd`)")
+    lab = open_lab(lab_dir)
     try:
-        return EtcdLab.load(lab_dir)
+        lab.state  # noqa: B018 - raises LabError when no lab is up there
     except LabError as e:
         raise ChaosError(str(e)) from e
+    return lab
 
 
 async def inject(options: dict[str, Any], kind: str, target: str | None, params: dict[str, Any]) -> FaultRecord:
@@ -69,7 +71,7 @@ async def revert(options: dict[str, Any], record: FaultRecord) -> str:
     lab_dir = record.undo.get("lab_dir") or options.get("lab_dir")
     if not lab_dir:
         raise ChaosError("the fault record names no lab folder to revert in")
-    lab = EtcdLab(lab_dir)
+    lab = open_lab(lab_dir)
     if not lab.state_path.exists():
         # `lab down` stopped every process, deleted every chain and unmounted every disk it knew of.
         return f"the lab in {Path(lab_dir)} is down: everything this {record.kind} touched is gone, nothing to undo"

@@ -12,6 +12,8 @@ Undo steps (run in order by `revert`; each is a no-op when already undone):
 - ``{"op": "start_member", "member"}``                       start it on its data dir if not running
 - ``{"op": "signal", "member", "pid", "starttime", "signal"}`` SIGCONT that very process, if it is
   still the one that was stopped
+- ``{"op": "unpause", "member", "container"}``               thaw that very container (Docker lab), if
+  it is still the member's
 - ``{"op": "chain", "chain"}``                               delete the iptables chain and its jump
 - ``{"op": "remove_file", "member", "path"}``                delete the filler that fills the disk
 - ``{"op": "stop_tracer", "name", "pid", "starttime", "member"}``  SIGINT strace (it detaches), then
@@ -151,26 +153,51 @@ def _kill(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[list, 
     _must_run(lab, spec)
     proc = lab.kill_member(spec.name)
     effect = {"process": lab.process_state(spec.name), **proc}
-    return [f"SIGKILL {spec.name} (pid {proc['pid']})"], effect, [{"op": "start_member", "member": spec.name}]
+    what = (f"docker kill {spec.name} (container {proc['container'][:12]})" if "container" in proc
+            else f"SIGKILL {spec.name} (pid {proc['pid']})")
+    return [what], effect, [{"op": "start_member", "member": spec.name}]
+
+
+def _stop(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[list, dict, list]:
+    _must_run(lab, spec)
+    outcome = lab.stop_member(spec.name)
+    effect = {"process": lab.process_state(spec.name)}
+    if effect["process"] != processes.STOPPED:
+        raise FaultError(f"stop {spec.name}: {outcome}, but its process is {effect['process']}")
+    return [f"stop {spec.name} (SIGTERM, SIGKILL after the grace): {outcome}"], effect, \
+        [{"op": "start_member", "member": spec.name}]
+
+
+def _restart(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[list, dict, list]:
+    _must_run(lab, spec)
+    outcome = lab.restart_member(spec.name)
+    effect = {"process": lab.process_state(spec.name)}
+    # A restart ends by itself; the undo only makes sure the member runs again.
+    return [f"restart {spec.name}: {outcome}"], effect, [{"op": "start_member", "member": spec.name}]
 
 
 def _pause(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[list, dict, list]:
     _must_run(lab, spec)
-    rec = lab.process(spec.name)
-    assert rec is not None
+    undo = lab.pause_undo(spec.name)
     outcome = lab.signal_member(spec.name, signal.SIGSTOP)
     if outcome != "paused":
-        raise FaultError(f"SIGSTOP {spec.name}: {outcome}")
-    undo = {"op": "signal", "member": spec.name, "pid": rec.pid, "starttime": rec.starttime, "signal": "SIGCONT"}
-    return [f"SIGSTOP {spec.name} (pid {rec.pid})"], {"process": lab.process_state(spec.name)}, [undo]
+        raise FaultError(f"pause {spec.name}: {outcome}")
+    what = (f"SIGSTOP {spec.name} (pid {undo['pid']})" if undo["op"] == "signal"
+            else f"docker pause {spec.name} (container {undo['container'][:12]}, the cgroup freezer)")
+    return [what], {"process": lab.process_state(spec.name)}, [undo]
 
 
 def _partition(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[list, dict, list]:
     paused = lab.process_state(spec.name) == processes.PAUSED  # the network is cut all the same
     if not paused:
         _must_run(lab, spec)
-    others = [m for m in lab.state.members if m.name != spec.name]
-    if spec.cgroup is None or any(m.cgroup is None for m in others):
+    state = lab.state
+    spec = state.member(spec.name)  # with the cgroup its container runs in now
+    others = [m for m in state.members if m.name != spec.name]
+    # Incoming: by the peers' cgroups when they outlive restarts (the process lab's own), else (a
+    # container gets a new cgroup each time it starts) every packet to the member's peer port.
+    by_cgroup = lab.stable_cgroups
+    if spec.cgroup is None or (by_cgroup and any(m.cgroup is None for m in others)):
         raise FaultError("partitions need each member in its own cgroup (v2), and this lab runs without them")
     if not others:
         raise FaultError(f"{spec.name} has no peer to be cut off from")
@@ -181,8 +208,12 @@ def _partition(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[l
         chain.create()
         for other in others:
             chain.drop(cgroup=spec.cgroup, dst=other.address)
-            chain.drop(cgroup=other.cgroup, dst=spec.address)
+            if by_cgroup:
+                chain.drop(cgroup=other.cgroup, dst=spec.address)
             done.append(f"{spec.name} <-/-> {other.name}")
+        if not by_cgroup:
+            chain.drop(dst=spec.address, dport=state.peer_port)
+            done.append(f"nothing reaches {spec.address}:{state.peer_port}")
     except netfault.NetFaultError as e:
         chain.delete()
         lab.forget_chain(chain.name)
@@ -199,20 +230,9 @@ def _disk_full(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[l
         raise FaultError(f"{spec.name}'s data is not on a tmpfs of its own (lab started with --tmpfs-mb 0): filling "
                          "its disk would fill the host's")
     filler = Path(spec.folder) / f"chaos-filler-{fid}"
-    st = os.statvfs(spec.folder)
-    size = st.f_bavail * st.f_frsize
     undo = [{"op": "remove_file", "member": spec.name, "path": str(filler)},
             {"op": "start_member", "member": spec.name}]
-    fd = os.open(filler, os.O_CREAT | os.O_WRONLY, 0o600)
-    try:
-        while size > 0:
-            try:
-                os.posix_fallocate(fd, 0, size)
-                break
-            except OSError:
-                size -= 64 * 1024
-    finally:
-        os.close(fd)
+    size = lab.fill_disk(spec.name, str(filler))
     free = lab.free_bytes(spec.name)
     # Effect: the member exits once a write needs a page its disk no longer has. Small writes may fit
     # in pages its database file already holds, so write bigger values (through another member)
@@ -220,15 +240,17 @@ def _disk_full(lab: EtcdLab, spec: MemberSpec, p: NoParams, fid: str) -> tuple[l
     prefix = f"/chaos/disk_full/{fid}"
     undo.append({"op": "delete_prefix", "prefix": prefix})
     others = [m.client_url for m in lab.state.members if m.name != spec.name] or [spec.client_url]
-    rec = lab.process(spec.name)
-    assert rec is not None
+
+    def live() -> bool:
+        return lab.process_state(spec.name) in (processes.RUNNING, processes.PAUSED)
+
     for i in range(DISK_FULL_PUTS):
-        if not processes.is_live(rec):
+        if not live():
             break
         with contextlib.suppress(EtcdError):
             call_sync(others[i % len(others)], "/v3/kv/put",
                       {"key": b64(f"{prefix}/{i}"), "value": b64(os.urandom(DISK_FULL_VALUE_BYTES))}, timeout=5.0)
-    exited = _wait(lambda: not processes.is_live(rec), 5.0)
+    exited = _wait(lambda: not live(), 5.0)
     effect = {"filler": str(filler), "filler_bytes": size, "free_bytes": free, "member_exited": exited}
     return [f"filled {spec.name}'s disk: {filler} ({size / 1048576:.0f} MiB), {free} bytes left"], effect, undo
 
@@ -286,8 +308,14 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("kill_member", "SIGKILL one member; revert starts it again on its data dir", NoParams, _kill),
-    Kind("pause_member", "SIGSTOP one member (it hangs instead of refusing); revert SIGCONTs it", NoParams, _pause),
+    Kind("kill_member", "SIGKILL one member (a container: docker kill); revert starts it again on its data dir",
+         NoParams, _kill),
+    Kind("stop_member", "stop one member: SIGTERM, SIGKILL after 10 s (a container: docker stop); revert starts it",
+         NoParams, _stop),
+    Kind("restart_member", "restart one member (a container: docker restart); revert makes sure it runs", NoParams,
+         _restart),
+    Kind("pause_member", "pause one member: SIGSTOP (a container: the cgroup freezer); it hangs instead of refusing; "
+         "revert resumes it", NoParams, _pause),
     Kind("partition_member", "cut one member off from its peers with iptables (clients still reach it); revert "
          "deletes the chain", NoParams, _partition),
     Kind("disk_full", "fill one member's own tmpfs so its next commit fails and it exits; revert removes the "
@@ -304,7 +332,10 @@ def describe_kinds() -> list[dict]:
             for k in KINDS.values()]
 
 
-def inject(lab: EtcdLab, kind: str, target: str | None = None, params: dict | None = None) -> dict:
+def inject(lab: EtcdLab, kind: str, target: str | None = None, params: dict | None = None,
+           fid: str | None = None) -> dict:
+    """Make the fault; `fid` names what it creates on the host (its chain, filler, keys, tracer): the
+    evaluation harness passes one it wrote down before, a new one is made up otherwise."""
     if kind not in KINDS:
         raise FaultError(f"unknown fault kind {kind!r}; kinds: {', '.join(KINDS)}")
     k = KINDS[kind]
@@ -322,7 +353,7 @@ def inject(lab: EtcdLab, kind: str, target: str | None = None, params: dict | No
             spec, chosen = resolve_target(lab, target)
     except LabError as e:
         raise FaultError(f"{kind}: {e}") from e
-    fid = f"etcd-{uuid.uuid4().hex[:12]}"
+    fid = fid or f"etcd-{uuid.uuid4().hex[:12]}"
     try:
         done, effect, undo = k.run(lab, spec, p, fid)
     except (LabError, EtcdError, OSError) as e:
@@ -349,6 +380,13 @@ def _signal(lab: EtcdLab, step: dict) -> tuple[str, str]:
         return "nothing", f"{step['member']} (pid {step['pid']}) is not stopped"
     processes.signal_and_wait(rec, signal.Signals[step["signal"]])
     return "undone", f"{step['signal']} {step['member']} (pid {step['pid']})"
+
+
+def _unpause(lab: EtcdLab, step: dict) -> tuple[str, str]:
+    unpause = getattr(lab, "unpause", None)
+    if unpause is None:
+        raise FaultError(f"{step['member']} was paused in a Docker lab, and the lab in {lab.run_dir} is not one")
+    return unpause(step["member"], step["container"])
 
 
 def _chain(lab: EtcdLab, step: dict) -> tuple[str, str]:
@@ -435,7 +473,7 @@ async def _quota_recover_async(lab: EtcdLab, prefix: str) -> tuple[str, str]:
 
 
 STEPS: dict[str, Callable[[EtcdLab, dict], tuple[str, str]]] = {
-    "start_member": _start, "signal": _signal, "chain": _chain, "remove_file": _remove_file,
+    "start_member": _start, "signal": _signal, "unpause": _unpause, "chain": _chain, "remove_file": _remove_file,
     "stop_tracer": _stop_tracer, "quota_recover": _quota_recover, "delete_prefix": _delete_prefix,
 }
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from containers.nodes import ContainerRecord
 from subjects import netfault
 from subjects.etcd.client import EtcdError, call_sync
 from subjects.plugin import PluginError
@@ -55,7 +56,6 @@ LOADGEN_PROCESS = "loadgen"
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 LOCK_TIMEOUT_S = 120.0
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^127\.(\d{1,3})\.(\d{1,3})$")
 
 
@@ -107,6 +107,11 @@ class LabState(BaseModel):
     processes: dict[str, ProcessRecord] = {}
     chains: list[str] = Field(default_factory=list)  # iptables chains faults created (removed by down)
     cgroup_root: str | None = None
+    # "process" (this module) or "docker" (subjects.etcd.docker_lab): the same layout, members as containers
+    runtime: str = "process"
+    docker_host: str | None = None
+    engine_started: bool = False  # the docker lab started the local engine, and stops it at `down`
+    containers: dict[str, ContainerRecord] = {}
 
     def member(self, name: str) -> MemberSpec:
         for spec in self.members:
@@ -167,13 +172,38 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def check_layout(members: int, block: str, client_port: int, peer_port: int, tmpfs_mb: int,
+                 load_rate: float) -> str:
+    """LabError for a layout no lab can run; returns the address block."""
+    if not 1 <= members <= MAX_MEMBERS:
+        raise LabError(f"--members must be between 1 and {MAX_MEMBERS}, got {members}")
+    block = parse_block(block)
+    for what, port in (("--client-port", client_port), ("--peer-port", peer_port)):
+        if not 1024 <= port <= 65535:
+            raise LabError(f"{what} must be between 1024 and 65535, got {port}")
+    if client_port == peer_port:
+        raise LabError(f"--client-port and --peer-port must differ (both {client_port})")
+    if tmpfs_mb and tmpfs_mb < 160:
+        raise LabError(f"--tmpfs-mb must be 0 (no tmpfs) or at least 160: etcd preallocates two 64 MB WAL "
+                       f"files, got {tmpfs_mb}")
+    if not 0 < load_rate <= 1000:
+        raise LabError(f"--load-rate must be between 0 and 1000 operations per second, got {load_rate}")
+    return block
+
+
 def initial_cluster(members: list[MemberSpec]) -> str:
     return ",".join(f"{m.name}={m.peer_url}" for m in members)
 
 
 class EtcdLab:
+    PAUSED_DETAIL = "process is SIGSTOPped"
+    stable_cgroups = True  # a member keeps its cgroup across restarts (partitions may match it)
+
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir).expanduser().resolve()
+
+    def close(self) -> None:
+        """Release what the lab object holds open (the Docker lab's engine connection)."""
 
     @classmethod
     def load(cls, run_dir: str | Path) -> EtcdLab:
@@ -263,62 +293,78 @@ class EtcdLab:
            flags: EtcdFlags | None = None, tmpfs_mb: int = 192) -> LabState:
         """Start the members and the load generator; return once every member is healthy and they
         agree on one leader."""
-        if not 1 <= members <= MAX_MEMBERS:
-            raise LabError(f"--members must be between 1 and {MAX_MEMBERS}, got {members}")
-        block = parse_block(block)
-        for what, port in (("--client-port", client_port), ("--peer-port", peer_port)):
-            if not 1024 <= port <= 65535:
-                raise LabError(f"{what} must be between 1024 and 65535, got {port}")
-        if client_port == peer_port:
-            raise LabError(f"--client-port and --peer-port must differ (both {client_port})")
-        if tmpfs_mb and tmpfs_mb < 160:
-            raise LabError(f"--tmpfs-mb must be 0 (no tmpfs) or at least 160: etcd preallocates two 64 MB WAL "
-                           f"files, got {tmpfs_mb}")
-        if not 0 < load_rate <= 1000:
-            raise LabError(f"--load-rate must be between 0 and 1000 operations per second, got {load_rate}")
-        binary = shutil.which("etcd")
-        if binary is None:
-            raise LabError("etcd is not installed (Debian: apt-get install etcd-server etcd-client)")
-        flags = flags or EtcdFlags()
+        block = check_layout(members, block, client_port, peer_port, tmpfs_mb, load_rate)
+        self._check_installed()
         with self.locked(create=True):
             old = self._read()
             if old is not None:
-                live = [f"{p.name} (pid {p.pid})" for p in old.processes.values() if processes.is_live(p)]
-                if live:
-                    raise LabError(f"an {SUBJECT} lab is already up in {self.run_dir}: {', '.join(live)}; "
-                                   f"stop it with `operator-tui lab down {SUBJECT}`")
+                self._refuse_running(old)
                 self._cleanup(old)
             lab_id = uuid.uuid4().hex[:10]
-            cgroup_root = f"operator-tui/etcd-{lab_id}" if netfault.cgroup_available() else None
-            specs = [self._spec(i, block, client_port, peer_port, cgroup_root) for i in range(1, members + 1)]
-            taken = [f"{s.address}:{port}" for s in specs for port in (client_port, peer_port)
-                     if not address_free(s.address, port)]
-            if taken:
-                raise LabError(f"already in use: {', '.join(taken)}; choose others with --address-block, "
-                               "--client-port or --peer-port")
-            for s in specs:
-                s.initial_cluster = initial_cluster(specs)
+            cgroup_root = self._cgroup_root(lab_id)
+            specs = self._plan(members, block, client_port, peer_port, cgroup_root)
             state = LabState(run_dir=str(self.run_dir), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                              lab_id=lab_id, token=f"op-lab-{lab_id}", block=block, client_port=client_port,
-                             peer_port=peer_port, flags=flags, tmpfs_mb=tmpfs_mb, load=load, load_rate=load_rate,
-                             members=specs, cgroup_root=cgroup_root)
+                             peer_port=peer_port, flags=flags or EtcdFlags(), tmpfs_mb=tmpfs_mb, load=load,
+                             load_rate=load_rate, members=specs, cgroup_root=cgroup_root, **self._runtime())
             shutil.rmtree(self.logs_dir, ignore_errors=True)
             self._write(state)
             try:
-                for spec in specs:
-                    self._prepare(state, spec, fresh=True)
-                for spec in specs:
-                    self._record(state, self._spawn(state, spec, binary))
+                self._start_members(state)
                 self._wait_healthy(state, [s.name for s in specs])
                 if load:
                     self._record(state, self._spawn_loadgen(state))
             except BaseException as e:
-                self._stop_all(state)
-                self._cleanup(state)
+                self._undo_up(state)
                 if isinstance(e, LabError | KeyboardInterrupt):
                     raise
                 raise LabError(f"lab failed to start: {type(e).__name__}: {e}") from e
             return state
+
+    # Steps of `up` a Docker lab does its own way.
+
+    def _check_installed(self) -> None:
+        if shutil.which("etcd") is None:
+            raise LabError("etcd is not installed (Debian: apt-get install etcd-server etcd-client)")
+
+    def _cgroup_root(self, lab_id: str) -> str | None:
+        return f"operator-tui/etcd-{lab_id}" if netfault.cgroup_available() else None
+
+    def _runtime(self) -> dict:
+        return {"runtime": "process"}
+
+    def _start_members(self, state: LabState) -> None:
+        binary = shutil.which("etcd") or "etcd"
+        for spec in state.members:
+            self._prepare(state, spec, fresh=True)
+        for spec in state.members:
+            self._record(state, self._spawn(state, spec, binary))
+
+    def _undo_up(self, state: LabState) -> None:
+        self._stop_all(state)
+        self._cleanup(state)
+
+    def _refuse_running(self, old: LabState) -> None:
+        if old.runtime != "process":
+            raise LabError(f"the {old.runtime} {SUBJECT} lab's state is in {self.run_dir}: remove it first with "
+                           f"`operator-tui lab down {SUBJECT}`")
+        live = [f"{p.name} (pid {p.pid})" for p in old.processes.values() if processes.is_live(p)]
+        if live:
+            raise LabError(f"an {SUBJECT} lab is already up in {self.run_dir}: {', '.join(live)}; "
+                           f"stop it with `operator-tui lab down {SUBJECT}`")
+
+    def _plan(self, members: int, block: str, client_port: int, peer_port: int, cgroup_root: str | None
+              ) -> list[MemberSpec]:
+        """The members' specs, once their addresses are known to be free."""
+        specs = [self._spec(i, block, client_port, peer_port, cgroup_root) for i in range(1, members + 1)]
+        taken = [f"{s.address}:{port}" for s in specs for port in (client_port, peer_port)
+                 if not address_free(s.address, port)]
+        if taken:
+            raise LabError(f"already in use: {', '.join(taken)}; choose others with --address-block, "
+                           "--client-port or --peer-port")
+        for s in specs:
+            s.initial_cluster = initial_cluster(specs)
+        return specs
 
     def _spec(self, i: int, block: str, client_port: int, peer_port: int, cgroup_root: str | None) -> MemberSpec:
         name = f"m{i}"
@@ -342,7 +388,7 @@ class EtcdLab:
         spec.mounted = mounted(folder)
         if fresh:
             shutil.rmtree(spec.data_dir, ignore_errors=True)
-        if spec.cgroup:
+        if spec.cgroup and state.cgroup_root:  # the lab's own cgroups (a container's are the engine's)
             netfault.cgroup_create(spec.cgroup)
         self._write(state)
 
@@ -362,7 +408,7 @@ class EtcdLab:
             argv.append("--pre-vote")
         if f.snapshot_count:
             argv += ["--snapshot-count", str(f.snapshot_count)]
-        if spec.cgroup:
+        if spec.cgroup and state.cgroup_root:  # the lab's own cgroup (a container is put in one by the engine)
             # The shell joins the member's cgroup, then becomes etcd (same pid, so the record holds).
             procs = str(netfault.CGROUP_ROOT / spec.cgroup / "cgroup.procs")
             argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, *argv]
@@ -376,14 +422,17 @@ class EtcdLab:
                 "--rate", str(state.load_rate)]
         for spec in state.members:
             argv += ["--endpoint", spec.client_url]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        rec = processes.spawn(LOADGEN_PROCESS, argv, self.logs_dir / "loadgen.log", env=env)
+        rec = processes.spawn(LOADGEN_PROCESS, argv, self.logs_dir / "loadgen.log", env=processes.child_env())
         time.sleep(0.3)
         if not processes.is_live(rec):
             raise LabError(f"the load generator exited at once: {processes.log_tail(rec.log)}")
         return rec
+
+    def _must_live(self, state: LabState, name: str) -> None:
+        """LabError, with the end of its log, when the member has exited."""
+        rec = state.processes[name]
+        if not processes.is_live(rec):
+            raise LabError(f"member {name} exited: {processes.log_tail(rec.log)}")
 
     def _record(self, state: LabState, rec: ProcessRecord) -> None:
         state.processes[rec.name] = rec
@@ -394,9 +443,7 @@ class EtcdLab:
         pending = list(names)
         while pending:
             for name in list(pending):
-                rec = state.processes[name]
-                if not processes.is_live(rec):
-                    raise LabError(f"member {name} exited: {processes.log_tail(rec.log)}")
+                self._must_live(state, name)
                 if _healthy(state.member(name).client_url):
                     pending.remove(name)
             if pending and time.monotonic() > deadline:
@@ -449,8 +496,7 @@ class EtcdLab:
         ids: dict[str, str] = {}
         leader = None
         for spec in state.members:
-            rec = state.processes.get(spec.name)
-            if rec is None or processes.process_state(rec) != processes.RUNNING:
+            if self.process_state(spec.name, state) != processes.RUNNING:
                 continue
             try:
                 status = call_sync(spec.client_url, "/v3/maintenance/status", timeout=0.5)
@@ -461,26 +507,35 @@ class EtcdLab:
         return ids.get(leader or "")
 
     def _stop_all(self, state: LabState) -> list[dict]:
-        out: list[dict] = []
-
-        def stop(name: str, sig_first: signal.Signals | None = None) -> dict:
-            rec = state.processes[name]
-            try:
-                if sig_first is not None and processes.send(rec, sig_first) and processes.wait_dead(rec, 5.0):
-                    processes.reap(rec.pid)
-                    outcome = f"stopped ({sig_first.name})"
-                else:
-                    outcome = processes.stop(rec, STOP_GRACE_S)
-            except RuntimeError as e:
-                outcome = f"FAILED: {e}"
-            return {"name": name, "pid": rec.pid, "outcome": outcome}
-
-        helpers = [n for n in state.processes if n not in {m.name for m in state.members}]
-        for name in helpers:  # strace detaches cleanly on SIGINT; the load generator stops on it too
-            out.append(stop(name, signal.SIGINT))
+        out = self._stop_helpers(state)
         for chain in state.chains:  # members part better when they can reach each other
             with contextlib.suppress(netfault.NetFaultError):
                 netfault.Chain(chain).delete()
+        return out + self._stop_members(state)
+
+    def _stop_process(self, state: LabState, name: str, sig_first: signal.Signals | None = None) -> dict:
+        rec = state.processes[name]
+        try:
+            if sig_first is not None and processes.send(rec, sig_first) and processes.wait_dead(rec, 5.0):
+                processes.reap(rec.pid)
+                outcome = f"stopped ({sig_first.name})"
+            else:
+                outcome = processes.stop(rec, STOP_GRACE_S)
+        except RuntimeError as e:
+            outcome = f"FAILED: {e}"
+        return {"name": name, "pid": rec.pid, "outcome": outcome}
+
+    def _stop_helpers(self, state: LabState) -> list[dict]:
+        """The load generator and fault helpers (strace): they stop on SIGINT (strace detaches)."""
+        helpers = [n for n in state.processes if n not in {m.name for m in state.members}]
+        return [self._stop_process(state, name, signal.SIGINT) for name in helpers]
+
+    def _stop_members(self, state: LabState) -> list[dict]:
+        out: list[dict] = []
+
+        def stop(name: str) -> dict:
+            return self._stop_process(state, name)
+
         names = [m.name for m in state.members if m.name in state.processes]
         leader = self._leader_name(state)
         # Followers first, in parallel, then the leader: stopping all at once makes the leader try
@@ -542,17 +597,16 @@ class EtcdLab:
     def status(self) -> dict:
         """Processes, and per member: process state, health, role, raft term and index, DB size."""
         state = self.state
-        procs = [{"name": n, "pid": r.pid, "state": processes.process_state(r)} for n, r in state.processes.items()]
+        procs = self._process_rows(state)
         ids: dict[str, str] = {}
         rows = []
         for spec in state.members:
-            rec = state.processes.get(spec.name)
-            pstate = processes.process_state(rec) if rec is not None else "never started"
+            pstate = self.process_state(spec.name, state) if self._started(state, spec.name) else "never started"
             row = {"name": spec.name, "client_url": spec.client_url, "process": pstate, "health": "unreachable",
                    "detail": None, "member_id": None, "leader_id": None, "raft_term": None, "raft_index": None,
                    "db_size": None, "free_bytes": self.free_bytes(spec.name)}
             if pstate == processes.PAUSED:
-                row["health"], row["detail"] = "paused", "process is SIGSTOPped"
+                row["health"], row["detail"] = "paused", self.PAUSED_DETAIL
             elif pstate == processes.RUNNING:
                 try:
                     s = call_sync(spec.client_url, "/v3/maintenance/status")
@@ -581,19 +635,29 @@ class EtcdLab:
 
     # -- one member ------------------------------------------------------------------------------
 
+    def _process_rows(self, state: LabState) -> list[dict]:
+        return [{"name": n, "pid": r.pid, "state": processes.process_state(r)} for n, r in state.processes.items()]
+
+    def _started(self, state: LabState, name: str) -> bool:
+        return name in state.processes
+
     def process(self, name: str) -> ProcessRecord | None:
         return self.state.processes.get(name)
 
-    def process_state(self, name: str) -> str:
+    def process_state(self, name: str, state: LabState | None = None) -> str:
         """alive | paused (SIGSTOPped) | zombie | stopped. A process stopped by its tracer (``t``,
         under slow_disk's strace) is alive: it stops only for the length of a traced call."""
-        rec = self.process(name)
+        rec = (state or self.state).processes.get(name)
         if rec is None:
             return processes.STOPPED
-        state = processes.process_state(rec)
-        if state == processes.PAUSED and _proc_state(rec.pid) == "t":
+        now = processes.process_state(rec)
+        if now == processes.PAUSED and _proc_state(rec.pid) == "t":
             return processes.RUNNING
-        return state
+        return now
+
+    def process_states(self) -> dict[str, str]:
+        state = self.state
+        return {m.name: self.process_state(m.name, state) for m in state.members}
 
     def free_bytes(self, name: str) -> int | None:
         """Free space of the file system that holds the member's data."""
@@ -629,18 +693,17 @@ class EtcdLab:
             new = self._spawn(state, spec, binary)
             self._record(state, new)
         if wait:
-            self._wait_answering(spec, new)
+            self._wait_answering(state, spec)
         return "started"
 
-    def _wait_answering(self, spec: MemberSpec, rec: ProcessRecord) -> None:
+    def _wait_answering(self, state: LabState, spec: MemberSpec) -> None:
         """Until the member listens on its client port (and still runs a moment later). It serves
         requests only once it has joined a quorum, which a member restarted alone after a quorum
         loss has not: its peers may still be starting."""
         deadline = time.monotonic() + START_TIMEOUT_S
         address = (spec.address, int(spec.client_url.rsplit(":", 1)[1]))
         while time.monotonic() < deadline:
-            if not processes.is_live(rec):
-                raise LabError(f"member {spec.name} exited: {processes.log_tail(rec.log, 2)}")
+            self._must_live(state, spec.name)
             with contextlib.suppress(OSError), socket.create_connection(address, timeout=0.5):
                 break
             time.sleep(0.05)
@@ -648,8 +711,7 @@ class EtcdLab:
             raise LabError(f"member {spec.name} did not listen on {spec.client_url} within {START_TIMEOUT_S:.0f}s")
         with contextlib.suppress(EtcdError):
             call_sync(spec.client_url, "/v3/maintenance/status", timeout=1.0)
-        if not processes.is_live(rec):
-            raise LabError(f"member {spec.name} exited: {processes.log_tail(rec.log, 2)}")
+        self._must_live(state, spec.name)
 
     def _member_rec(self, name: str) -> ProcessRecord:
         state = self.state
@@ -674,6 +736,34 @@ class EtcdLab:
             processes.reap(rec.pid)
             return {"pid": rec.pid, "starttime": rec.starttime}
 
+    def restart_member(self, name: str) -> str:
+        """Stop the member (SIGTERM, SIGKILL after the grace), then start it on its data dir."""
+        self.stop_member(name)
+        self.start_member(name)
+        return "restarted"
+
+    def pause_undo(self, name: str) -> dict:
+        """The undo step of pausing the member now: SIGCONT to that very process."""
+        rec = self._member_rec(name)
+        return {"op": "signal", "member": name, "pid": rec.pid, "starttime": rec.starttime, "signal": "SIGCONT"}
+
+    def fill_disk(self, name: str, path: str) -> int:
+        """Fill the member's own tmpfs with one file at `path` (allocated, not written: instant);
+        returns its size."""
+        st = os.statvfs(self.state.member(name).folder)
+        size = st.f_bavail * st.f_frsize
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            while size > 0:
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                    break
+                except OSError:
+                    size -= 64 * 1024
+        finally:
+            os.close(fd)
+        return size
+
     def signal_member(self, name: str, sig: signal.Signals) -> str:
         """SIGSTOP or SIGCONT, returning once it took effect: paused | resumed | not running."""
         with self.locked():
@@ -690,8 +780,7 @@ class EtcdLab:
         with self.locked():
             state = self.state
             spec = state.member(name)
-            rec = state.processes.get(name)
-            if rec is not None and processes.is_live(rec):
+            if self.process_state(name, state) in (processes.RUNNING, processes.PAUSED):
                 raise LabError(f"member {name} is running: stop it before moving its data")
             source = Path(spec.data_dir)
             attic = self.run_dir / "attic" / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
@@ -745,3 +834,15 @@ class EtcdLab:
             if state is not None and name in state.processes and name not in {m.name for m in state.members}:
                 del state.processes[name]
                 self._write(state)
+
+
+def open_lab(run_dir: str | Path) -> EtcdLab:
+    """The lab object for the state file in `run_dir`: process or Docker, whichever started it (a
+    folder with no lab gets the process lab, whose calls then say that no lab is up)."""
+    lab = EtcdLab(run_dir)
+    state = lab._read()
+    if state is not None and state.runtime == "docker":
+        from subjects.etcd.docker_lab import DockerEtcdLab
+
+        return DockerEtcdLab(run_dir)
+    return lab

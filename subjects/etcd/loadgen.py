@@ -12,7 +12,11 @@ operation counts as an error (``overloaded``) instead of piling up.
 
 Every second it writes the status file (JSON): the last WINDOW_S seconds' ``qps`` (successful
 operations per second), ``error_rate`` and ``p99_ms``, totals, errors by kind, and the last error.
-It stops after the duration or on SIGTERM/SIGINT.
+With ``--buckets-dir`` it also writes one line a second to ``DIR/buckets.jsonl`` for the evaluation
+harness (`subjects.openloop`): operations planned in that second, ok, fail and indeterminate (a put
+that timed out: it may have been applied), latency from the planned start, and how many ok ones
+were slower than ``--slo-ms``. It stops after the duration, on SIGTERM/SIGINT, or when the process
+``--parent-pid`` names is no longer its parent.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 from subjects.etcd.client import EtcdClient, EtcdError
+from subjects.openloop import BUCKETS_FILE, FAIL, INDETERMINATE, OK, Buckets
 
 KEYS = 1000
 VALUE_BYTES = 64
@@ -39,8 +44,12 @@ STATUS_EVERY_S = 1.0
 
 
 class LoadGen:
-    def __init__(self, endpoints: list[str], rate: float, status_file: Path | None, seed: int = 0):
+    def __init__(self, endpoints: list[str], rate: float, status_file: Path | None, seed: int = 0,
+                 buckets: Buckets | None = None, parent_pid: int | None = None):
         self.endpoints = endpoints
+        self.buckets = buckets
+        self.parent_pid = parent_pid
+        self.start_mono, self.start_wall = time.monotonic(), time.time()
         self.rate = rate
         self.status_file = status_file
         self.client = EtcdClient(timeout=REQUEST_TIMEOUT_S)
@@ -65,39 +74,51 @@ class LoadGen:
         else:
             await self.client.get(url, key, serializable=True)
 
-    async def operation(self) -> None:
+    async def operation(self, planned: float | None = None, second: int | None = None) -> None:
         put = self.rng.random() < 0.5
         key = f"/load/k{self.rng.randrange(KEYS):04d}"
         first = self._endpoint()
         t0 = time.monotonic()
         ok = False
+        outcome = INDETERMINATE  # until it is known: a cancelled operation never heard back
         try:
             for attempt in (first, (first + 1) % len(self.endpoints)):
                 try:
                     await self._once(self.endpoints[attempt], put, key)
-                    ok = True
+                    ok, outcome = True, OK
                     break
                 except EtcdError as e:
                     kind = (f"HTTP {e.status}: {e.message}" if e.kind == "http" else e.kind)
                     self.last_error = f"{'put' if put else 'get'} {self.endpoints[attempt]}: {e.message}"
+                    outcome = INDETERMINATE if put and e.kind == "timeout" else FAIL
                     if not e.unreachable or len(self.endpoints) == 1 or attempt != first:
                         self.errors[kind[:80]] += 1
                         break
         finally:
             self.in_flight -= 1
+            if self.buckets is not None and second is not None:
+                latency_ms = (time.monotonic() - (planned if planned is not None else t0)) * 1000
+                self.buckets.done(second, outcome, latency_ms, None if ok else self.last_error)
         self.ok += ok
         self.failed += not ok
         self.recent.append((time.monotonic(), ok, time.monotonic() - t0))
 
-    def start_one(self) -> None:
+    def start_one(self, planned: float | None = None) -> None:
+        """Start one operation, due at the monotonic time `planned` (now when None)."""
         self.sent += 1
+        second = None
+        if self.buckets is not None:
+            due = planned if planned is not None else time.monotonic()
+            second = self.buckets.plan(self.start_wall + (due - self.start_mono))
         if self.in_flight >= MAX_IN_FLIGHT:
             self.failed += 1
             self.errors["overloaded"] += 1
             self.recent.append((time.monotonic(), False, 0.0))
+            if second is not None:
+                self.buckets.done(second, FAIL, error="overloaded")
             return
         self.in_flight += 1
-        task = asyncio.create_task(self.operation())
+        task = asyncio.create_task(self.operation(planned, second))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -131,21 +152,28 @@ class LoadGen:
     async def run(self, duration_s: float, stop: asyncio.Event) -> None:
         period = 1.0 / self.rate
         start = time.monotonic()
+        self.start_mono, self.start_wall = start, time.time()
         next_op = start
         next_status = start
         while not stop.is_set() and time.monotonic() - start < duration_s:
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                break  # whoever started it is gone: nobody reads what it measures
             now = time.monotonic()
             while next_op <= now:
-                self.start_one()
+                self.start_one(next_op)
                 next_op += period
             if now >= next_status:
                 self.write_status()
+                if self.buckets is not None:  # a fail-over can take two request timeouts
+                    self.buckets.flush(time.time() - 2 * REQUEST_TIMEOUT_S - 0.5)
                 next_status += STATUS_EVERY_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, min(next_op, next_status) - time.monotonic()))
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.buckets is not None:
+            self.buckets.flush()
         self.write_status(done=True)
         await self.client.aclose()
 
@@ -155,7 +183,9 @@ async def amain(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    gen = LoadGen(args.endpoint, args.rate, Path(args.status_file) if args.status_file else None, args.seed)
+    buckets = Buckets(Path(args.buckets_dir) / BUCKETS_FILE, args.slo_ms) if args.buckets_dir else None
+    gen = LoadGen(args.endpoint, args.rate, Path(args.status_file) if args.status_file else None, args.seed,
+                  buckets, args.parent_pid)
     await gen.run(args.duration_s, stop)
 
 
@@ -166,11 +196,16 @@ def main() -> None:
     p.add_argument("--duration-s", type=float, default=6 * 3600, help="stop after this long (default: 6 h)")
     p.add_argument("--status-file", help="where to write the figures every second")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--buckets-dir", metavar="DIR", help="write per-second outcomes to DIR/buckets.jsonl")
+    p.add_argument("--slo-ms", type=float, default=200.0, help="latency SLO for the buckets' over_slo (default: 200)")
+    p.add_argument("--parent-pid", type=int, help="stop when this process is no longer the parent")
     args = p.parse_args()
     if not 0 < args.rate <= 1000:
         p.error("--rate must be between 0 and 1000")
     if args.duration_s <= 0:
         p.error("--duration-s must be positive")
+    if args.buckets_dir:
+        Path(args.buckets_dir).mkdir(parents=True, exist_ok=True)
     asyncio.run(amain(args))
 
 

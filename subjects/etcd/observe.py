@@ -256,7 +256,7 @@ class EtcdObserver:
                 self._learned[names[mid]] = m["clientURLs"][0].rstrip("/")
 
         now = time.monotonic()
-        lab_procs = self._lab_processes()
+        lab_procs = await asyncio.to_thread(self._lab_processes)  # a Docker lab asks its engine
         nodes: list[Node] = []
         seen_urls: set[str] = set()
         leaders: dict[str, str | None] = {}
@@ -348,7 +348,7 @@ class EtcdObserver:
         try:
             state = self.lab.state
             self._children = {rec.pid for rec in state.processes.values()}
-            return {name: self.lab.process_state(name) for name in self.lab.member_names()}
+            return self.lab.process_states()
         except Exception:
             return {}
 

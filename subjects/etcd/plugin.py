@@ -15,13 +15,15 @@ PLUGIN = SubjectPlugin(
     build="subjects.etcd.settings:build",
     chaos="subjects.etcd.chaos",
     lab="subjects.etcd.lab_command:LAB",
+    evaluation="subjects.etcd.evaluation:ADAPTER",
     flags=(
         Flag("--endpoints", "endpoints", "etcd: members' client URLs, comma-separated (default: the local lab's)",
              metavar="URLS", type=url_list),
     ),
     lab_flags=(
         Flag("--members", "members", "etcd: number of members (default: 3)", type=int),
-        Flag("--address-block", "address_block", "etcd: member i listens on BLOCK.i (default: 127.0.0)",
+        Flag("--address-block", "address_block", "etcd: member i listens on BLOCK.i (default: 127.0.0; with "
+             "--docker: 127.18.1)",
              metavar="BLOCK"),
         Flag("--client-port", "client_port", "etcd: client port on every member's address (default: 23790)",
              type=int),
@@ -34,5 +36,7 @@ PLUGIN = SubjectPlugin(
              type=float),
         Flag("--tmpfs-mb", "tmpfs_mb", "etcd: size of each member's own tmpfs, 0 for none (default: 192)",
              type=int),
+        Flag("--docker", "docker", "etcd: run the lab as containers (DOCKER_HOST, default: the project's local "
+             "engine, scripts/dockerd.sh)", store_true=True),
     ),
 )

@@ -13,6 +13,7 @@ class EtcdSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoints: list[str] = Field(default_factory=list)  # members' client URLs; empty: the local lab's
+    lab_dir: str | None = None  # a lab's run folder (state.json); empty: the lab folder of --lab-dir
     probe_timeout: float = Field(1.0, gt=0, le=30)  # per call: a stopped member hangs instead of refusing
     latency_window_s: float = Field(30.0, gt=0, le=3600)  # fsync/commit p99 over this window
     # lab: short graces and windows for seconds-long faults; production: the reference's; auto: lab
@@ -33,7 +34,7 @@ def subject_options(section: EtcdSettings, ctx: SubjectContext) -> dict[str, Any
     thresholds = section.model_dump(include={"quota_warning", "quota_critical", "fragmentation_ratio",
                                              "apply_lag_entries", "leader_changes_max", "wal_fsync_p99_s",
                                              "backend_commit_p99_s", "graces"})
-    return {"endpoints": section.endpoints, "lab_dir": str(ctx.lab_dir), "probe_timeout": section.probe_timeout,
+    return {"endpoints": section.endpoints, "lab_dir": section.lab_dir or str(ctx.lab_dir), "probe_timeout": section.probe_timeout,
             "latency_window_s": section.latency_window_s, "profile": section.profile,
             "expected_members": section.expected_members, "thresholds": thresholds}
 

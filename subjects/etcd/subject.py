@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from subjects.base import ActionDef, Invariant, Observation, Runbook
+from subjects.base import ActionDef, ClusterIdentity, Invariant, Observation, Runbook
 from subjects.etcd.client import EtcdClient
 from subjects.etcd.invariants import Thresholds, build_invariants
 from subjects.etcd.observe import EtcdObserver
@@ -50,9 +50,29 @@ class EtcdSubject:
         self.display = f"etcd: {count} member{'s' if count != 1 else ''} ({where})"
         self._invariants = build_invariants(self.thresholds)
         self._client = EtcdClient(timeout=5.0)  # actions: longer than a probe, quorum calls take up to 7 s
+        self._identity: ClusterIdentity | None = None
 
     async def observe(self) -> Observation:
         return await self.observer.observe()
+
+    async def cluster_identity(self) -> ClusterIdentity | None:
+        """etcd's cluster id (every response header carries it); a lab is not a real cluster."""
+        if self._identity is None:
+            from subjects.etcd.client import EtcdError
+
+            for url in self.observer._targets():
+                try:
+                    header = (await self.observer.client.status(url)).get("header") or {}
+                except (EtcdError, OSError, ValueError):
+                    continue
+                if header.get("cluster_id"):
+                    cid = str(header["cluster_id"])
+                    self._identity = ClusterIdentity(
+                        id=f"etcd-lab:{self.lab.run_dir}:{cid}" if self.lab is not None else f"etcd-cluster:{cid}",
+                        real=self.lab is None,
+                        detail=f"etcd cluster {cid}" + (f" (lab {self.lab.run_dir})" if self.lab is not None else ""))
+                    break
+        return self._identity
 
     def invariants(self) -> list[Invariant]:
         return list(self._invariants)
@@ -70,15 +90,18 @@ class EtcdSubject:
     async def aclose(self) -> None:
         await self.observer.aclose()
         await self._client.aclose()
+        if self.lab is not None:
+            self.lab.close()
 
 
 def _load_lab(lab_dir: str | None) -> Any:
     if not lab_dir:
         return None
-    from subjects.etcd.lab import EtcdLab, LabError
+    from subjects.etcd.lab import LabError, open_lab
 
+    lab = open_lab(lab_dir)
     try:
-        lab = EtcdLab.load(lab_dir)
+        lab.state  # noqa: B018 - raises LabError when no lab is up there
     except LabError:
         return None
     return lab if lab.is_up() else None

@@ -401,12 +401,16 @@ class Catalogue:
             deadline = time.monotonic() + REGISTRY_WAIT_S
             while time.monotonic() < deadline:
                 state = await self._registry_state(p.node_id, what)
-                if state == wanted:
+                if state == wanted or (value and state == "down"):
                     break
                 await _sleep(ctx, POLL_S)
             detail = f"node {p.node_id}: draining {answer.get('previous')} -> {value}"
             if state == wanted:
                 detail += f"; the registry lists it {state}"
+            elif value and state == "down":
+                # It cannot heartbeat (no Redis), so it cannot publish the drain either; routers skip
+                # a node listed down all the same, and the drain holds once it heartbeats again.
+                detail += "; the registry lists it down (it cannot publish without Redis), so routers skip it"
             else:
                 detail += f"; the registry still lists it {state or 'unknown'} (it cannot publish without Redis)"
             return ActionOutcome(detail=detail, data={"previous": answer.get("previous"), "registry": state})

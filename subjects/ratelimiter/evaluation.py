@@ -7,6 +7,11 @@ checks `fault_checks`, the oracle `oracle`, the workload `workload` (its own pro
 buckets to the trial folder). Everything the harness stores (manifest, fault undo) is plain JSON
 that `teardown`, `revert_fault` and `fault_reverted` can act on alone after a crash.
 
+With the lab option ``kind: docker`` the same lab runs as containers (`docker_lab`) on the slot's
+block, Redis's tmpfs inside its container; the manifest records the containers' ids (and the
+engine), by which a crashed trial's containers are removed. Faults, checks, the oracle and the
+workload are the same.
+
 Trial folder layout (TRIAL_DIR is the lab's run folder)::
 
     TRIAL_DIR/state.json, logs/, redis/ (the tmpfs)   the lab
@@ -16,18 +21,17 @@ Trial folder layout (TRIAL_DIR is the lab's run folder)::
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
-import signal
 import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import netfault
+from containers import engine
+from containers import nodes as ctr
+from subjects import manifest_sweep, netfault, workload_process
 from subjects.evaluation import (
     FaultKind,
     FaultPlan,
@@ -39,19 +43,16 @@ from subjects.evaluation import (
     WorkloadBucket,
     WorkloadSpec,
 )
-from subjects.ratelimiter import fault_checks, faults, processes, tmpfs
+from subjects.ratelimiter import fault_checks, faults, processes
 from subjects.ratelimiter.addresses import AddressPlan
-from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, child_env, open_lab
+from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
+from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, open_lab
 from subjects.ratelimiter.oracle import Oracle
-from subjects.ratelimiter.processes import ProcessRecord
 
 SUBJECT = "ratelimiter"
 EFFECT_TIMEOUT_S = 8.0  # under the harness's 10 s effect deadline
 REVERT_CHECK_TIMEOUT_S = 12.0  # a restarted node, Redis's next successful save
-WORKLOAD_START_TIMEOUT_S = 15.0
-WORKLOAD_STOP_GRACE_S = 5.0
 WORKLOAD = "workload"
-PROCESS_FILE = "process.json"
 
 
 class LabOptions(BaseModel):
@@ -59,6 +60,7 @@ class LabOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["process", "docker"] = "process"  # processes, or containers on a Docker engine
     nodes: int = Field(3, ge=1, le=20)
     redis_disk_mb: int = Field(16, ge=1, le=1024)
     redis_save_s: int = Field(1, ge=1, le=60)
@@ -126,15 +128,19 @@ class RateLimiterEvaluation:
         still = await self.leftovers(stale)
         if still:
             raise RuntimeError(f"a previous lab in {trial_dir} could not be removed: {'; '.join(still)} ({left})")
-        lab = RateLimiterLab(trial_dir)
         block = request.block
         node_options = NodeOptions(heartbeat_ms=options.heartbeat_ms, node_ttl_ms=options.node_ttl_ms,
                                    redis_timeout_ms=options.redis_timeout_ms, fail_mode=options.fail_mode)
+        up: dict[str, Any] = {"nodes": options.nodes, "redis_port": block.port(0), "base_port": block.port(0),
+                              "load": False, "node_options": node_options, "block": block.prefix,
+                              "redis_disk_mb": options.redis_disk_mb, "redis_save_s": options.redis_save_s}
+        if options.kind == "docker":
+            lab: RateLimiterLab = DockerRateLimiterLab(trial_dir)
+        else:
+            lab = RateLimiterLab(trial_dir)
+            up["ident"] = request.ident  # names the lab's cgroup after the trial
         try:
-            state = await _run_sync(lambda: lab.up(
-                nodes=options.nodes, redis_port=block.port(0), base_port=block.port(0), load=False,
-                node_options=node_options, block=block.prefix, redis_disk_mb=options.redis_disk_mb,
-                redis_save_s=options.redis_save_s, ident=request.ident))
+            state = await _run_sync(lambda: lab.up(**up))
         except LabError as e:
             raise RuntimeError(f"ratelimiter lab: {e}") from e
         plan = AddressPlan(state.block)
@@ -152,11 +158,14 @@ class RateLimiterEvaluation:
         manifest.processes = [ProcessRef(rec.name, rec.pid, rec.starttime, rec.argv, rec.cgroup)
                               for rec in state.processes.values()]
         manifest.cgroups = [state.cgroup] if state.cgroup else []
-        manifest.mounts = [state.redis_disk.path] if state.redis_disk else []
+        manifest.mounts = [state.redis_disk.path] if state.redis_disk and state.runtime == "process" else []
         manifest.data_dirs = [str(lab.run_dir)]
         manifest.entities = [*(f"node:{n.id}" for n in state.nodes), "redis"]
         manifest.extra = {"ports": {what: f"{h}:{p}" for what, (h, p) in state.endpoints().items()},
                           "options": options.model_dump(), "redis_disk_mb": options.redis_disk_mb}
+        if state.runtime == "docker":
+            manifest.extra.update(docker_host=state.docker_host,
+                                  containers={name: rec.id for name, rec in state.containers.items()})
         return manifest
 
     async def teardown(self, manifest: Manifest) -> list[str]:
@@ -250,26 +259,11 @@ class RateLimiterEvaluation:
         await _run_sync(_workload_start, manifest, spec)
 
     async def workload_read(self, manifest: Manifest, after_wall: float | None) -> list[WorkloadBucket]:
-        def read() -> list[WorkloadBucket]:
-            path = Path(manifest.admin["workload_dir"]) / "buckets.jsonl"
-            try:
-                lines = path.read_text().splitlines()
-            except FileNotFoundError:
-                return []
-            out = []
-            for line in lines:
-                try:
-                    bucket = WorkloadBucket(**json.loads(line))
-                except (ValueError, TypeError):
-                    continue  # a line being written right now: it is read whole next time
-                if after_wall is None or bucket.t_wall > after_wall:
-                    out.append(bucket)
-            return out
-
-        return await _run_sync(read)
+        lines = await _run_sync(workload_process.read, Path(manifest.admin["workload_dir"]), after_wall)
+        return [WorkloadBucket(**line) for line in lines]
 
     async def workload_stop(self, manifest: Manifest) -> None:
-        await _run_sync(_workload_stop, Path(manifest.trial_dir) / WORKLOAD)
+        await _run_sync(workload_process.stop, Path(manifest.admin["workload_dir"]))
 
 
 ADAPTER = RateLimiterEvaluation()
@@ -299,29 +293,11 @@ def _lab_if_up(lab_dir: str) -> tuple[RateLimiterLab, bool]:
         return lab, False
 
 
-def _record(ref: ProcessRef) -> ProcessRecord:
-    return ProcessRecord(name=ref.name, pid=ref.pid, starttime=ref.start_time, argv=[], log="")
-
-
-def _workload_process(workload_dir: Path) -> ProcessRecord | None:
-    try:
-        return ProcessRecord.model_validate_json((workload_dir / PROCESS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _workload_start(manifest: Manifest, spec: WorkloadSpec) -> None:
     admin = manifest.admin
-    workload_dir = Path(admin["workload_dir"])
-    old = _workload_process(workload_dir)
-    if old is not None and processes.is_live(old):
-        raise RuntimeError(f"the workload of this trial is already running (pid {old.pid})")
-    workload_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("buckets.jsonl", "status.json"):
-        (workload_dir / name).unlink(missing_ok=True)
     params = dict(spec.params)
     argv = [sys.executable, "-m", "subjects.ratelimiter.workload", "--redis", admin["redis_url"],
-            "--rate", str(spec.rate_per_s), "--seed", str(spec.seed), "--out", str(workload_dir),
+            "--rate", str(spec.rate_per_s), "--seed", str(spec.seed), "--out", admin["workload_dir"],
             "--slo-ms", str(spec.slo_p99_ms), "--keys", str(int(params.pop("keys", 8))),
             "--max-duration-s", str(float(params.pop("max_duration_s", 1800))),
             "--source-address", admin["workload_address"], "--parent-pid", str(os.getpid())]
@@ -333,33 +309,13 @@ def _workload_start(manifest: Manifest, spec: WorkloadSpec) -> None:
     if manifest.cgroups and netfault.cgroup_available():
         cgroup = f"{manifest.cgroups[0]}/{WORKLOAD}"
         netfault.cgroup_create(cgroup)
-    rec = processes.spawn(WORKLOAD, argv, workload_dir / "workload.log", env=child_env(),
-                          host=admin["workload_address"], cgroup=cgroup)
-    (workload_dir / PROCESS_FILE).write_text(rec.model_dump_json())
-    deadline = time.monotonic() + WORKLOAD_START_TIMEOUT_S
-    while not (workload_dir / "status.json").exists():
-        if not processes.is_live(rec):
-            raise RuntimeError(f"the workload exited at once: {processes.log_tail(rec.log)}")
-        if time.monotonic() > deadline:
-            processes.stop(rec)
-            raise RuntimeError(f"the workload did not start within {WORKLOAD_START_TIMEOUT_S:.0f}s")
-        time.sleep(0.05)
-
-
-def _workload_stop(workload_dir: Path) -> str | None:
-    rec = _workload_process(workload_dir)
-    if rec is None:
-        return None
-    # SIGTERM lets it finish what is in flight and write its last buckets (at most the request
-    # timeout); SIGKILL after that.
-    outcome = processes.stop(rec, WORKLOAD_STOP_GRACE_S)
-    return None if outcome == "not running" else f"workload (pid {rec.pid}) {outcome}"
+    workload_process.start(Path(admin["workload_dir"]), argv, processes.child_env(), admin["workload_address"], cgroup)
 
 
 def _teardown(manifest: Manifest) -> list[str]:
     """Stop the workload and the lab, then whatever of the manifest is still there (by identity)."""
     done = []
-    stopped = _workload_stop(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
+    stopped = workload_process.stop(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
     if stopped:
         done.append(stopped)
     lab_dir = manifest.admin.get("lab_dir", manifest.trial_dir)
@@ -375,48 +331,59 @@ def _teardown(manifest: Manifest) -> list[str]:
                 done.append(f"removed cgroup {report['cgroups_removed']}")
         except LabError as e:
             done.append(f"lab down: {e}")
-    for ref in manifest.processes:
-        rec = _record(ref)
-        if processes.is_live(rec):
-            processes.send(rec, signal.SIGCONT)
-            processes.send(rec, signal.SIGKILL)
-            processes.wait_dead(rec, 5.0)
-            processes.reap(rec.pid)
-            done.append(f"killed {rec.name} (pid {rec.pid})")
-    for path in manifest.mounts:
-        if tmpfs.is_mounted(path):
-            done.append(f"unmounted {path}" if tmpfs.unmount(path) else f"could not unmount {path}")
-    for name in manifest.chains:
-        chain = netfault.Chain(name)
-        if not chain.gone():
-            chain.delete()
-            done.append(f"deleted iptables chain {name}")
-    for path in manifest.cgroups:
-        if (netfault.CGROUP_ROOT / path).exists():
-            done.append(f"removed cgroup {path}" if netfault.cgroup_remove(path) else f"could not remove cgroup {path}")
+    done += manifest_sweep.sweep(manifest)
+    done += _remove_containers(manifest)
     return done
 
 
+def _engine(manifest: Manifest) -> Any | None:
+    """The engine of a Docker trial's lab, or None when it does not answer (a stopped engine runs
+    nothing: `lab down` stops the one it started only once no container is left)."""
+    try:
+        return engine.connect(manifest.extra.get("docker_host"), timeout_s=10)
+    except engine.EngineError:
+        return None
+
+
+def _containers(manifest: Manifest, client: Any) -> dict[str, tuple[str, str]]:
+    """The manifest's containers that still exist: {name: (id, state)}."""
+    found = {}
+    for name, cid in (manifest.extra.get("containers") or {}).items():
+        state = ctr.state(client, cid)
+        if state != ctr.MISSING:
+            found[name] = (cid, state)
+    return found
+
+
+def _remove_containers(manifest: Manifest) -> list[str]:
+    """Whatever containers of the manifest are still there (a crash between `up` and `down`), by id."""
+    if not manifest.extra.get("containers") or (client := _engine(manifest)) is None:
+        return []
+    try:
+        done = []
+        for name, (cid, _state) in _containers(manifest, client).items():
+            client.containers.get(cid).remove(force=True, v=True)
+            done.append(f"removed container {name} ({cid[:12]})")
+        return done
+    finally:
+        client.close()
+
+
 def _leftovers(manifest: Manifest) -> list[str]:
-    left = []
-    workload = _workload_process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
-    records = [_record(ref) for ref in manifest.processes] + ([workload] if workload else [])
-    lab = RateLimiterLab(manifest.admin.get("lab_dir", manifest.trial_dir))
+    workload = workload_process.process(Path(manifest.admin.get("workload_dir", Path(manifest.trial_dir) / WORKLOAD)))
+    records = [workload] if workload else []
+    lab = open_lab(manifest.admin.get("lab_dir", manifest.trial_dir))
     try:
         if lab.state_path.exists():
             records += list(lab.state.processes.values())
     except LabError:
         pass
-    seen = set()
-    for rec in records:
-        if (rec.pid, rec.starttime) in seen:
-            continue
-        seen.add((rec.pid, rec.starttime))
-        state = processes.process_state(rec)
-        if state in (processes.RUNNING, processes.PAUSED):
-            left.append(f"process {rec.name} (pid {rec.pid}) {state}")
-    left += [f"mount {path}" for path in manifest.mounts if tmpfs.is_mounted(path)]
-    left += [f"iptables chain {name}" for name in manifest.chains if fault_checks.chain_listed(name)]
-    left += [f"cgroup {path}" for path in manifest.cgroups if (netfault.CGROUP_ROOT / path).exists()]
+    left = manifest_sweep.remaining(manifest, records)
+    if manifest.extra.get("containers") and (client := _engine(manifest)) is not None:
+        try:
+            left += [f"container {name} ({cid[:12]}) {state}" for name, (cid, state) in
+                     _containers(manifest, client).items()]
+        finally:
+            client.close()
     return left
 

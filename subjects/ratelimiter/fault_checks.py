@@ -32,9 +32,9 @@ from pathlib import Path
 import httpx
 import redis
 
-from subjects import netfault
+from subjects import netfault, tmpfs
 from subjects.evaluation import Verdict
-from subjects.ratelimiter import processes, tmpfs
+from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import REDIS_PROCESS, LabError, RateLimiterLab
 
 HTTP_TIMEOUT_S = 2.0

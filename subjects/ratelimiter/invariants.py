@@ -23,7 +23,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from subjects.base import History, Invariant, Node, NodeState, Observation, Severity, Violation
+from subjects.base import (
+    CheckResult,
+    History,
+    Invariant,
+    Node,
+    NodeState,
+    NotEvaluated,
+    Observation,
+    Severity,
+    Violation,
+)
 
 
 class Thresholds(BaseModel):
@@ -242,13 +252,20 @@ def check_over_admission(t: Thresholds):
 # -- latency ------------------------------------------------------------------------------------
 
 def check_high_latency(t: Thresholds):
-    def check(obs: Observation, _h: History) -> list[Violation]:
+    def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
+        unread = obs.details.get("metrics_missing") or {}
+        # A node that answers but whose latency histogram could not be read is not "fast": unknown.
+        missing = [NotEvaluated(reason=f"node {n.id}: {unread[n.id]}", entity=n.entity, source=f"metrics:node:{n.id}")
+                   for n in limiter_nodes(obs) if answering(n) and n.id in unread]
         measured = {n.id: n for n in limiter_nodes(obs)
                     if answering(n) and n.metrics.get("latency_samples", 0.0) >= t.latency_min_samples
                     and "p99_ms" in n.metrics}
         slow = {nid: n for nid, n in measured.items() if n.metrics["p99_ms"] > t.slo_p99_ms}
+        if missing and len(missing) == sum(1 for n in limiter_nodes(obs) if answering(n)):
+            missing.append(NotEvaluated(reason="no node's latency can be read", entity="cluster",
+                                        source=missing[0].source))
         if not slow:
-            return []
+            return CheckResult(not_evaluated=missing) if missing else []
         per_node = {nid: n.metrics["p99_ms"] for nid, n in measured.items()}
         ping = redis_view(obs).get("ping_ms")
         if len(measured) >= 2 and len(slow) == len(measured):
@@ -257,13 +274,14 @@ def check_high_latency(t: Thresholds):
                               summary=f"every node is slow: p99 {p99:.0f} ms over the {t.slo_p99_ms:g} ms SLO",
                               evidence={"p99_ms": p99, "slo_p99_ms": t.slo_p99_ms, "per_node_p99_ms": per_node,
                                         "redis_ping_ms": ping, "nodes_slow": sorted(slow)})]
-        return [Violation(invariant="high_latency", entity=n.entity, severity=Severity.warning,
-                          summary=f"node {nid} answers checks slowly: p99 {n.metrics['p99_ms']:.0f} ms over the "
-                                  f"{t.slo_p99_ms:g} ms SLO",
-                          evidence={"node_id": nid, "p99_ms": n.metrics["p99_ms"], "slo_p99_ms": t.slo_p99_ms,
-                                    "per_node_p99_ms": per_node, "redis_ping_ms": ping,
-                                    "qps": n.metrics.get("qps"), "nodes_slow": sorted(slow)})
-                for nid, n in sorted(slow.items())]
+        found = [Violation(invariant="high_latency", entity=n.entity, severity=Severity.warning,
+                           summary=f"node {nid} answers checks slowly: p99 {n.metrics['p99_ms']:.0f} ms over the "
+                                   f"{t.slo_p99_ms:g} ms SLO",
+                           evidence={"node_id": nid, "p99_ms": n.metrics["p99_ms"], "slo_p99_ms": t.slo_p99_ms,
+                                     "per_node_p99_ms": per_node, "redis_ping_ms": ping,
+                                     "qps": n.metrics.get("qps"), "nodes_slow": sorted(slow)})
+                 for nid, n in sorted(slow.items())]
+        return CheckResult(violations=found, not_evaluated=missing) if missing else found
     return check
 
 

@@ -54,9 +54,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from containers.nodes import ContainerRecord
-from subjects import netfault
+from subjects import netfault, tmpfs
 from subjects.plugin import PluginError
-from subjects.ratelimiter import addresses, processes, tmpfs
+from subjects.ratelimiter import addresses, processes
 from subjects.ratelimiter.addresses import LOCALHOST, AddressError, AddressPlan
 from subjects.ratelimiter.processes import ProcessRecord
 
@@ -77,7 +77,6 @@ START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 LOCK_TIMEOUT_S = 120.0
 REDIS_PROCESS, PROXY_PROCESS, LOADGEN_PROCESS = "redis", "proxy", "loadgen"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class LabError(PluginError):
@@ -464,7 +463,7 @@ class RateLimiterLab:
         for spec in state.nodes:
             argv += ["--link", f"{spec.id}={spec.link_host}:{spec.link_port}"]
         rec = self._spawn(
-            state, PROXY_PROCESS, argv, "proxy.log", env=child_env(), port=state.proxy_control_port,
+            state, PROXY_PROCESS, argv, "proxy.log", env=processes.child_env(), port=state.proxy_control_port,
             host=state.proxy_host,
         )  # fmt: skip
         self._record(state, rec)
@@ -493,7 +492,8 @@ class RateLimiterLab:
         for spec in state.nodes:
             argv += ["--seed-url", spec.url]
         rec = self._spawn(
-            state, LOADGEN_PROCESS, argv + state.load_args, "loadgen.log", env=child_env(), host=state.plan.loadgen
+            state, LOADGEN_PROCESS, argv + state.load_args, "loadgen.log", env=processes.child_env(),
+            host=state.plan.loadgen,
         )
         self._record(state, rec)
         time.sleep(0.3)
@@ -566,7 +566,7 @@ class RateLimiterLab:
             "--redis-timeout-ms", str(o.redis_timeout_ms),
         ]  # fmt: skip
         return self._spawn(
-            state, spec.id, argv, f"{spec.id}.log", env=child_env(), port=spec.port, host=spec.host
+            state, spec.id, argv, f"{spec.id}.log", env=processes.child_env(), port=spec.port, host=spec.host
         )
 
     def _wait_node_healthy(self, state: LabState, spec: NodeSpec, deadline: float) -> None:
@@ -1002,11 +1002,3 @@ def open_lab(run_dir: str | Path) -> RateLimiterLab:
 
         return DockerRateLimiterLab(run_dir)
     return lab
-
-
-def child_env() -> dict[str, str]:
-    """Children find this checkout's packages even when it is not installed in their Python."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env

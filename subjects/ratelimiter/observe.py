@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from subjects import promtext
 from subjects.base import Node, NodeState, Observation, Workload, utcnow
 from subjects.ratelimiter.service import schema
+from subjects.ratelimiter.stats_body import StatsBodyError, read_stats
 
 LATENCY_FAMILY = "ratelimiter_check_latency_seconds"
 MEMBER_CAP = 5000  # keys whose window holds more entries are counted, not attributed per node
@@ -101,7 +102,11 @@ def _why(e: BaseException, timeout: float) -> str:
         return f"timed out after {timeout:g} s (the process accepts connections but does not answer: hung or paused)"
     if isinstance(e, TimeoutError):
         return f"timed out after {timeout:g} s"
-    text = str(e)
+    if isinstance(e, httpx.HTTPStatusError):
+        return f"{e.request.url.path} answered HTTP {e.response.status_code}"
+    if isinstance(e, ValueError):  # a body that is not JSON
+        return f"answered with a body that is not JSON: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
@@ -157,6 +162,7 @@ class NodeReply:
     target: Target
     stats: dict[str, Any] | None = None
     metrics_text: str | None = None
+    metrics_error: str | None = None  # the node answered, but its /metrics could not be had
     error: str | None = None
     probe_ms: float = 0.0
 
@@ -347,9 +353,11 @@ class RateLimiterObserver:
                 stats, metrics = await asyncio.gather(self.http.get(f"{target.url}/api/stats{query}"),
                                                       self.http.get(f"{target.url}/metrics"))
                 stats.raise_for_status()
-                reply.stats = stats.json()
+                reply.stats = read_stats(stats.json())
                 if metrics.status_code == 200:
                     reply.metrics_text = metrics.text
+                else:
+                    reply.metrics_error = f"GET /metrics answered HTTP {metrics.status_code}"
                 reply.error = None
                 break
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
@@ -358,6 +366,9 @@ class RateLimiterObserver:
                 reply.error = _why(e, self.probe_timeout)
                 if attempt == 2:
                     break
+            except StatsBodyError as e:
+                reply.error = str(e)
+                break
             except (httpx.HTTPError, ValueError) as e:
                 reply.error = _why(e, self.probe_timeout)
                 break
@@ -394,6 +405,7 @@ class RateLimiterObserver:
         return Observation(subject="ratelimiter", reachable=False, error=error, nodes=nodes, details=details)
 
     async def _observe(self, t0: float) -> Observation:
+        self._unread: dict[str, str] = {}  # node id -> why its metrics could not be read this time
         url = self.current_redis_url()
         view = await self._read_redis(url) if url else RedisView(error="no Redis URL configured")
         targets = self._targets(view.registry)
@@ -440,6 +452,8 @@ class RateLimiterObserver:
         details["keys_tracked"] = len(keys)
         details["registry"] = view.registry
         details["nodes_answering"] = len(answering)
+        if self._unread:
+            details["metrics_missing"] = dict(self._unread)
         details["nodes_known"] = len(targets)
         details["quiet_keys"] = sorted(k for k, until in self._quiet.items() if until > now)
         self._quiet = {k: u for k, u in self._quiet.items() if u > now}
@@ -485,10 +499,16 @@ class RateLimiterObserver:
             values["fail_closed_qps"] = round(delta.get("denied_fail_closed", 0.0) / dt, 2)
         self._counters[node_id] = (now, started, checks)
         if reply.metrics_text is not None:
-            p99, samples = self._node_p99(node_id, reply.metrics_text, started, now)
+            try:
+                p99, samples = self._node_p99(node_id, reply.metrics_text, started, now)
+            except ValueError as e:  # promtext.ParseError, or a bucket bound that is not a number
+                self._unread[node_id] = f"its /metrics is unreadable: {e}"
+                p99, samples = None, 0.0
             values["latency_samples"] = float(samples)
             if p99 is not None:
                 values["p99_ms"] = p99
+        elif reply.metrics_error:
+            self._unread[node_id] = reply.metrics_error
         row = next((r for r in view.registry if r.get("id") == node_id), None)
         if row is not None and row.get("heartbeat_age_ms") is not None:
             values["heartbeat_age_ms"] = float(row["heartbeat_age_ms"])
@@ -559,10 +579,8 @@ class RateLimiterObserver:
     # -- latency ------------------------------------------------------------------------------
 
     def _node_p99(self, node_id: str, text: str, started: int, now: float) -> tuple[float | None, float]:
-        try:
-            buckets, _count = histogram(text)
-        except promtext.ParseError:
-            return None, 0.0
+        """Raises ValueError (promtext.ParseError among them) when the page cannot be read."""
+        buckets, _count = histogram(text)
         ring = self._latency.setdefault(node_id, deque())
         if ring and ring[-1][1] != started:
             ring.clear()  # restarted: its counters began again

@@ -13,6 +13,14 @@ health (all must hold for the lab to count as recovered)
 - ``no_over_admission``   cluster    on a fresh probe key with limit L, the nodes together admit
                                      at most L of the requests sent
 - ``no_counter_drift``    node:<id>  every probe admission the node made is in Redis's log
+- ``nodes_in_rotation``   cluster    at least one node that is not drained serves
+
+A node that says it is drained (its /health answers ``draining: true``: an operator took it out of
+rotation, and routers, the registry's readers and the workload send it nothing) is not probed, and
+its node checks hold with "drained" in their detail: taking a node that cannot serve out of rotation
+is mitigation, as long as the nodes left in rotation serve (``nodes_in_rotation``) and the
+workload's SLO recovers (the harness's end condition). A drained node behind a partition is then a
+service that works, with its network problem handed to a human.
 
 safety (a failure means the operator did harm; compared with the snapshot `baseline()` took after
 the lab was healthy and before the fault)
@@ -105,13 +113,20 @@ class Oracle:
     async def _probe_node(self, http: httpx.AsyncClient, node: str, url: str, key: str) -> dict[str, Any]:
         """/health, then PROBES_PER_NODE checks on `key`, one after another; stops at the first
         request that gets no answer (a paused node must not hold the oracle for seconds)."""
-        out: dict[str, Any] = {"health": None, "results": [], "admitted": 0, "latencies_ms": [], "error": None}
+        out: dict[str, Any] = {"health": None, "results": [], "admitted": 0, "latencies_ms": [], "error": None,
+                               "drained": False}
         try:
             r = await http.get(f"{url}/health")
             out["health"] = r.status_code
         except httpx.HTTPError as e:
             out["error"] = f"/health: {_why(e)}"
             return out
+        try:
+            out["drained"] = r.json().get("draining") is True
+        except ValueError:
+            pass
+        if out["drained"]:
+            return out  # out of rotation: no client reaches it, and neither do the probes
         body = {"key": key, "limit": PROBE_LIMIT, "window_ms": PROBE_WINDOW_MS}
         for _ in range(PROBES_PER_NODE):
             started = time.perf_counter()
@@ -158,6 +173,15 @@ class Oracle:
                                       f"{ping}; " + ("write ok" if state["write"] == "ok"
                                                      else f"write refused: {state['write']}")))
         registry = state.get("registry")
+        drained = sorted(node for node, probe in probes.items() if probe["drained"])
+        in_rotation: list[str] = []
+        for node in drained:
+            row = (registry or {}).get(node)
+            where = f"registry: {row['state']}" if row else "registry: not listed"
+            for check in ("node_registered", "node_serving", "node_latency", "no_counter_drift"):
+                checks.append(OracleCheck(check, f"node:{node}", True, f"drained: out of rotation, not probed ({where}, "
+                                                                      f"/health {probes[node]['health']})"))
+        probes = {node: probe for node, probe in probes.items() if not probe["drained"]}
         for node, probe in probes.items():
             entity = f"node:{node}"
             if registry is None:
@@ -177,6 +201,8 @@ class Oracle:
             else:
                 detail = f"/health {probe['health']}; checks: " + ", ".join(probe["results"])
             checks.append(OracleCheck("node_serving", entity, serving, detail))
+            if serving:
+                in_rotation.append(node)
             lat = probe["latencies_ms"]
             if lat:
                 median = statistics.median(lat)
@@ -185,6 +211,9 @@ class Oracle:
                                           f"(SLO {self.slo_ms:g} ms)"))
             else:
                 checks.append(OracleCheck("node_latency", entity, False, "no probe check answered"))
+        checks.append(OracleCheck("nodes_in_rotation", "cluster", bool(in_rotation),
+                                  f"serving: {', '.join(in_rotation) or 'none'}"
+                                  + (f"; drained: {', '.join(drained)}" if drained else "")))
         admitted = sum(p["admitted"] for p in probes.values())
         sent = sum(len(p["results"]) for p in probes.values())
         checks.append(OracleCheck("no_over_admission", "cluster", admitted <= PROBE_LIMIT,

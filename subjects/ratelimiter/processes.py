@@ -177,6 +177,18 @@ def stop(rec: ProcessRecord, grace_s: float = 5.0) -> str:
     raise RuntimeError(f"{rec.name} (pid {rec.pid}) survived SIGKILL")
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child that runs this checkout's packages (even when they are not
+    installed in its Python), with unbuffered output for its log."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def log_tail(path: str | Path, lines: int = 5) -> str:
     try:
         text = Path(path).read_text(errors="replace")

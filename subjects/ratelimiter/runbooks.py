@@ -6,7 +6,9 @@ node (its local cache off and flushed, or its fail mode closed); a dead or hung 
 when a lab can restart it; a transient disagreement (a counter reset mid-window, a limit just
 changed) is waited out for one window. Where nothing available can fix it (Redis down or paused,
 the network between a node and Redis), the remedy is empty and the ticket goes to a human with
-the reason and what the operator saw.
+the reason and what the operator saw. A live node whose own path to Redis is broken or cut, while
+the others reach it, is first taken out of rotation (drained: no client waits on a node that can
+only fail), then the network goes to a human: restarting a healthy process does not mend a network.
 """
 
 from __future__ import annotations
@@ -202,46 +204,61 @@ def redis_serves_others(ctx: RunbookContext) -> Finding:
                            f"{others or 'none'}")
 
 
-def redis_failures(ctx: RunbookContext) -> tuple[int, int]:
-    """How the node's Redis round trips failed over the recent observations: (timeouts, connection errors).
+@signal("node_answers", "the node's own process answers its API (alive, not hung or paused)", weight=1.0)
+def node_answers(ctx: RunbookContext) -> Finding:
+    n = target_node(ctx)
+    alive = None if n is None else answering(n)
+    return _finding("node_answers", n, alive, f"node {n.id} answers its API" if alive else
+                    f"node {n.id if n else '?'} does not answer: {n.state_detail if n else ''}")
 
-    One error is the last round trip's; a path that is cut resets most connections, a silent one times
-    most of them out, and the occasional other kind (a reset when a link changes) is outvoted."""
+
+def redis_failures(ctx: RunbookContext) -> tuple[int, int, int]:
+    """How the node's Redis round trips failed over the recent observations: (timeouts on open
+    connections, refused or reset connections, connects that timed out).
+
+    One error is the last round trip's. A broken path refuses or resets connections. A cut one
+    (packets dropped on the way) never completes a handshake: the node's connects time out, though
+    round trips on connections it had already opened time out first. A silent or slow peer accepts
+    every connection and then times out its round trips, so one connect that timed out tells a cut
+    from a slow peer. The occasional other kind (a reset when a link changes) is outvoted."""
     nid = target_id(ctx)
-    timeouts = broken = 0
+    timeouts = broken = cut = 0
     for obs in (*ctx.history[-10:], ctx.observation):
         n = obs.node(nid, "node") if nid else None
         if n is None or n.metrics.get("redis_ok") != 0.0:
             continue
         text = n.state_detail.removeprefix("cannot reach Redis: ")
-        if text.startswith("TimeoutError") or "timed out" in text.lower() or "timeout" in text.lower():
+        if "timeout connecting" in text.lower():
+            cut += 1
+        elif text.startswith("TimeoutError") or "timed out" in text.lower() or "timeout" in text.lower():
             timeouts += 1
         elif text.startswith(("ConnectionError", "ConnectionResetError", "ConnectionRefusedError", "OSError")):
             broken += 1
-    return timeouts, broken
+    return timeouts, broken, cut
 
 
-@signal("connection_refused_or_reset", "the node's Redis connections are mostly refused or reset (a broken path, "
-        "not a slow one)", weight=1.5)
+@signal("connection_refused_or_reset", "the node's Redis connections are refused, reset or never established (a "
+        "broken or cut path, not a slow one)", weight=1.5)
 def connection_broken(ctx: RunbookContext) -> Finding:
     n = target_node(ctx)
-    timeouts, broken = redis_failures(ctx)
-    if n is None or timeouts + broken == 0:
+    timeouts, broken, cut = redis_failures(ctx)
+    if n is None or timeouts + broken + cut == 0:
         return Finding(signal="connection_refused_or_reset", present=None, reading="no Redis errors seen")
-    return Finding(signal="connection_refused_or_reset", present=broken > timeouts,
-                   reading=f"{broken} connection errors, {timeouts} timeouts in recent observations; last: "
-                           f"{n.state_detail}", value=broken)
+    return Finding(signal="connection_refused_or_reset", present=cut > 0 or broken > timeouts,
+                   reading=f"{broken} refused or reset, {cut} connects timed out, {timeouts} round trips timed out "
+                           f"in recent observations; last: {n.state_detail}", value=broken + cut)
 
 
-@signal("redis_timeouts", "the node's Redis round trips mostly time out (a slow or silent path)", weight=1.5)
+@signal("redis_timeouts", "the node's Redis round trips time out on connections that do open (a slow or silent "
+        "peer)", weight=1.5)
 def redis_timeouts(ctx: RunbookContext) -> Finding:
     n = target_node(ctx)
-    timeouts, broken = redis_failures(ctx)
-    if n is None or timeouts + broken == 0:
+    timeouts, broken, cut = redis_failures(ctx)
+    if n is None or timeouts + broken + cut == 0:
         return Finding(signal="redis_timeouts", present=None, reading="no Redis errors seen")
-    return Finding(signal="redis_timeouts", present=timeouts > broken,
-                   reading=f"{timeouts} timeouts, {broken} connection errors in recent observations; last: "
-                           f"{n.state_detail}", value=timeouts)
+    return Finding(signal="redis_timeouts", present=cut == 0 and timeouts > broken,
+                   reading=f"{timeouts} round trips timed out, {cut} connects timed out, {broken} refused or reset "
+                           f"in recent observations; last: {n.state_detail}", value=timeouts)
 
 
 @signal("recent_reset", "a key's Redis log holds far fewer entries than the nodes admitted (reset mid-window)",
@@ -410,6 +427,21 @@ def remedy_drain_slow(ctx: RunbookContext) -> list[ActionRequest]:
     ]
 
 
+def remedy_drain_isolated(ctx: RunbookContext) -> list[ActionRequest]:
+    """Out of rotation, then to a human: the drain stays until someone restores the node's path to
+    Redis and undrains it (the second attempt, with the drain tried, escalates)."""
+    nid = target_id(ctx)
+    if not nid or "drain_node" not in ctx.available_actions or tried(ctx, "drain_node", nid):
+        return []
+    others = ctx.violation.evidence.get("other_nodes_reaching_redis") or []
+    if not others:
+        return []  # draining the only node that answers would take the service down
+    return [ActionRequest(name="drain_node", params={"node_id": nid},
+                          reason=f"node {nid} is alive but cannot reach Redis while {', '.join(others)} can: take it "
+                                 "out of rotation so no client waits on a node that can only fail; its network path "
+                                 "goes to a human")]
+
+
 def escalate(_ctx: RunbookContext) -> list[ActionRequest]:
     return []
 
@@ -527,11 +559,15 @@ def build_runbooks(t: Thresholds) -> dict[str, Runbook]:
 
     iso_broken = Cause(
         "path_broken", "The node's network path to Redis is broken",
-        "Redis and the other nodes are fine; this node's connections are refused or reset. A restart would not "
-        "change its network.", supports=(connection_broken, redis_serves_others),
-        contradicts=(redis_timeouts,), remedy=escalate,
-        remedy_text="a human must restore the path between this node and Redis (proxy, firewall, route); the "
-                    "registry already marks it down, so routers send it nothing", prior=0.5)
+        "Redis and the other nodes are fine, and the node itself answers; its connections to Redis are refused, "
+        "reset, or never established (a partition drops them). A restart would not change its network.",
+        supports=(connection_broken, redis_serves_others, node_answers),
+        contradicts=(redis_timeouts,), remedy=remedy_drain_isolated,
+        remedy_text="drain the node (out of rotation: routers, the registry's readers and the load generator skip "
+                    "it until it is undrained), then a human must restore the path between it and Redis (proxy, "
+                    "firewall, route) and undrain it; restarting a live process would not mend the network",
+        expected_outcome="the other nodes serve every client; the node waits, drained, for its network to be fixed",
+        risks="the other nodes take its traffic", prior=0.5)
     iso_stuck = Cause(
         "redis_connection_stuck", "The node's Redis connections are stuck or slow",
         "Its round trips time out while Redis answers everyone else: a slow link, or a connection pool wedged "

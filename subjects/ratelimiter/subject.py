@@ -8,11 +8,12 @@ restarted (``restart_node``); without one, that action is not offered.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from subjects.base import ActionDef, Invariant, Observation, Runbook
+from subjects.base import ActionDef, ClusterIdentity, Invariant, Observation, Runbook
 from subjects.ratelimiter.invariants import Thresholds, build_invariants
 from subjects.ratelimiter.observe import RateLimiterObserver
 
@@ -47,6 +48,18 @@ class RateLimiterSubject:
 
     async def observe(self) -> Observation:
         return await self.observer.observe()
+
+    async def cluster_identity(self) -> ClusterIdentity | None:
+        """A rate limiter is its shared Redis: the nodes that count in one Redis are one cluster."""
+        url = self.observer.current_redis_url()
+        if not url:
+            return None
+        parts = urlsplit(url)
+        where = f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
+        if self.lab is not None:
+            return ClusterIdentity(id=f"ratelimiter-lab:{self.lab.run_dir}:{where}", real=False,
+                                   detail=f"local rate limiter lab {self.lab.run_dir} (Redis {where})")
+        return ClusterIdentity(id=f"ratelimiter:redis://{where}", detail=f"rate limiter sharing Redis {where}")
 
     def invariants(self) -> list[Invariant]:
         return list(self._invariants)

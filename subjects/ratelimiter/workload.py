@@ -38,11 +38,11 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+
+from subjects.openloop import BUCKETS_FILE, FAIL, INDETERMINATE, OK, Buckets, arrivals
 
 log = logging.getLogger("ratelimiter.workload")
 
@@ -53,86 +53,7 @@ CONNECT_TIMEOUT_S = 1.0
 REFRESH_S = 1.0
 FLUSH_S = 0.25
 KEY_LIMIT_HEADROOM = 4.0  # keys' limits allow this many times their expected rate: denials stay rare
-BUCKETS_FILE, STATUS_FILE = "buckets.jsonl", "status.json"
-OK, FAIL, INDETERMINATE = "ok", "fail", "indeterminate"
-
-
-def arrivals(rate: float, seed: int, horizon_s: float) -> Iterator[float]:
-    """Poisson arrival offsets (seconds after the start) up to `horizon_s`, the same for a seed."""
-    rng = random.Random(seed)
-    t = rng.expovariate(rate)
-    while t < horizon_s:
-        yield t
-        t += rng.expovariate(rate)
-
-
-def quantile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile of an ascending list."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-@dataclass
-class Bucket:
-    t_wall: int
-    planned: int = 0
-    ok: int = 0
-    fail: int = 0
-    indeterminate: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    over_slo: int = 0
-
-    @property
-    def outstanding(self) -> int:
-        return self.planned - self.ok - self.fail - self.indeterminate
-
-    def line(self) -> dict:
-        lat = sorted(self.latencies_ms)
-        p50, p99 = quantile(lat, 0.50), quantile(lat, 0.99)
-        return {"t_wall": float(self.t_wall), "planned": self.planned, "ok": self.ok, "fail": self.fail,
-                "indeterminate": self.indeterminate, "p50_ms": None if p50 is None else round(p50, 2),
-                "p99_ms": None if p99 is None else round(p99, 2), "over_slo": self.over_slo}
-
-
-class Buckets:
-    """Outcomes by second of planned send time, written once a second has no request outstanding."""
-
-    def __init__(self, out: Path, slo_ms: float) -> None:
-        self.out = out
-        self.slo_ms = slo_ms
-        self.open: dict[int, Bucket] = {}
-        self.totals = {"planned": 0, OK: 0, FAIL: 0, INDETERMINATE: 0}
-        self.last_error: str | None = None
-
-    def plan(self, t_wall: float) -> int:
-        second = int(t_wall)
-        self.open.setdefault(second, Bucket(second)).planned += 1
-        self.totals["planned"] += 1
-        return second
-
-    def done(self, second: int, outcome: str, latency_ms: float | None = None, error: str | None = None) -> None:
-        b = self.open[second]
-        setattr(b, outcome, getattr(b, outcome) + 1)
-        self.totals[outcome] += 1
-        if outcome == OK and latency_ms is not None:
-            b.latencies_ms.append(latency_ms)
-            if latency_ms > self.slo_ms:
-                b.over_slo += 1
-        if error:
-            self.last_error = error
-
-    def flush(self, before_wall: float | None = None) -> int:
-        """Write every finished bucket that started before `before_wall` (all finished when None)."""
-        ready = sorted(s for s, b in self.open.items()
-                       if b.outstanding == 0 and (before_wall is None or s + 1 <= before_wall))
-        if not ready:
-            return 0
-        with open(self.out, "a") as f:
-            for second in ready:
-                f.write(json.dumps(self.open.pop(second).line()) + "\n")
-        return len(ready)
+STATUS_FILE = "status.json"
 
 
 class Workload:

@@ -3,7 +3,8 @@
 Each action checks its target against a fresh observation (and PD) before it runs, waits until
 PD confirms the change (an operator finished, a scheduler is gone, leaders have moved) and turns
 PD's error bodies into reasons a person can act on. Actions that leave state behind name their
-undo (drain_store -> undrain_store).
+undo (drain_store -> undrain_store). Every action says `ctx.sending()` right before the request
+that changes the cluster (marks_sends), so the engine knows what an interruption may have left.
 """
 
 from __future__ import annotations
@@ -231,6 +232,18 @@ async def wait_operator(pd: PDClient, region_id: int, ctx: ActionContext, what: 
         raise
 
 
+async def operator_running(pd: PDClient, region_id: int) -> bool | None:
+    """Whether PD still runs an operator on the region (None: PD cannot tell us now)."""
+    try:
+        text = await pd.operator_status(region_id)
+    except PDError as e:
+        return False if "operator not found" in e.message or e.status == 404 else None
+    except PDUnreachable:
+        return None
+    m = OPERATOR_STATUS.search(text)
+    return m is not None and m.group(1) in ("RUNNING", "CREATED", "STARTED", "1", "0")
+
+
 async def add_operator(pd: PDClient, body: dict[str, Any], what: str) -> None:
     try:
         await pd.send("POST", "operators", body)
@@ -275,6 +288,7 @@ def _transfer_leader(pd: PDClient) -> ActionDef:
         if before == p.to_store_id:
             return ActionOutcome(detail=f"region {p.region_id}'s leader is already on store {p.to_store_id}",
                                  data={"from_store": before, "to_store": p.to_store_id, "noop": True})
+        await ctx.sending()
         try:
             await add_operator(pd, {"name": "transfer-leader", "region_id": p.region_id,
                                     "to_store_id": p.to_store_id}, what)
@@ -303,7 +317,7 @@ def _transfer_leader(pd: PDClient) -> ActionDef:
         "(PD operator transfer-leader).", TransferLeaderParams, RiskTier.low, True,
         lambda p: f"region:{p.region_id}", precheck, execute,
         lambda p: f'POST /pd/api/v1/operators {{"name":"transfer-leader","region_id":{p.region_id},'
-                  f'"to_store_id":{p.to_store_id}}}', reconcile)
+                  f'"to_store_id":{p.to_store_id}}}', reconcile, marks_sends=True)
 
 
 def _peer_action(pd: PDClient, name: str, description: str, params: type, risk: RiskTier,
@@ -321,11 +335,12 @@ def _peer_action(pd: PDClient, name: str, description: str, params: type, risk: 
 
     async def execute(p: Any, ctx: ActionContext) -> ActionOutcome:
         what = f"{name.replace('_', ' ')} on region {p.region_id}"
+        await ctx.sending()
         await add_operator(pd, body(p), what)
         await wait_operator(pd, p.region_id, ctx, what)
         region, error = await fetch_region(pd, p.region_id)
-        if error:
-            raise ActionFailed(f"{what}: {error}")
+        if error:  # the change may well be done: only its confirmation failed (reconciled, not re-sent)
+            raise ActionFailed(f"{what}: cannot confirm: {error}", retryable=True)
         ok, detail = expect(p, region)
         if not ok:
             raise ActionFailed(f"{what}: PD's operator finished but {detail}")
@@ -336,10 +351,14 @@ def _peer_action(pd: PDClient, name: str, description: str, params: type, risk: 
         if error:
             return Reconciliation(took_effect=None, detail=error)
         ok, detail = expect(p, region)
+        if not ok and await operator_running(pd, p.region_id) is not False:
+            # Not done yet, but PD's operator may still be doing it: neither done nor failed.
+            return Reconciliation(took_effect=None, detail=f"{detail}; PD's operator on region {p.region_id} "
+                                                          "may still be running")
         return Reconciliation(took_effect=ok, detail=detail)
 
     return ActionDef(name, description, params, risk, False, lambda p: f"region:{p.region_id}", precheck, execute,
-                     preview, reconcile)
+                     preview, reconcile, marks_sends=True)
 
 
 def _transfer_peer(pd: PDClient) -> ActionDef:
@@ -437,6 +456,7 @@ def _drain_store(pd: PDClient) -> ActionDef:
 
     async def execute(p: StoreParams, ctx: ActionContext) -> ActionOutcome:
         what = f"drain leaders from store {p.store_id}"
+        await ctx.sending()
         try:
             await pd.send("POST", "schedulers", {"name": "evict-leader-scheduler", "store_id": p.store_id})
         except PDError as e:
@@ -467,7 +487,7 @@ def _drain_store(pd: PDClient) -> ActionDef:
         "Leaves state behind: undo with undrain_store.", StoreParams, RiskTier.high, True,
         lambda p: f"store:{p.store_id}", precheck, execute,
         lambda p: f'POST /pd/api/v1/schedulers {{"name":"evict-leader-scheduler","store_id":{p.store_id}}}',
-        reconcile, undo="undrain_store")
+        reconcile, undo="undrain_store", marks_sends=True)
 
 
 async def _delete_scheduler(pd: PDClient, name: str, what: str) -> str:
@@ -488,6 +508,7 @@ def _undrain_store(pd: PDClient) -> ActionDef:
 
     async def execute(p: StoreParams, ctx: ActionContext) -> ActionOutcome:
         what = f"let store {p.store_id} take leaders again"
+        await ctx.sending()
         result = await _delete_scheduler(pd, f"evict-leader-scheduler-{p.store_id}", what)
         if p.store_id in await evicted_stores(pd):
             raise ActionFailed(f"{what}: the evict-leader scheduler still lists store {p.store_id}")
@@ -501,10 +522,16 @@ def _undrain_store(pd: PDClient) -> ActionDef:
     return ActionDef(
         "undrain_store", "Let a drained store take leaders again (removes its evict-leader scheduler entry).",
         StoreParams, RiskTier.low, True, lambda p: f"store:{p.store_id}", precheck, execute,
-        lambda p: f"DELETE /pd/api/v1/schedulers/evict-leader-scheduler-{p.store_id}", reconcile)
+        lambda p: f"DELETE /pd/api/v1/schedulers/evict-leader-scheduler-{p.store_id}", reconcile, marks_sends=True)
 
 
 PER_STORE = re.compile(r"^(evict-leader-scheduler|grant-leader-scheduler)-(\d+)$")
+
+
+def scheduler_removal_risk(p: SchedulerParams) -> RiskTier:
+    """A leftover per-store scheduler is cheap to remove; PD's own balancers and its slow-store
+    guard keep the cluster healthy, so turning them off is not."""
+    return RiskTier.high if p.name.startswith(("balance-", "evict-slow-store")) else RiskTier.low
 
 
 def _remove_scheduler(pd: PDClient) -> ActionDef:
@@ -522,6 +549,7 @@ def _remove_scheduler(pd: PDClient) -> ActionDef:
 
     async def execute(p: SchedulerParams, ctx: ActionContext) -> ActionOutcome:
         what = f"remove scheduler {p.name}"
+        await ctx.sending()
         result = await _delete_scheduler(pd, p.name, what)
         if await present(p.name):
             raise ActionFailed(f"{what}: PD still lists it")
@@ -537,8 +565,10 @@ def _remove_scheduler(pd: PDClient) -> ActionDef:
 
     return ActionDef(
         "remove_scheduler", "Remove a PD scheduler (e.g. a leftover evict-leader-scheduler-<store id> that keeps a "
-        "healthy store at 0 leaders).", SchedulerParams, RiskTier.low, True, target, precheck, execute,
-        lambda p: f"DELETE /pd/api/v1/schedulers/{p.name}", reconcile)
+        "healthy store at 0 leaders). Removing a balancing scheduler (balance-*) or evict-slow-store is "
+        "high risk: the cluster stops balancing, or stops protecting itself from a slow store.", SchedulerParams,
+        RiskTier.low, True, target, precheck, execute, lambda p: f"DELETE /pd/api/v1/schedulers/{p.name}", reconcile,
+        marks_sends=True, risk_for=scheduler_removal_risk)
 
 
 def _add_scheduler(pd: PDClient) -> ActionDef:
@@ -547,6 +577,7 @@ def _add_scheduler(pd: PDClient) -> ActionDef:
 
     async def execute(p: AddSchedulerParams, ctx: ActionContext) -> ActionOutcome:
         what = f"add scheduler {p.name}"
+        await ctx.sending()
         try:
             await pd.send("POST", "schedulers", {"name": p.name})
         except PDError as e:
@@ -564,7 +595,7 @@ def _add_scheduler(pd: PDClient) -> ActionDef:
     return ActionDef(
         "add_scheduler", "(Re-)enable one of PD's balancing schedulers.", AddSchedulerParams, RiskTier.low, True,
         lambda p: f"scheduler:{p.name}", precheck, execute,
-        lambda p: f'POST /pd/api/v1/schedulers {{"name":"{p.name}"}}', reconcile)
+        lambda p: f'POST /pd/api/v1/schedulers {{"name":"{p.name}"}}', reconcile, marks_sends=True)
 
 
 def _split_region(pd: PDClient) -> ActionDef:
@@ -579,11 +610,18 @@ def _split_region(pd: PDClient) -> ActionDef:
         before, error = await fetch_region(pd, p.region_id)
         if error:
             raise ActionFailed(f"{what}: {error}")
+        recorded = (ctx.extra.get("checkpoint") or {}).get("range")
+        if recorded is not None and recorded != [before.start_key, before.end_key]:
+            # An earlier attempt's split happened after all (the engine reconciles before a retry;
+            # this is the belt to those braces): never split twice.
+            return ActionOutcome(detail=f"region {p.region_id} was already split by an earlier attempt",
+                                 data={"before": recorded, "after": [before.start_key, before.end_key]})
+        await ctx.sending({"range": [before.start_key, before.end_key]})
         await add_operator(pd, {"name": "split-region", "region_id": p.region_id, "policy": p.policy}, what)
         await wait_operator(pd, p.region_id, ctx, what)
         after, error = await fetch_region(pd, p.region_id)
-        if error:
-            raise ActionFailed(f"{what}: {error}")
+        if error:  # the split may well be done: only its confirmation failed (reconciled, not re-sent)
+            raise ActionFailed(f"{what}: cannot confirm: {error}", retryable=True)
         if after.end_key == before.end_key and after.start_key == before.start_key:
             raise ActionFailed(f"{what}: PD's operator finished but the region's range did not change")
         # TiKV derives the right half by default: the region keeps its id and end, a new one takes the left.
@@ -593,11 +631,27 @@ def _split_region(pd: PDClient) -> ActionDef:
                              data={"before": [before.start_key, before.end_key],
                                    "after": [after.start_key, after.end_key]})
 
+    async def reconcile(_obs: Observation, p: SplitParams, checkpoint: dict[str, Any] | None = None
+                        ) -> Reconciliation:
+        before = (checkpoint or {}).get("range")
+        if before is None:
+            return Reconciliation(took_effect=None, detail=f"no record of region {p.region_id}'s range before the split")
+        region, error = await fetch_region(pd, p.region_id)
+        if error:
+            return Reconciliation(took_effect=None, detail=error)
+        now = [region.start_key, region.end_key]
+        split = now != before
+        if not split and await operator_running(pd, p.region_id) is not False:
+            return Reconciliation(took_effect=None, detail=f"region {p.region_id} is not split yet, and PD's "
+                                                           "operator on it may still be running")
+        return Reconciliation(took_effect=split, detail=f"region {p.region_id} spans {now} "
+                                                        f"({'split' if split else 'unchanged'}; before: {before})")
+
     return ActionDef(
         "split_region", "Split a region in two (e.g. a hot region, so PD can spread its load).", SplitParams,
         RiskTier.low, False, lambda p: f"region:{p.region_id}", precheck, execute,
         lambda p: f'POST /pd/api/v1/operators {{"name":"split-region","region_id":{p.region_id},'
-                  f'"policy":"{p.policy}"}}')
+                  f'"policy":"{p.policy}"}}', reconcile, marks_sends=True)
 
 
 def _set_store_weight(pd: PDClient) -> ActionDef:
@@ -606,6 +660,7 @@ def _set_store_weight(pd: PDClient) -> ActionDef:
 
     async def execute(p: WeightParams, ctx: ActionContext) -> ActionOutcome:
         what = f"set weights of store {p.store_id}"
+        await ctx.sending()
         try:
             await pd.send("POST", f"store/{p.store_id}/weight", {"leader": p.leader, "region": p.region})
             status = (await pd.store(p.store_id)).status
@@ -628,7 +683,7 @@ def _set_store_weight(pd: PDClient) -> ActionDef:
         "(weights default to 1; lower means fewer).", WeightParams, RiskTier.high, True,
         lambda p: f"store:{p.store_id}", precheck, execute,
         lambda p: f'POST /pd/api/v1/store/{p.store_id}/weight {{"leader":{p.leader:g},"region":{p.region:g}}}',
-        reconcile)
+        reconcile, marks_sends=True)
 
 
 def _same_value(current: Any, wanted: Any, kind: str) -> bool:
@@ -648,6 +703,7 @@ def _set_config(pd: PDClient) -> ActionDef:
         what = f"set {p.key}"
         try:
             before = (await pd.schedule_config()).get(p.key)
+            await ctx.sending({"before": before})
             await pd.send("POST", "config", {p.key: p.value})
             after = (await pd.schedule_config()).get(p.key)
         except PDError as e:
@@ -666,7 +722,7 @@ def _set_config(pd: PDClient) -> ActionDef:
     return ActionDef(
         "set_config", "Change one of PD's schedule settings (e.g. max-store-down-time, leader-schedule-limit).",
         ConfigParams, RiskTier.high, True, lambda p: f"config:{p.key}", precheck, execute,
-        lambda p: f"POST /pd/api/v1/config {{{p.key!r}: {p.value!r}}}".replace("'", '"'), reconcile)
+        lambda p: f"POST /pd/api/v1/config {{{p.key!r}: {p.value!r}}}".replace("'", '"'), reconcile, marks_sends=True)
 
 
 def _remove_store(pd: PDClient) -> ActionDef:
@@ -679,6 +735,7 @@ def _remove_store(pd: PDClient) -> ActionDef:
 
     async def execute(p: StoreParams, ctx: ActionContext) -> ActionOutcome:
         what = f"remove store {p.store_id}"
+        await ctx.sending()
         try:
             await pd.send("DELETE", f"store/{p.store_id}")
             state = (await pd.store(p.store_id)).store.state_name
@@ -697,4 +754,4 @@ def _remove_store(pd: PDClient) -> ActionDef:
         "remove_store", "Take a store out of the cluster for good (DELETE /store): PD re-creates its replicas "
         "elsewhere. Destructive: the store cannot simply come back.", StoreParams, RiskTier.destructive, False,
         lambda p: f"store:{p.store_id}", precheck, execute, lambda p: f"DELETE /pd/api/v1/store/{p.store_id}",
-        reconcile)
+        reconcile, marks_sends=True)

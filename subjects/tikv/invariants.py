@@ -1,7 +1,9 @@
 """What must hold in a TiKV cluster, each check over one observation (and recent history).
 
 Every check reads only what observe.py puts in the Observation, and each one has a test that
-makes it fire against the simulator: an invariant that cannot fire is worse than none.
+makes it fire against the simulator: an invariant that cannot fire is worse than none. Checks
+that read metrics (latency, hotness) say "not evaluated" when the metrics are missing
+(Prometheus down, a store's metrics page unreadable) instead of reading silence as health.
 """
 
 from __future__ import annotations
@@ -10,7 +12,17 @@ import statistics
 
 from pydantic import BaseModel, Field
 
-from subjects.base import History, Invariant, Node, NodeState, Observation, Severity, Violation
+from subjects.base import (
+    CheckResult,
+    History,
+    Invariant,
+    Node,
+    NodeState,
+    NotEvaluated,
+    Observation,
+    Severity,
+    Violation,
+)
 
 
 class Thresholds(BaseModel):
@@ -173,10 +185,25 @@ def check_low_space(t: Thresholds):
     return check
 
 
+def metrics_source(obs: Observation) -> str:
+    """The missing-data entity for this cluster's metrics: Prometheus, or the stores' own pages."""
+    return f"metrics:{obs.details.get('metrics_source', 'status-ports')}"
+
+
+def _metrics_why(obs: Observation, what: str) -> str:
+    error = obs.details.get("metrics_error")
+    return f"{what}: {error}" if error else f"{what}: no samples yet"
+
+
 def check_high_latency(t: Thresholds):
-    def check(obs: Observation, _h: History) -> list[Violation]:
+    def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
         p99 = obs.workload.p99_ms
-        if p99 is None or p99 <= t.slo_p99_ms:
+        if p99 is None:
+            if obs.workload.qps == 0 and not obs.details.get("metrics_error"):
+                return []  # no traffic at all: nothing is slow
+            return CheckResult(not_evaluated=[NotEvaluated(
+                reason=_metrics_why(obs, "no cluster p99 latency"), entity="cluster", source=metrics_source(obs))])
+        if p99 <= t.slo_p99_ms:
             return []
         per_store = {n.id: round(n.metrics["p99_ms"], 2) for n in stores(obs) if "p99_ms" in n.metrics}
         return [Violation(invariant="high_latency", entity="cluster", severity=Severity.warning,
@@ -200,9 +227,17 @@ def check_slow_store(t: Thresholds):
 
 
 def check_hot_store(t: Thresholds):
-    def check(obs: Observation, _h: History) -> list[Violation]:
-        qps = {n.id: n.metrics["qps"] for n in stores(obs) if serving(n) and "qps" in n.metrics}
+    def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
+        live = [n for n in stores(obs) if serving(n)]
+        qps = {n.id: n.metrics["qps"] for n in live if "qps" in n.metrics}
+        unread = obs.details.get("metrics_missing") or {}
+        missing = [NotEvaluated(reason=f"store {n.id}: {unread.get(n.id) or _metrics_why(obs, 'no QPS reading')}",
+                                entity=n.entity,
+                                source=f"metrics:store:{n.id}" if n.id in unread else metrics_source(obs))
+                   for n in live if "qps" not in n.metrics]
         if len(qps) < 3:
+            if missing:  # too few readings to compare, because readings are missing: the whole check waits
+                return CheckResult(not_evaluated=[m.model_copy(update={"entity": None}) for m in missing])
             return []
         out = []
         hot = obs.details.get("hot", {}).get("read", {})
@@ -219,7 +254,7 @@ def check_hot_store(t: Thresholds):
                 evidence={"store_id": int(sid), "qps": round(value, 1), "median_qps_others": round(median, 1),
                           "hot_regions": regions},
             ))
-        return out
+        return CheckResult(violations=out, not_evaluated=missing) if missing else out
     return check
 
 

@@ -59,15 +59,15 @@ def store_state(info: StoreInfo, probe_ok: bool, probe_error: str, slow: bool) -
 
 class TiKVObserver:
     def __init__(self, pd: PDClient, *, prometheus_url: str | None = None, prometheus_window: str = "30s",
-                 probe_timeout: float = 1.0, slow_score_threshold: float = 80.0):
+                 probe_timeout: float = 1.0, slow_score_threshold: float = 80.0, ssl_context: Any = None):
         self.pd = pd
         self.slow_threshold = slow_score_threshold
         self.metrics_source: DirectScraper | PrometheusSource
         if prometheus_url:
             self.metrics_source = PrometheusSource(prometheus_url, window=prometheus_window,
-                                                   probe_timeout=probe_timeout)
+                                                   probe_timeout=probe_timeout, ssl_context=ssl_context)
         else:
-            self.metrics_source = DirectScraper(timeout=probe_timeout)
+            self.metrics_source = DirectScraper(timeout=probe_timeout, ssl_context=ssl_context)
         self._last_nodes: list[Node] = []
         self._hot: dict[str, Any] | None = None
         self._ticks = 0
@@ -129,7 +129,8 @@ class TiKVObserver:
                 for r in (await self.pd.regions_check(kind))[:EVIDENCE_REGIONS]:
                     down_regions.append({"check": kind, "region_id": r.id, "leader_store": r.leader_store,
                                          "peers": [p.store_id for p in r.peers],
-                                         "down": [d.peer.store_id for d in r.down_peers]})
+                                         "down": [d.peer.store_id for d in r.down_peers],
+                                         "keys": [r.start_key, r.end_key]})
 
         nodes: list[Node] = []
         for s in stores:
@@ -169,9 +170,10 @@ class TiKVObserver:
             ))
         for member in health:
             name = str(member.get("name", "?"))
-            urls = member.get("client_urls") or []
+            urls = member.get("client_urls")
             nodes.append(Node(
-                id=name, kind="pd", name=f"pd {name}", address=urls[0] if urls else "",
+                id=name, kind="pd", name=f"pd {name}",
+                address=str(urls[0]) if isinstance(urls, list) and urls else "",
                 state=NodeState.up if member.get("health") else NodeState.down,
                 state_detail="healthy" if member.get("health") else "unhealthy", role="pd",
             ))
@@ -191,20 +193,38 @@ class TiKVObserver:
             "problem_regions": down_regions,
             "store_uptime": {str(s.store.id): s.status.uptime for s in stores if s.status.uptime},
         }
+        details["metrics_source"] = "prometheus" if isinstance(self.metrics_source, PrometheusSource) \
+            else "status-ports"
         if metrics.source_error:
             details["metrics_error"] = metrics.source_error
+        # Stores that answer but whose metrics could not be read: alive, their readings unknown.
+        unread = {str(sid): m.probe_error for sid, m in metrics.stores.items() if m.probe_ok and m.probe_error}
+        if unread:
+            details["metrics_missing"] = unread
         return Observation(subject="tikv", nodes=nodes, metrics=cluster, workload=workload, details=details)
+
+
+def _num(value: Any) -> float:
+    """A number from PD's hot-region statistics; anything else counts as 0 (they are evidence only)."""
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number == number else 0.0  # NaN
 
 
 def _hot_summary(body: dict[str, Any]) -> dict[str, Any]:
     """Per store: hot-region query rate as leader, and the hottest region ids."""
     out: dict[str, Any] = {}
-    for store_id, stat in ((body or {}).get("as_leader") or {}).items():
+    leaders = body.get("as_leader") if isinstance(body, dict) else None
+    for store_id, stat in (leaders if isinstance(leaders, dict) else {}).items():
         if not isinstance(stat, dict):
             continue
-        regions = sorted(stat.get("statistics") or [], key=lambda r: -float(r.get("flow_query") or 0))
+        stats = stat.get("statistics")
+        regions = sorted((r for r in (stats if isinstance(stats, list) else []) if isinstance(r, dict)),
+                         key=lambda r: -_num(r.get("flow_query")))
         out[str(store_id)] = {
-            "query_rate": float(stat.get("store_query") or stat.get("total_flow_query") or 0.0),
+            "query_rate": _num(stat.get("store_query") or stat.get("total_flow_query")),
             "regions": [{"region_id": r.get("region_id"), "flow_query": r.get("flow_query")} for r in regions[:3]],
         }
     return out

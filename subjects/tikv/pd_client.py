@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from pydantic import BaseModel, ValidationError
 
 from subjects.tikv.models import RegionInfo, StoreInfo
 
@@ -58,7 +59,7 @@ def describe(exc: Exception) -> str:
 
 class PDClient:
     def __init__(self, base_url: str, *, timeout: float = 2.0, connect_timeout: float = 1.0,
-                 transport: httpx.AsyncBaseTransport | None = None):
+                 transport: httpx.AsyncBaseTransport | None = None, ssl_context: Any = None):
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -66,6 +67,7 @@ class PDClient:
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             transport=transport,
             headers={"User-Agent": "operator-tui"},
+            verify=ssl_context if ssl_context is not None else True,
         )
 
     async def aclose(self) -> None:
@@ -109,24 +111,46 @@ class PDClient:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    def _shape(self, path: str, body: Any, kind: type) -> Any:
+        """PD's answer must have the shape its API documents; anything else is a garbled answer
+        (one line, naming what came), never a crash further in or a silently empty result."""
+        if not isinstance(body, kind):
+            raise PDUnreachable(f"PD at {self.base_url} answered {path} with {type(body).__name__}, not a JSON "
+                                f"{'object' if kind is dict else 'list'}")
+        return body
+
+    def _model(self, path: str, model: type[BaseModel], value: Any) -> Any:
+        try:
+            return model.model_validate(value)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "the body"
+            raise PDUnreachable(f"PD at {self.base_url} answered {path} with something unreadable: {where}: "
+                                f"{first['msg']}") from None
+
     async def stores(self) -> list[StoreInfo]:
-        body = await self.get_json("stores")
-        if not isinstance(body, dict) or not isinstance(body.get("stores", []), list):
+        body = self._shape("/stores", await self.get_json("stores"), dict)
+        if not isinstance(body.get("stores", []), list):
             raise PDUnreachable(f"PD at {self.base_url} answered /stores without a stores list")
-        return [StoreInfo.model_validate(s) for s in body.get("stores") or []]
+        return [self._model("/stores", StoreInfo, s) for s in body.get("stores") or []]
 
     async def store(self, store_id: int) -> StoreInfo:
-        return StoreInfo.model_validate(await self.get_json(f"store/{store_id}"))
+        return self._model(f"/store/{store_id}", StoreInfo, await self.get_json(f"store/{store_id}"))
 
     async def region(self, region_id: int) -> RegionInfo:
-        return RegionInfo.model_validate(await self.get_json(f"region/id/{region_id}"))
+        return self._model(f"/region/id/{region_id}", RegionInfo, await self.get_json(f"region/id/{region_id}"))
 
     async def region_by_key(self, key: str) -> RegionInfo:
-        return RegionInfo.model_validate(await self.get_json(f"region/key/{quote(key, safe='')}"))
+        path = f"region/key/{quote(key, safe='')}"
+        return self._model(f"/{path}", RegionInfo, await self.get_json(path))
 
     async def regions_check(self, kind: str) -> list[RegionInfo]:
-        body = await self.get_json(f"regions/check/{kind}")
-        return [RegionInfo.model_validate(r) for r in (body or {}).get("regions") or []]
+        path = f"regions/check/{kind}"
+        body = self._shape(f"/{path}", await self.get_json(path) or {}, dict)
+        regions = body.get("regions") or []
+        if not isinstance(regions, list):
+            raise PDUnreachable(f"PD at {self.base_url} answered /{path} without a regions list")
+        return [self._model(f"/{path}", RegionInfo, r) for r in regions]
 
     async def schedulers(self) -> list[str]:
         body = await self.get_json("schedulers")
@@ -142,24 +166,27 @@ class PDClient:
             if e.status in (404, 500):
                 return []
             raise
-        ranges = (body or {}).get("store-id-ranges") or {}
+        ranges = self._shape(f"/scheduler-config/{scheduler}/list", body or {}, dict).get("store-id-ranges") or {}
+        if not isinstance(ranges, dict) or not all(str(k).isdigit() for k in ranges):
+            raise PDUnreachable(f"PD at {self.base_url} answered /scheduler-config/{scheduler}/list with store ids "
+                                "that are not numbers")
         return sorted(int(k) for k in ranges)
 
     async def config(self) -> dict[str, Any]:
-        return await self.get_json("config")
+        return self._shape("/config", await self.get_json("config"), dict)
 
     async def schedule_config(self) -> dict[str, Any]:
-        return await self.get_json("config/schedule")
+        return self._shape("/config/schedule", await self.get_json("config/schedule"), dict)
 
     async def members(self) -> dict[str, Any]:
-        return await self.get_json("members")
+        return self._shape("/members", await self.get_json("members"), dict)
 
     async def health(self) -> list[dict[str, Any]]:
-        body = await self.get_json("health")
-        return body if isinstance(body, list) else []
+        body = self._shape("/health", await self.get_json("health"), list)
+        return [m for m in body if isinstance(m, dict)]
 
     async def hotspot(self, kind: str) -> dict[str, Any]:
-        return await self.get_json(f"hotspot/regions/{kind}")
+        return self._shape(f"/hotspot/regions/{kind}", await self.get_json(f"hotspot/regions/{kind}") or {}, dict)
 
     async def operator_status(self, region_id: int) -> str:
         return str(await self.get_json(f"operators/{region_id}"))

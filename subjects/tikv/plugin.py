@@ -18,6 +18,10 @@ PLUGIN = SubjectPlugin(
              "(enables restart_node/stop_node)", metavar="URL"),
         Flag("--sim-admin", "sim_admin", "tikv: the simulator's admin API, where `chaos` sends faults "
              "(printed by `operator-tui sim tikv`)", metavar="URL"),
+        Flag("--tls-ca", "tls.ca", "tikv: CA certificate (PEM) of a TLS cluster: PD, status ports and Prometheus "
+             "over HTTPS", metavar="FILE"),
+        Flag("--tls-cert", "tls.cert", "tikv: client certificate (PEM) for a TLS cluster", metavar="FILE"),
+        Flag("--tls-key", "tls.key", "tikv: the client certificate's private key (PEM)", metavar="FILE"),
     ),
     lab_flags=(
         Flag("--port", "port", "tikv: PD API port of the simulator (default: 2379)", type=int),

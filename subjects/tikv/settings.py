@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from subjects.plugin import PluginError, SubjectContext
+from subjects.tikv.tls import TLSOptions
 
 
 class Strict(BaseModel):
@@ -34,6 +35,8 @@ class TiKVSettings(Strict):
     slo_p99_ms: float = Field(50.0, gt=0)
     graces: dict[str, float] = Field(default_factory=dict)
     sim: SimSettings = Field(default_factory=SimSettings)
+    # HTTPS to PD, the status ports and Prometheus: [tikv.tls] ca, cert, key (--tls-ca/-cert/-key)
+    tls: TLSOptions | None = None
 
 
 def subject_options(section: TiKVSettings) -> dict[str, Any]:
@@ -43,7 +46,9 @@ def subject_options(section: TiKVSettings) -> dict[str, Any]:
         "prometheus_window": section.prometheus_window,
         "probe_timeout": section.probe_timeout,
         "host_agent": section.host_agent,
+        "simulated": section.sim_admin is not None,
         "thresholds": {"slo_p99_ms": section.slo_p99_ms, "graces": section.graces},
+        "tls": section.tls.model_dump() if section.tls is not None else None,
     }
 
 

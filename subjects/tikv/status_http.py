@@ -8,6 +8,8 @@ chunked bodies, keep-alive) and reconnects whenever anything about a connection 
 from __future__ import annotations
 
 import asyncio
+import ssl
+from typing import Any
 
 MAX_BODY = 8 * 1024 * 1024
 
@@ -20,15 +22,21 @@ class StatusError(Exception):
         self.reason = reason
 
 
+class BodyTooLarge(StatusError):
+    """The store answered (it is alive), but with a body over the cap, which was not read."""
+
+
 class StatusConnection:
-    def __init__(self, address: str):
+    def __init__(self, address: str, ssl_context: Any = None):
         self.address = address
+        self.ssl_context = ssl_context
         host, _, port = address.rpartition(":")
         self.host = host or "127.0.0.1"
         try:
             self.port = int(port)
         except ValueError as e:
             raise StatusError(f"status address {address!r} has no port") from e
+        self.max_body = MAX_BODY
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         # Two observers may probe the same store at once (the monitor and a precheck): one
@@ -55,8 +63,11 @@ class StatusConnection:
         except ConnectionRefusedError as e:
             self.close()
             raise StatusError(f"status port {self.address}: connection refused") from e
-        except (OSError, asyncio.IncompleteReadError, ValueError, StatusError) as e:
+        except ssl.SSLError as e:
             self.close()
+            raise StatusError(f"status port {self.address}: TLS failed: {e.reason or e}") from e
+        except (OSError, asyncio.IncompleteReadError, ValueError, StatusError) as e:
+            self.close()  # also after BodyTooLarge: the unread rest of the body is still on the wire
             if isinstance(e, StatusError):
                 raise
             raise StatusError(f"status port {self.address}: {type(e).__name__}: {e}") from e
@@ -65,7 +76,9 @@ class StatusConnection:
         for attempt in (1, 2):
             fresh = self._writer is None
             if fresh:
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.ssl_context,
+                    server_hostname=self.host.strip("[]") if self.ssl_context is not None else None)
             try:
                 return await self._exchange(path)
             except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError):
@@ -74,6 +87,10 @@ class StatusConnection:
                 if fresh or attempt == 2:
                     raise
         raise StatusError("unreachable")  # pragma: no cover - the loop always returns or raises
+
+    def _too_large(self, status: int) -> BodyTooLarge:
+        return BodyTooLarge(f"status port {self.address} answered HTTP {status} with a body over "
+                            f"{self.max_body // (1024 * 1024)} MiB: not read")
 
     async def _exchange(self, path: str) -> tuple[int, bytes]:
         assert self._reader is not None and self._writer is not None
@@ -108,18 +125,20 @@ class StatusConnection:
                 if size == 0:
                     await self._reader.readline()
                     break
+                if len(body) + size > self.max_body:
+                    raise self._too_large(status)
                 body += await self._reader.readexactly(size)
                 await self._reader.readexactly(2)
-                if len(body) > MAX_BODY:
-                    raise StatusError(f"status port {self.address} sent more than {MAX_BODY} bytes")
             data = bytes(body)
         elif length is not None:
-            if length > MAX_BODY:
-                raise StatusError(f"status port {self.address} sent more than {MAX_BODY} bytes")
+            if length > self.max_body:
+                raise self._too_large(status)
             data = await self._reader.readexactly(length)
         else:
-            data = await self._reader.read(MAX_BODY)
+            data = await self._reader.read(self.max_body + 1)
             keep_alive = False
+            if len(data) > self.max_body:
+                raise self._too_large(status)
         if not keep_alive:
             self.close()
         return status, data

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from subjects import promtext
-from subjects.tikv.status_http import StatusConnection, StatusError
+from subjects.tikv.status_http import BodyTooLarge, StatusConnection, StatusError
 
 WANTED = (
     "tikv_raftstore_region_count",
@@ -102,8 +102,9 @@ class Prober:
     The timeout runs per request after its turn in the concurrency limit, so a big cluster's
     queue never reads as dead stores."""
 
-    def __init__(self, timeout: float = 1.0, concurrency: int = 256):
+    def __init__(self, timeout: float = 1.0, concurrency: int = 256, ssl_context: Any = None):
         self.timeout = timeout
+        self.ssl_context = ssl_context  # HTTPS status ports (a TLS cluster)
         self._limit = asyncio.Semaphore(concurrency)
         self._conns: dict[int, StatusConnection] = {}
 
@@ -118,13 +119,15 @@ class Prober:
             if conn is not None:
                 conn.close()
             try:
-                conn = self._conns[store_id] = StatusConnection(address)
+                conn = self._conns[store_id] = StatusConnection(address, ssl_context=self.ssl_context)
             except StatusError as e:
                 return False, e.reason, 0.0, None, time.monotonic()
         async with self._limit:
             t0 = time.monotonic()
             try:
                 status, body = await conn.get(path, self.timeout)
+            except BodyTooLarge as e:  # it answered: alive, but its page cannot be read
+                return True, e.reason, (time.monotonic() - t0) * 1000, None, t0
             except StatusError as e:
                 return False, e.reason, (time.monotonic() - t0) * 1000, None, t0
         elapsed = (time.monotonic() - t0) * 1000
@@ -144,8 +147,8 @@ class DirectScraper:
     `scrape_budget` stores per tick (every store is still probed every tick); each store's rates
     come from the difference between two of its own scrapes."""
 
-    def __init__(self, timeout: float = 1.0, scrape_budget: int = 100):
-        self.prober = Prober(timeout)
+    def __init__(self, timeout: float = 1.0, scrape_budget: int = 100, ssl_context: Any = None):
+        self.prober = Prober(timeout, ssl_context=ssl_context)
         self.scrape_budget = max(1, scrape_budget)
         self._previous: dict[int, StoreMetrics] = {}
         self._latest: dict[int, StoreMetrics] = {}
@@ -167,8 +170,8 @@ class DirectScraper:
         answers = await self.prober.run(stores, self._turn(stores))
         out: dict[int, StoreMetrics] = {}
         for (sid, address), (ok, error, ms, body, at) in zip(stores, answers, strict=True):
-            if not ok:
-                out[sid] = StoreMetrics(False, error, ms, at=at)
+            if not ok or error:  # down, or alive with a page that cannot be read: no figures
+                out[sid] = StoreMetrics(ok, error, ms, at=at)
                 self._previous.pop(sid, None)
                 self._latest.pop(sid, None)
                 continue
@@ -178,9 +181,11 @@ class DirectScraper:
                 continue
             try:
                 m = summarize(promtext.parse(body.decode("utf-8", "replace"), WANTED))
-            except promtext.ParseError as e:
+            except ValueError as e:  # promtext.ParseError, or a bucket bound that is not a number
                 # Alive (it answered) but its metrics are unreadable: liveness holds, values unknown.
                 out[sid] = StoreMetrics(True, f"unreadable metrics from {address}: {e}", ms, at=at)
+                self._previous.pop(sid, None)
+                self._latest.pop(sid, None)
                 continue
             m.probe_ms, m.at = ms, at
             self._rates(sid, m)
@@ -246,11 +251,13 @@ HEAVY_EVERY = 5
 class PrometheusSource:
     """Store metrics through PromQL. Series are matched to stores by `instance` = status address."""
 
-    def __init__(self, url: str, timeout: float = 2.0, window: str = "30s", probe_timeout: float = 1.0):
+    def __init__(self, url: str, timeout: float = 2.0, window: str = "30s", probe_timeout: float = 1.0,
+                 ssl_context: Any = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.window = window
-        self.prober = Prober(probe_timeout)
+        self.ssl_context = ssl_context
+        self.prober = Prober(probe_timeout, ssl_context=ssl_context)
         self._session: aiohttp.ClientSession | None = None
         self._ticks = 0
         self._heavy: dict[str, list[dict[str, Any]]] = {}
@@ -267,7 +274,8 @@ class PrometheusSource:
 
     async def query(self, promql: str) -> list[dict[str, Any]]:
         try:
-            async with self._http().get(f"{self.url}/api/v1/query", params={"query": promql}) as response:
+            async with self._http().get(f"{self.url}/api/v1/query", params={"query": promql},
+                                        ssl=self.ssl_context if self.ssl_context is not None else True) as response:
                 body = await response.json(content_type=None)
         except TimeoutError as e:
             raise PrometheusError(f"Prometheus at {self.url} did not answer within {self.timeout:g} s") from e

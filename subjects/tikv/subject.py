@@ -6,10 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from subjects.base import ActionDef, Invariant, Observation, Runbook
+from subjects.base import ActionDef, ClusterIdentity, Invariant, Observation, Runbook
 from subjects.tikv.invariants import Thresholds, build_invariants
 from subjects.tikv.observe import TiKVObserver
-from subjects.tikv.pd_client import PDClient
+from subjects.tikv.pd_client import PDClient, PDError, PDUnreachable
+from subjects.tikv.tls import TLSOptions, client_context
 
 
 class TiKVOptions(BaseModel):
@@ -21,12 +22,16 @@ class TiKVOptions(BaseModel):
     probe_timeout: float = 1.0
     thresholds: Thresholds = Field(default_factory=Thresholds)
     host_agent: str | None = None  # a host agent that restarts or stops stores: offers restart_node/stop_node
+    # Told that the cluster is a simulator (the embedded one, or one whose admin API the settings
+    # name): PD's port itself never says so, as a real PD would not.
+    simulated: bool = False
+    tls: TLSOptions | None = None
 
 
 class TiKVSubject:
     name = "tikv"
 
-    def __init__(self, options: TiKVOptions, pd: PDClient, host_agent: PDClient | None):
+    def __init__(self, options: TiKVOptions, pd: PDClient, host_agent: PDClient | None, ssl_context: Any = None):
         self.options = options
         self.pd = pd
         self.host_agent = host_agent
@@ -34,8 +39,28 @@ class TiKVSubject:
         self.observer = TiKVObserver(pd, prometheus_url=options.prometheus_url,
                                      prometheus_window=options.prometheus_window,
                                      probe_timeout=options.probe_timeout,
-                                     slow_score_threshold=options.thresholds.slow_score)
+                                     slow_score_threshold=options.thresholds.slow_score, ssl_context=ssl_context)
         self._invariants = build_invariants(options.thresholds)
+        self._identity: ClusterIdentity | None = None
+
+    async def cluster_identity(self) -> ClusterIdentity | None:
+        """PD's cluster id (GET /cluster). A simulator's id comes from its seed, so its URL is part
+        of its identity: two simulators are never the same cluster."""
+        if self._identity is None:
+            try:
+                body = await self.pd.get_json("cluster")
+            except (PDError, PDUnreachable):
+                return None
+            cluster_id = body.get("id") if isinstance(body, dict) else None
+            if cluster_id is None:
+                return None
+            if self.options.simulated:
+                self._identity = ClusterIdentity(id=f"tikv-sim:{self.options.pd_url}:{cluster_id}", real=False,
+                                                 detail=f"simulated TiKV at {self.options.pd_url}")
+            else:
+                self._identity = ClusterIdentity(id=f"pd-cluster:{cluster_id}", real=True,
+                                                 detail=f"TiKV via PD {self.options.pd_url}, cluster id {cluster_id}")
+        return self._identity
 
     async def observe(self) -> Observation:
         return await self.observer.observe()
@@ -62,6 +87,7 @@ class TiKVSubject:
 
 async def build(options: dict[str, Any]) -> TiKVSubject:
     opts = TiKVOptions.model_validate(options)
-    pd = PDClient(opts.pd_url, timeout=max(2.0, opts.probe_timeout * 2))
-    host_agent = PDClient(opts.host_agent, timeout=5.0) if opts.host_agent else None
-    return TiKVSubject(opts, pd, host_agent)
+    context = client_context(opts.tls)
+    pd = PDClient(opts.pd_url, timeout=max(2.0, opts.probe_timeout * 2), ssl_context=context)
+    host_agent = PDClient(opts.host_agent, timeout=5.0, ssl_context=context) if opts.host_agent else None
+    return TiKVSubject(opts, pd, host_agent, context)

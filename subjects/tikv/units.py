@@ -16,6 +16,8 @@ def parse_bytes(value: str | int | float | None) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
+    if not isinstance(value, str):
+        return None
     m = SIZE.match(value)
     if not m:
         return None
@@ -31,6 +33,8 @@ def parse_duration(value: str | int | float | None) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
+    if not isinstance(value, str):
+        return None  # PD sent something that is not a duration: unknown, not zero
     text = value.strip()
     if text in ("0", ""):
         return 0.0

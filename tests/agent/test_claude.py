@@ -132,18 +132,19 @@ async def test_malformed_tool_calls_are_answered_with_errors(setup: Setup) -> No
         assert "unknown action 'reboot_world'" in req.result_for("t_bad_name")["content"]
         return message(tool_use("submit_diagnosis", diagnosis_input(), "t_sub"))
 
-    setup.api.script = [
-        message(tool_use("restart_everything", {}, "t_unknown"), tool_use("query_metrics", "load please", "t_str"),
-                tool_use("query_metrics", {"entity": "node:2"}, "t_missing"),
-                tool_use("observe_cluster", {"color": "red"}, "t_extra")),
-        check_errors, check_lookups,
-    ]
+    first = message(tool_use("restart_everything", {}, "t_unknown"), tool_use("query_metrics", "load please", "t_str"),
+                    tool_use("query_metrics", {"entity": "node:2"}, "t_missing"),
+                    tool_use("observe_cluster", {"color": "red"}, "t_extra"))
+    setup.api.script = [first, check_errors, check_lookups]
     diagnosis = await setup.claude().diagnose(setup.context, setup.record)
     assert diagnosis.recommended_actions[0].params == {"node_id": "2"}
     assert setup.api.problems == [], "the history sent back must stay valid for the API"
-    # The non-object input went back to the API as an empty object, with the error as its result.
+    # The turn went back exactly as the model sent it (its non-object input too: today's models
+    # answer 400 to a rebuilt turn), with the error as that call's result.
     history = setup.api.requests[1].messages[1]["content"]
-    assert next(b for b in history if b.get("id") == "t_str")["input"] == {}
+    assert history == first["content"]
+    assert history[0]["type"] == "thinking" and next(b for b in history if b.get("id") == "t_str")["input"] == \
+        "load please"
 
 
 async def test_invalid_diagnosis_is_corrected_on_the_next_turn(setup: Setup) -> None:
@@ -402,7 +403,9 @@ async def test_agent_loop_resolves_a_ticket_with_claude(setup: Setup) -> None:
 async def test_claude_fixes_a_leftover_evict_leader_scheduler_on_the_simulator(store, fake_api, api_key) -> None:
     """A forgotten evict-leader scheduler pins store 3 at 0 leaders: the monitor opens a ticket,
     the (scripted) model looks, proposes and submits remove_scheduler, the engine runs it against
-    PD, and the agent resolves the ticket only after re-checking the invariant."""
+    PD, and the agent resolves the ticket only after re-checking the invariant. The model thinks
+    as today's models do (signed thinking blocks, text omitted) and the server enforces that each
+    turn comes back exactly as sent."""
     import httpx
 
     from operator_tui.agent.loop import Agent
@@ -510,3 +513,7 @@ async def test_claude_fixes_a_leftover_evict_leader_scheduler_on_the_simulator(s
     assert (session.input_tokens, session.output_tokens) == (300, 60)
     assert fake_api.problems == []
     assert len(fake_api.requests) == 3 + len(conversations), conversations
+    # Today's models think: every turn went back with its signed thinking block first, unmodified
+    # (the server answers 400 otherwise, which would have failed the session above).
+    echoed = [m["content"] for r in fake_api.requests for m in r.messages if m["role"] == "assistant"]
+    assert echoed and all(turn[0]["type"] == "thinking" and turn[0]["signature"] for turn in echoed)

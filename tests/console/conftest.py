@@ -59,10 +59,14 @@ async def until_async(pilot: Any, predicate: Callable[[], Awaitable[bool]], time
 
 
 async def awaiting_action(store: Store, *, name: str = "restart_node", store_id: int = 2,
-                          ticket_id: int | None = None, session_id: int | None = None) -> int:
+                          ticket_id: int | None = None, session_id: int | None = None,
+                          run_id: int | None = None) -> int:
+    """An action awaiting approval, requested by a live run (this test process's, unless given)."""
+    if run_id is None:
+        run_id = await store.start_run("test", "tikv")
     record = await store.create_action(name=name, params={"store_id": store_id}, target=f"store:{store_id}",
                                        risk="high", idempotent=True, requested_by="agent",
-                                       preview=f"POST /sim/v1/stores/{store_id}/restart", run_id=None,
+                                       preview=f"POST /sim/v1/stores/{store_id}/restart", run_id=run_id,
                                        ticket_id=ticket_id, session_id=session_id)
     await store.transition_action(record.id, ActionState.validated, "system", "parameters and precheck passed")
     await store.transition_action(record.id, ActionState.awaiting_approval, "system",

@@ -67,7 +67,7 @@ def test_a_bad_chapter_file_is_one_line_naming_file_line_and_field(body: str, ex
     (GOOD_HEAD.replace("subject: tikv", "subject: etcdx"), "test.yaml:2: subject: unknown subject 'etcdx'"),
     (GOOD_HEAD + "lab: {nodes: 3}\n", "test.yaml:8: lab.nodes: not an option of the tikv lab"),
     (GOOD_HEAD.replace("tikv", "ratelimiter") + "lab: {stores: 3}\n",
-     "test.yaml:8: lab.stores: not an option of the ratelimiter lab (options: base_port, "),
+     "test.yaml:8: lab.stores: not an option of the ratelimiter lab (options: addresses, base_port, docker, "),
 ])
 def test_whole_file_problems(text: str, expected: str) -> None:
     with pytest.raises(ScriptError) as info:

@@ -17,7 +17,9 @@ import pytest
 from containers import engine, images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ratelimiter"))  # rl_support, rl_subject_support
-from docker_support import assert_lab_gone
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))  # rl_eval_support
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "etcd"))  # etcd_support
+from docker_support import assert_etcd_lab_gone, assert_lab_gone
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +76,22 @@ def docker_lab(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         finally:
             nodes.remove_lab(docker_client, lab.run_dir)  # whatever happened above, nothing outlives the session
         assert_lab_gone(docker_client, lab.run_dir)
+
+
+@pytest.fixture(scope="session")
+def docker_etcd_lab(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One 3-member Docker etcd lab (no load generator) for the etcd chaos and agent tests, on an
+    address block of its own; removed at the end and proven gone (the engine's listing included).
+    It needs only the etcd image, which `up` builds when it is missing."""
+    from etcd_support import free_block
+
+    from subjects.etcd.docker_lab import DockerEtcdLab
+
+    lab = DockerEtcdLab(tmp_path_factory.mktemp("docker-etcd"))
+    block, client, peer = free_block()
+    state = None
+    try:
+        state = lab.up(members=3, block=block, client_port=client, peer_port=peer, load=False)
+        yield lab
+    finally:
+        assert_etcd_lab_gone(lab, state or lab._read())

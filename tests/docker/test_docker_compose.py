@@ -3,15 +3,13 @@ up -> Operator watches it (every node up, Redis reachable, Prometheus scraping) 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from docker_support import compose, scraped
 from rl_subject_support import observe_until
 
 from subjects import registry
@@ -25,21 +23,10 @@ PROMETHEUS = "http://127.19.0.200:19090"
 pytestmark = pytest.mark.slow
 
 
-def compose(project: str, engine: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker-compose", "-f", str(COMPOSE), "-p", project, *args], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "DOCKER_HOST": engine})
-
-
-def scraped(query: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": query}, timeout=5)
-    r.raise_for_status()
-    return r.json()["data"]["result"]
-
-
 async def test_compose_up_is_watched_by_operator_then_down(docker_engine: str, docker_client: Any) -> None:
     project = f"optui-test-{uuid.uuid4().hex[:6]}"
     try:
-        up = compose(project, docker_engine, "up", "-d")
+        up = compose(COMPOSE, project, docker_engine, "up", "-d")
         assert up.returncode == 0, up.stderr
         subject = await registry.build_subject("ratelimiter", {"nodes": NODES,
                                                                "redis": "redis://127.19.0.100:16379/0"})
@@ -52,14 +39,15 @@ async def test_compose_up_is_watched_by_operator_then_down(docker_engine: str, d
             await subject.aclose()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with_load = [r for r in scraped('rate(ratelimiter_checks_total[10s])') if float(r["value"][1]) > 0]
-            up_targets = [r for r in scraped('up{job="ratelimiter"}') if r["value"][1] == "1"]
+            with_load = [r for r in scraped(PROMETHEUS, 'rate(ratelimiter_checks_total[10s])')
+                         if float(r["value"][1]) > 0]
+            up_targets = [r for r in scraped(PROMETHEUS, 'up{job="ratelimiter"}') if r["value"][1] == "1"]
             if len(up_targets) == 3 and with_load:
                 break
             time.sleep(1)
         assert len(up_targets) == 3 and with_load, (up_targets, with_load)
     finally:
-        down = compose(project, docker_engine, "down", "--remove-orphans")
+        down = compose(COMPOSE, project, docker_engine, "down", "--remove-orphans")
     assert down.returncode == 0, down.stderr
     left = docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
     assert left == []

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from docker_support import assert_lab_gone
-from rl_support import free_block_lab
+from rl_support import free_block_lab, free_lab_ports
 
 from containers import engine, images
 
@@ -103,8 +103,9 @@ def test_lab_up_status_down_from_the_cli(docker_client: Any, tmp_path: Path) -> 
 
 
 def test_an_engine_that_does_not_answer_is_a_one_line_error(tmp_path: Path) -> None:
-    out = cli("lab", "up", "ratelimiter", "--docker", "--lab-dir", str(tmp_path),
-              env={"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"})
+    redis_port, base = free_lab_ports(3)  # the default ports may be another lab's on a shared machine
+    out = cli("lab", "up", "ratelimiter", "--docker", "--redis-port", str(redis_port), "--base-port", str(base),
+              "--lab-dir", str(tmp_path), env={"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"})
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "no Docker engine answers at unix://" in out.stderr
     assert not (tmp_path / "ratelimiter" / "state.json").exists()

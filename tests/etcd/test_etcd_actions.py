@@ -198,3 +198,14 @@ async def test_without_a_lab_only_the_gateway_actions_are_offered(lab) -> None:
         assert await a.precheck(obs, a.params()) == ["give a path: without a lab there is no default backups folder"]
     finally:
         await s.aclose()
+
+
+async def test_the_lab_tells_its_cluster_identity(lab, subject) -> None:
+    """Runs and actions carry it (issue 10, defect 7): etcd's own cluster id; a lab is not a real
+    cluster, so the approval default stays as it is there."""
+    identity = await subject.cluster_identity()
+    assert identity is not None and identity.id.startswith("etcd-lab:") and identity.real is False
+    status = json.loads(subprocess.run(["etcdctl", "--endpoints", next(iter(lab.client_urls().values())),
+                                        "endpoint", "status", "-w", "json"], capture_output=True, text=True,
+                                       timeout=30).stdout)
+    assert identity.id.endswith(f":{status[0]['Status']['header']['cluster_id']}")

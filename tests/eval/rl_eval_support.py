@@ -10,9 +10,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from subjects import netfault
+from subjects import netfault, tmpfs
 from subjects.evaluation import AddressBlock, LabRequest, Manifest, OracleCheck
-from subjects.ratelimiter import tmpfs
 from subjects.ratelimiter.addresses import FIRST_SLOT_OCTET
 from subjects.ratelimiter.evaluation import ADAPTER
 from tests.ratelimiter.rl_support import free_block_lab

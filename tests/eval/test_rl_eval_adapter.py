@@ -10,6 +10,7 @@ import json
 import os
 import random
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,11 +30,11 @@ from rl_eval_support import request as lab_request
 
 from subjects import netfault, registry
 from subjects.evaluation import EvaluationAdapter, FaultPlan, Manifest, WorkloadSpec
+from subjects.openloop import arrivals
 from subjects.plugin import load
 from subjects.ratelimiter import fault_checks, processes
 from subjects.ratelimiter.evaluation import ADAPTER
 from subjects.ratelimiter.lab import RateLimiterLab
-from subjects.ratelimiter.workload import arrivals
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +82,12 @@ def _block_free(slot: int, port_base: int) -> bool:
     return True
 
 
+def unique_name() -> str:
+    """A fault's name on the host (its chain): unique, as the harness makes them, so that parallel
+    runs of these tests never share one."""
+    return f"OPEVt{uuid.uuid4().hex[:12]}"
+
+
 def roundtrip(plan: FaultPlan) -> FaultPlan:
     """What the harness stores and reads back: plain JSON."""
     return FaultPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
@@ -120,7 +127,7 @@ async def test_bad_faults_are_refused_before_anything_changes(lab_a: Manifest) -
 async def test_a_fault_lands_dirties_the_oracle_and_reverts_whole(lab_a: Manifest, kind: str) -> None:
     await oracle_until(lab_a, want_clean=True)
     lab = lab_of(lab_a)
-    name = f"OPEVt{random.randrange(10**8):08d}"
+    name = unique_name()
     plan = roundtrip(await ADAPTER.plan_fault(lab_a, kind, None, KIND_PARAMS[kind], random.Random(3), name))
     record = plan.undo["record"]
     assert record["undo"] and record["injected_at"] is None  # the complete undo exists before the fault
@@ -178,6 +185,38 @@ async def test_safety_checks_hold_the_baseline(lab_a: Manifest) -> None:
     await oracle_until(lab_a, want_clean=True, baseline=baseline)
 
 
+async def test_a_drained_node_behind_a_partition_is_mitigation_but_no_node_in_rotation_is_not(
+        lab_a: Manifest) -> None:
+    """The oracle judges the service: a node an operator took out of rotation is not probed, as long
+    as a node left in rotation serves."""
+    await oracle_until(lab_a, want_clean=True)
+    urls = lab_a.admin["nodes"]
+    plan = await ADAPTER.plan_fault(lab_a, "partition", "n2", {}, random.Random(0), f"OPEVdr{random.randrange(10**6)}")
+    await ADAPTER.apply_fault(lab_a, plan)
+    try:
+        dirty = await oracle_until(lab_a, want_clean=False)
+        assert "node_serving" in {c.check for c in dirty if not c.ok and c.entity == "node:n2"}, failing(dirty)
+        httpx.post(f"{urls['n2']}/admin/drain", timeout=5).raise_for_status()
+        clean = await oracle_until(lab_a, want_clean=True)
+        n2 = [c for c in clean if c.entity == "node:n2"]
+        assert len(n2) == 4 and all(c.ok and c.detail.startswith("drained: out of rotation") for c in n2), n2
+        assert [c.detail for c in clean if c.check == "nodes_in_rotation"] == ["serving: n1, n3; drained: n2"]
+    finally:
+        await ADAPTER.revert_fault(plan.undo)
+        httpx.post(f"{urls['n2']}/admin/undrain", timeout=5)
+    assert (await ADAPTER.fault_reverted(plan.undo)).ok
+    try:
+        for url in urls.values():
+            httpx.post(f"{url}/admin/drain", timeout=5).raise_for_status()
+        dirty = await oracle_until(lab_a, want_clean=False)
+        assert [(c.check, c.detail) for c in dirty if not c.ok] == [("nodes_in_rotation",
+                                                                     "serving: none; drained: n1, n2, n3")]
+    finally:
+        for url in urls.values():
+            httpx.post(f"{url}/admin/undrain", timeout=5)
+    await oracle_until(lab_a, want_clean=True)
+
+
 async def test_the_workload_is_open_loop_its_buckets_add_up_and_show_a_fault(lab_a: Manifest) -> None:
     first, again, other = (list(arrivals(50, s, 2.0)) for s in (11, 11, 12))
     assert first == again and first != other and 60 <= len(first) <= 140  # seeded Poisson, about 100
@@ -187,7 +226,7 @@ async def test_the_workload_is_open_loop_its_buckets_add_up_and_show_a_fault(lab
     await ADAPTER.workload_start(lab_a, spec)
     try:
         await asyncio.sleep(3)
-        plan = await ADAPTER.plan_fault(lab_a, "node_pause", "n2", {}, random.Random(0), "OPEVwl")
+        plan = await ADAPTER.plan_fault(lab_a, "node_pause", "n2", {}, random.Random(0), unique_name())
         await ADAPTER.apply_fault(lab_a, plan)
         fault_at = time.time()
         await asyncio.sleep(3)
@@ -238,13 +277,14 @@ async def test_two_labs_on_the_same_ports_never_meet(lab_a: Manifest, lab_b: Man
         client.close()
     assert f"{prefix_a}.2" in sources  # the proxy's links reach Redis from the proxy's address
 
-    plan = await ADAPTER.plan_fault(lab_a, "partition", "n2", {}, random.Random(0), "OPEVpairA")
+    name = unique_name()
+    plan = await ADAPTER.plan_fault(lab_a, "partition", "n2", {}, random.Random(0), name)
     await ADAPTER.apply_fault(lab_a, plan)
     try:
         assert (await ADAPTER.fault_effect(lab_a, plan)).ok
-        rules = [line for line in iptables_listing().splitlines() if "OPEVpairA" in line]
+        rules = [line for line in iptables_listing().splitlines() if name in line.split()]
         assert rules and not any(prefix_b + "." in line for line in rules)
-        assert all(prefix_a + "." in line for line in rules if line.startswith("-A OPEVpairA"))
+        assert all(prefix_a + "." in line for line in rules if line.startswith(f"-A {name}"))
         await oracle_until(lab_a, want_clean=False)
         checks_b = await ADAPTER.oracle(lab_b, base_b, [])
         assert all(c.ok for c in checks_b), failing(checks_b)  # the neighbour never notices
@@ -255,21 +295,22 @@ async def test_two_labs_on_the_same_ports_never_meet(lab_a: Manifest, lab_b: Man
 
 async def test_a_partition_outlives_its_lab_and_is_still_reverted(lab_b: Manifest) -> None:
     """Last (it tears lab B down): a crashed harness reverts from the record after the lab is gone."""
-    plan = await ADAPTER.plan_fault(lab_b, "partition", None, {}, random.Random(5), "OPEVorphan")
-    disk = await ADAPTER.plan_fault(lab_b, "redis_disk_full", None, {}, random.Random(5), "OPEVorphan")
+    name = unique_name()
+    plan = await ADAPTER.plan_fault(lab_b, "partition", None, {}, random.Random(5), name)
+    disk = await ADAPTER.plan_fault(lab_b, "redis_disk_full", None, {}, random.Random(5), name)
     for p in (plan, disk):
         await ADAPTER.apply_fault(lab_b, p)
         assert (await ADAPTER.fault_effect(lab_b, p)).ok
     records = list(lab_of(lab_b).state.processes.values())
     await ADAPTER.teardown(lab_b)  # the lab goes; the chain does not
-    assert "OPEVorphan" in iptables_listing()
+    assert name in iptables_listing()
     still = fault_checks.reverted(None, plan.undo["record"])  # one look: the adapter's own check polls
     assert not still.ok and "still in iptables -S" in still.detail
     assert (await ADAPTER.fault_reverted(disk.undo)).ok  # the filler went with the unmounted disk
     text = await ADAPTER.revert_fault(json.loads(json.dumps(plan.undo)))
-    assert "deleted iptables chain OPEVorphan" in text
+    assert f"deleted iptables chain {name} and its jump (checked gone)" in text
     assert (await ADAPTER.fault_reverted(plan.undo)).ok
-    assert "OPEVorphan" not in iptables_listing()
+    assert name not in iptables_listing()
     assert lab_b.mounts[0] not in findmnt_tmpfs()
     assert not [r for r in records if processes.is_live(r)]
     assert await ADAPTER.leftovers(lab_b) == []

@@ -150,7 +150,8 @@ def test_decision_rule() -> None:
     # success: higher is better
     assert d("a", "b", "success", _est(0.1, 0.5, 10), higher_is_better=True, harmful_a=0, harmful_b=0).kind == "a_better"
     # Holm-adjusted p above alpha withholds the claim
-    assert d("a", "b", "ttm", _est(-52, -21, 8), **kw, p_adjusted=0.2).kind == "no_difference"
+    held = d("a", "b", "ttm", _est(-52, -21, 8), **kw, p_adjusted=0.0625)
+    assert held.kind == "no_difference" and "Holm-adjusted p=0.0625 is not below 0.05" in held.text
 
 
 def test_estimate_text_names_n_interval_and_method() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from subjects.ratelimiter import processes
+from subjects.ratelimiter.addresses import AddressPlan
 from subjects.ratelimiter.lab import PROXY_OFFSET, NodeOptions, RateLimiterLab, free_lab_ports
 from subjects.ratelimiter.processes import ProcessRecord, free_port
 
@@ -22,13 +23,11 @@ __all__ = ["free_lab_ports", "free_port"]  # for the tests that import them from
 def free_block_lab(nodes: int, octets: range = range(150, 251), base: int | None = None) -> tuple[str, int]:
     """An address block ("127.B.0", B drawn from `octets`) and a base port (`base`, or drawn) whose
     lab endpoints are all free there; the lab's Redis takes the base port itself."""
-    from subjects.ratelimiter.addresses import AddressPlan
-
     rng = random.Random()
     wanted_base = base
+    low, high = processes.FREE_PORT_RANGE
     for _ in range(500):
         block = f"127.{rng.choice(octets)}.0"
-        low, high = processes.FREE_PORT_RANGE
         base = wanted_base or rng.randrange(low, high - PROXY_OFFSET - nodes - 1)
         plan = AddressPlan(block)
         wanted = [(plan.redis, base), (plan.proxy, base + PROXY_OFFSET)]
@@ -63,8 +62,18 @@ def assert_dead(records: list[ProcessRecord]) -> None:
     assert not alive, f"processes left running: {alive}"
 
 
-def assert_ports_closed(ports: list[int]) -> None:
-    wait_until(lambda: not (set(ports) & processes.listening_ports()), 10.0, what=f"ports {ports} to close")
+def assert_ports_closed(ports: list[int], host: str = "127.0.0.1") -> None:
+    """Nothing listens on host:port any more. By address: labs on other loopback addresses (parallel
+    evaluation slots) may use the same port numbers."""
+    assert_endpoints_closed([(host, port) for port in ports])
+
+
+def assert_endpoints_closed(endpoints: list[tuple[str, int]]) -> None:
+    def closed() -> bool:
+        table = processes.listening()
+        return not any(processes.is_listening(host, port, table) for host, port in endpoints)
+
+    wait_until(closed, 10.0, what=f"{endpoints} to close")
 
 
 def make_lab(tmp: Path, nodes: int = 3, options: NodeOptions = FAST_NODES) -> RateLimiterLab:
@@ -77,7 +86,7 @@ def make_lab(tmp: Path, nodes: int = 3, options: NodeOptions = FAST_NODES) -> Ra
 def teardown_lab(lab: RateLimiterLab) -> None:
     state = lab.state
     records = list(state.processes.values())
-    ports = list(state.ports().values())
+    endpoints = list(state.endpoints().values())
     try:
         lab.down()
     finally:
@@ -88,7 +97,7 @@ def teardown_lab(lab: RateLimiterLab) -> None:
                 processes.send(rec, signal.SIGKILL)
                 processes.wait_dead(rec, 5.0)
     assert_dead(records)
-    assert_ports_closed(ports)
+    assert_endpoints_closed(endpoints)
     assert not lab.state_path.exists()
 
 

@@ -22,8 +22,8 @@ from rl_support import (
     wait_until,
 )
 
-from subjects import netfault
-from subjects.ratelimiter import processes, tmpfs
+from subjects import netfault, tmpfs
+from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import LabState, RateLimiterLab
 
 SCRIPT = Path(sys.executable).parent / "operator-tui"
@@ -157,7 +157,7 @@ def test_port_taken_is_one_line_and_starts_nothing(lab_dir, labs, env):
         )  # fmt: skip
     assert_user_error(result, f"{base + 1} (n1)", "already in use")
     assert not (lab_dir / "state.json").exists()
-    assert redis_port not in processes.listening_ports()  # redis-server was never started
+    assert not processes.is_listening("127.0.0.1", redis_port)  # redis-server was never started
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,8 @@ async def test_paused_node_is_restarted(lab, store) -> None:
 async def test_fail_open_node_is_closed_then_its_broken_link_escalates(lab, store) -> None:
     """Failing closed stops the over-admission, which is what the fail_open_node ticket is about, so it
     resolves. The node still cannot reach Redis (its link is cut): that is a separate ticket no
-    action here can fix, so it goes to a human, and clears once the link is back."""
+    action here can fix, so the node is taken out of rotation and the link goes to a human; the
+    ticket clears once the link is back."""
     async with operator(lab, store) as op:
         await asyncio.sleep(2)
         record = await inject(lab, "fail_open", "n3")
@@ -105,14 +106,39 @@ async def test_fail_open_node_is_closed_then_its_broken_link_escalates(lab, stor
                                                      "succeeded")]
         isolated = await op.ticket("node_isolated", "escalated", timeout=60)
         assert isolated.entity == "node:n3"
-        assert await store.list_actions(ticket_id=isolated.id) == []
-        [session] = await store.sessions_for_ticket(isolated.id)
-        assert "network path to Redis is broken" in session.diagnosis["root_cause"]
+        assert await names_of(store, isolated.id) == [("drain_node", {"node_id": "n3"}, "succeeded")]
+        drained, escalated = await store.sessions_for_ticket(isolated.id)
+        assert "network path to Redis is broken" in drained.diagnosis["root_cause"]
+        assert escalated.diagnosis["escalate"] and "restore the path" in escalated.diagnosis["expected_outcome"]
         await revert(lab, record)
         resolved = await op.ticket("node_isolated", "resolved", timeout=60)
         others = await other_tickets(store, {ticket.id, isolated.id})
     assert resolved.id == isolated.id and resolved.resolution["by"] == "monitor"
     assert not [t for t in others if t[0] in ("over_admission", "counter_drift")], others
+
+
+async def test_a_node_cut_from_redis_is_drained_and_escalated_never_restarted(lab, store) -> None:
+    """A partition: n2 answers its clients but its packets to Redis are dropped. The agent takes it
+    out of rotation and hands the network to a human; it does not restart a live process (the
+    restart would come back behind the same partition)."""
+    async with operator(lab, store) as op:
+        await asyncio.sleep(2)
+        record = await inject(lab, "partition", "n2")
+        try:
+            ticket = await op.ticket("node_isolated", "escalated", timeout=60)
+            assert ticket.entity == "node:n2"
+            assert await names_of(store, ticket.id) == [("drain_node", {"node_id": "n2"}, "succeeded")]
+            config = httpx.get(f"{lab.node_urls()['n2']}/admin/config", timeout=5).json()
+            assert config["draining"] is True
+            pid = lab.node_process("n2")["pid"]
+        finally:
+            await revert(lab, record)
+        resolved = await op.ticket("node_isolated", "resolved", timeout=60)
+        others = await other_tickets(store, {ticket.id})
+    assert resolved.id == ticket.id and resolved.resolution["by"] == "monitor"
+    assert [a.name for a in await store.list_actions()] == ["drain_node"]  # no restart_node, anywhere
+    assert lab.node_process("n2")["pid"] == pid
+    assert not [t for t in others if t[1] == "node:n2"], others
 
 
 async def test_redis_paused_escalates_without_acting(lab, store) -> None:

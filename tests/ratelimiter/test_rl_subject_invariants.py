@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -27,7 +28,7 @@ from rl_support import free_port, teardown_lab, wait_until
 from operator_tui.agent.embedded import score_cause
 from subjects.base import NodeState, RunbookContext
 from subjects.ratelimiter import processes
-from subjects.ratelimiter.lab import RateLimiterLab, child_env
+from subjects.ratelimiter.lab import RateLimiterLab
 from subjects.ratelimiter.service import schema
 from subjects.ratelimiter.subject import build
 
@@ -186,6 +187,17 @@ async def test_fail_open_node(lab) -> None:
         await subject.aclose()
 
 
+def best_cause(subject, history: list, node: str, previous: list | None = None):
+    """The embedded diagnoser's choice for node_isolated on `node`, and the remedy it binds."""
+    v = firing(subject, "node_isolated", f"node:{node}")(history[-1])
+    ctx = RunbookContext(violation=v, observation=history[-1], history=history[:-1],
+                         available_actions=frozenset(a.name for a in subject.actions()) | {"wait"},
+                         previous_actions=previous or [])
+    causes = subject.runbooks()["node_isolated"].causes
+    best = max(causes, key=lambda c: score_cause(c, ctx)[0])
+    return best, [(a.name, a.params) for a in best.remedy(ctx)]
+
+
 async def test_node_isolated_when_one_link_is_cut(lab) -> None:
     subject = await subject_for(lab)
     try:
@@ -194,19 +206,46 @@ async def test_node_isolated_when_one_link_is_cut(lab) -> None:
         assert v.evidence["fail_mode"] == "closed" and set(v.evidence["other_nodes_reaching_redis"]) == {"n1", "n3"}
         obs = subject.observer.latest
         assert violations(subject, obs, "redis_unreachable") == []  # one node's path, not Redis
-        # Its connections are reset, not slow: a broken path a restart would not mend, for a human.
+        # Its connections are reset, not slow: a broken path a restart would not mend. The node is
+        # taken out of rotation, then (the drain tried) the path goes to a human.
         history = []
         for _ in range(4):
             history.append(await subject.observe())
             await asyncio.sleep(0.3)
-        v = firing(subject, "node_isolated", "node:n2")(history[-1])
-        ctx = RunbookContext(violation=v, observation=history[-1], history=history[:-1],
-                             available_actions=frozenset(a.name for a in subject.actions()) | {"wait"})
-        causes = subject.runbooks()["node_isolated"].causes
-        best = max(causes, key=lambda c: score_cause(c, ctx)[0])
-        assert best.name == "path_broken" and best.remedy(ctx) == []
+        best, remedy = best_cause(subject, history, "n2")
+        assert best.name == "path_broken" and remedy == [("drain_node", {"node_id": "n2"})]
+        drained = [{"name": "drain_node", "params": {"node_id": "n2"}, "state": "succeeded"}]
+        assert best_cause(subject, history, "n2", drained) == (best, [])
         await asyncio.to_thread(lab.set_link, "n2", "pass")
         await observe_until(subject, clear(subject, "node_isolated"), what="node_isolated to clear")
+    finally:
+        await subject.aclose()
+
+
+async def test_a_partition_from_redis_is_a_cut_path_not_a_stuck_process(lab) -> None:
+    """iptables drops what n3 sends to Redis: its connects time out (no handshake ever completes)
+    while it answers its clients. That is the network, not the process: drain it, never restart it."""
+    subject = await subject_for(lab)
+    try:
+        record = await inject(lab, "partition", "n3")
+        try:
+            await observe_until(subject, firing(subject, "node_isolated", "node:n3"), what="node_isolated on n3")
+            # Round trips on the connections it had open time out first; then its connects do, which
+            # no slow or silent peer would make them do.
+            history: list = []
+            deadline = time.monotonic() + 15
+            while not any("Timeout connecting" in o.node("n3", "node").state_detail for o in history):
+                assert time.monotonic() < deadline, [o.node("n3", "node").state_detail for o in history]
+                history = [*history, await subject.observe()][-10:]
+                await asyncio.sleep(0.3)
+            best, remedy = best_cause(subject, history, "n3")
+            assert best.name == "path_broken" and remedy == [("drain_node", {"node_id": "n3"})]
+        finally:
+            await revert(lab, record)  # the chain goes whatever happened
+        await observe_until(subject, clear(subject, "node_isolated"), what="node_isolated to clear")
+        # Its checks that waited out Redis timeouts leave its latency window before the next test.
+        await observe_until(subject, lambda o: o.node("n3", "node").metrics.get("p99_ms", 1e9) < 50,
+                            what="n3's latency back", timeout=30)
     finally:
         await subject.aclose()
 
@@ -235,7 +274,7 @@ async def test_a_node_known_only_from_the_registry_is_watched_and_shows_down(lab
     port = free_port()
     argv = [sys.executable, "-m", "subjects.ratelimiter.service", "--node-id", "extra1", "--port", str(port),
             "--redis", lab.redis_url(), "--heartbeat-ms", "200", "--node-ttl-ms", "1500"]
-    rec = processes.spawn("extra1", argv, tmp_path / "extra1.log", env=child_env(), port=port)
+    rec = processes.spawn("extra1", argv, tmp_path / "extra1.log", env=processes.child_env(), port=port)
     subject = await subject_for(lab)
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200, 30,
@@ -268,7 +307,7 @@ async def test_a_cleanly_stopped_unexpected_node_is_removed_not_down(lab, tmp_pa
     port = free_port()
     argv = [sys.executable, "-m", "subjects.ratelimiter.service", "--node-id", "extra2", "--port", str(port),
             "--redis", lab.redis_url()]
-    rec = processes.spawn("extra2", argv, tmp_path / "extra2.log", env=child_env(), port=port)
+    rec = processes.spawn("extra2", argv, tmp_path / "extra2.log", env=processes.child_env(), port=port)
     subject = await subject_for(lab)
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200, 30,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -45,6 +45,11 @@ class SimConfig(BaseModel):
     # operator; None: `host`.
     host_agent_host: str | None = None
     host_agent_port: int = Field(default=0, ge=0, le=65535)
+    # TLS as a secured TiKV cluster runs it: PD and every status port serve HTTPS with this
+    # certificate and key, and require a client certificate signed by tls_ca.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
 
     @field_validator("max_store_down_time")
     @classmethod
@@ -62,7 +67,22 @@ class SimConfig(BaseModel):
             raise ValueError(f"store_hosts names {len(self.store_hosts)} addresses for {self.stores} stores")
         if self.status_base_port and self.status_base_port + self.stores > 65535:
             raise ValueError("status_base_port + stores must stay below 65536")
+        if (self.tls_cert is None) != (self.tls_key is None) or (self.tls_ca is not None and self.tls_cert is None):
+            raise ValueError("TLS needs tls_cert and tls_key (and tls_ca to require client certificates)")
         return self
+
+    def server_ssl(self) -> Any:
+        """The server-side SSL context, or None without TLS."""
+        if self.tls_cert is None:
+            return None
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        if self.tls_ca is not None:
+            context.load_verify_locations(self.tls_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     @property
     def total_qps(self) -> float:

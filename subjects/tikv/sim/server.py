@@ -67,7 +67,7 @@ class SimServer:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self._port}"
+        return f"{'https' if self.config.tls_cert else 'http'}://{host}:{self._port}"
 
     @staticmethod
     def _url(host: str, port: int) -> str:
@@ -109,7 +109,7 @@ class SimServer:
                                                            cfg.host_agent_host or cfg.host, cfg.host_agent_port)
             for sid in range(1, cfg.stores + 1):
                 port = cfg.status_base_port + sid if cfg.status_base_port else 0
-                listener = StatusListener(sid, self.store_host(sid), port, self._handle_status)
+                listener = StatusListener(sid, self.store_host(sid), port, self._handle_status, ssl=cfg.server_ssl())
                 try:
                     listener.open()
                 except OSError as e:
@@ -142,7 +142,8 @@ class SimServer:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True, backlog=1024)
+        site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True, backlog=1024,
+                           ssl_context=self.config.server_ssl())
         await site.start()
         server = site._server
         assert server is not None and server.sockets

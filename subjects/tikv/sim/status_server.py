@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -24,8 +25,10 @@ class StatusListener:
         host: str,
         port: int,
         handle: Callable[[int, web.BaseRequest], Awaitable[web.StreamResponse]],
+        ssl: Any = None,
     ) -> None:
         self.store_id = store_id
+        self.ssl = ssl  # an SSLContext: the port serves HTTPS
         self.host = host
         self.port = port
         self._handle = handle
@@ -67,7 +70,7 @@ class StatusListener:
         if gen != self._gen or self._web is None:
             return
         try:
-            server = await asyncio.get_running_loop().create_server(self._web, sock=sock)
+            server = await asyncio.get_running_loop().create_server(self._web, sock=sock, ssl=self.ssl)
         except OSError as e:
             log.error("store %d: cannot serve its status port %d: %s", self.store_id, self.port, e)
             return
