@@ -247,7 +247,12 @@ class TrialScreen(ConsoleScreen):
         self.query_one(PhaseBar).show(phases_of(view), now_s)
         events, windows, lanes, values = trial_timeline(view)
         self.query_one(IncidentTimeline).show(events, windows, lanes, None, values)
-        self.query_one("#trial-markdown").update(trial_markdown(view))
+        doc = self.query_one("#trial-markdown")
+        text = trial_markdown(view)
+        if text != doc.source:
+            # A running trial is read again every poll: remounting an unchanged document would
+            # flicker and throw the reader back to its top.
+            doc.update(text)
 
     def action_back(self) -> None:
         self.dismiss()
