@@ -20,6 +20,8 @@ class EtcdSettings(BaseModel):
     # when watching the local lab, production when given endpoints.
     profile: Literal["auto", "lab", "production"] = "auto"
     expected_members: list[str] | None = None  # member names; default: the lab's members
+    # member name -> base URL of its metrics listener (--listen-metrics-urls); others: their client URL
+    metrics_urls: dict[str, str] = Field(default_factory=dict)
     quota_warning: float = Field(0.8, gt=0, le=1)
     quota_critical: float = Field(0.95, gt=0, le=1)
     fragmentation_ratio: float = Field(0.5, gt=0, le=1)
@@ -36,7 +38,8 @@ def subject_options(section: EtcdSettings, ctx: SubjectContext) -> dict[str, Any
                                              "backend_commit_p99_s", "graces"})
     return {"endpoints": section.endpoints, "lab_dir": section.lab_dir or str(ctx.lab_dir), "probe_timeout": section.probe_timeout,
             "latency_window_s": section.latency_window_s, "profile": section.profile,
-            "expected_members": section.expected_members, "thresholds": thresholds}
+            "expected_members": section.expected_members, "metrics_urls": section.metrics_urls,
+            "thresholds": thresholds}
 
 
 async def build(section: EtcdSettings, ctx: SubjectContext) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from subjects.base import ActionDef, ClusterIdentity, Invariant, Observation, Runbook
 from subjects.etcd.client import EtcdClient
@@ -29,7 +29,17 @@ class EtcdOptions(BaseModel):
     latency_min_samples: int = Field(5, ge=1)  # fewer fsyncs/commits in the window than this: no p99
     profile: Literal["auto", "lab", "production"] = "auto"
     expected_members: list[str] | None = None
+    metrics_urls: dict[str, str] = Field(default_factory=dict, description="member name -> base URL of its metrics "
+                                         "listener (etcd's --listen-metrics-urls); others: their client URL")
     thresholds: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metrics_urls")
+    @classmethod
+    def _http_urls(cls, urls: dict[str, str]) -> dict[str, str]:
+        bad = [f"{name}={url!r}" for name, url in urls.items() if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"metrics URLs must start with http:// or https://: {', '.join(bad)}")
+        return urls
 
 
 class EtcdSubject:
@@ -44,7 +54,8 @@ class EtcdSubject:
                                      latency_window_s=options.latency_window_s,
                                      latency_min_samples=options.latency_min_samples,
                                      leader_window_s=self.thresholds.leader_window(),
-                                     expected_members=options.expected_members)
+                                     expected_members=options.expected_members,
+                                     metrics_urls=options.metrics_urls)
         where = f"lab {lab.run_dir}" if lab is not None else ", ".join(options.endpoints)
         count = len(lab.member_names()) if lab is not None else len(options.endpoints)
         self.display = f"etcd: {count} member{'s' if count != 1 else ''} ({where})"
