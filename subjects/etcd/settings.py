@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from subjects.plugin import SubjectContext
+
+
+def http_urls(urls: dict[str, str]) -> dict[str, str]:
+    bad = [f"{name}={url!r}" for name, url in urls.items() if not url.startswith(("http://", "https://"))]
+    if bad:
+        raise ValueError(f"metrics URLs must start with http:// or https://: {', '.join(bad)}")
+    return urls
 
 
 class EtcdSettings(BaseModel):
@@ -22,6 +29,7 @@ class EtcdSettings(BaseModel):
     expected_members: list[str] | None = None  # member names; default: the lab's members
     # member name -> base URL of its metrics listener (--listen-metrics-urls); others: their client URL
     metrics_urls: dict[str, str] = Field(default_factory=dict)
+    _http_urls = field_validator("metrics_urls")(http_urls)
     quota_warning: float = Field(0.8, gt=0, le=1)
     quota_critical: float = Field(0.95, gt=0, le=1)
     fragmentation_ratio: float = Field(0.5, gt=0, le=1)

@@ -16,6 +16,7 @@ from subjects.base import ActionDef, ClusterIdentity, Invariant, Observation, Ru
 from subjects.etcd.client import EtcdClient
 from subjects.etcd.invariants import Thresholds, build_invariants
 from subjects.etcd.observe import EtcdObserver
+from subjects.etcd.settings import http_urls
 
 
 class EtcdOptions(BaseModel):
@@ -33,13 +34,7 @@ class EtcdOptions(BaseModel):
                                          "listener (etcd's --listen-metrics-urls); others: their client URL")
     thresholds: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("metrics_urls")
-    @classmethod
-    def _http_urls(cls, urls: dict[str, str]) -> dict[str, str]:
-        bad = [f"{name}={url!r}" for name, url in urls.items() if not url.startswith(("http://", "https://"))]
-        if bad:
-            raise ValueError(f"metrics URLs must start with http:// or https://: {', '.join(bad)}")
-        return urls
+    _http_urls = field_validator("metrics_urls")(http_urls)
 
 
 class EtcdSubject:

@@ -89,9 +89,16 @@ def test_a_page_without_a_family_starves_only_the_checks_that_read_it() -> None:
         assert missing.source == "metrics:member:m1" and "has no etcd_" in missing.reason
 
 
-async def test_a_metrics_url_that_is_not_http_is_refused_with_its_name() -> None:
-    with pytest.raises(ValueError, match=re.escape("m2='127.0.0.1:2381'")):
-        await build({"endpoints": ["http://127.0.0.1:9"], "metrics_urls": {"m2": "127.0.0.1:2381"}})
+async def test_a_metrics_url_that_is_not_http_is_refused_with_its_name(monkeypatch) -> None:
+    from operator_tui.config import load_settings
+    from operator_tui.errors import UserError
+
+    monkeypatch.setenv("OPERATOR_TUI_ETCD__METRICS_URLS", '{"m2": "127.0.0.1:2381"}')
+    with pytest.raises(UserError, match=re.escape("etcd.metrics_urls: Value error, metrics URLs must start with "
+                                                  "http:// or https://: m2='127.0.0.1:2381'")):
+        load_settings(subject="etcd")
+    with pytest.raises(ValueError, match=re.escape("m2='ftp://x'")):  # options built without settings, too
+        await build({"endpoints": ["http://127.0.0.1:9"], "metrics_urls": {"m2": "ftp://x"}})
 
 
 # -- on the live lab ---------------------------------------------------------------------------------
