@@ -7,6 +7,12 @@ fault tolerance with it (``fault_tolerance`` waits while ``member_reachable`` fi
 explains a full quota (``db_quota_headroom`` waits for ``no_alarms``), lost quorum explains
 members without a leader.
 
+Missing data is never "all clear": a member that answers but whose metrics page could not be read,
+or lacks the family a check needs, is not evaluated by that check (`NotEvaluated` on source
+``metrics:member:<name>``), so its tickets neither open nor resolve, and data that stays missing is
+a ticket of its own. The checks that read only the status call (quorum, leader, alarms, apply lag,
+fragmentation, membership) judge without metrics.
+
 Graces come in two profiles: ``lab`` (short: faults in the local lab are seconds long) and
 ``production`` (the reference's longer ones); each can be set per invariant (`graces`).
 """
@@ -17,7 +23,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from subjects.base import History, Invariant, Node, NodeState, Observation, Severity, Violation
+from subjects.base import (
+    CheckResult,
+    History,
+    Invariant,
+    Node,
+    NodeState,
+    NotEvaluated,
+    Observation,
+    Severity,
+    Violation,
+)
+from subjects.etcd.observe import COMMIT, FSYNC, QUOTA
 
 GRACES: dict[str, dict[str, float]] = {
     # member_reachable: a refused or unanswered status call on two ticks in a row; 0.5 s in the lab
@@ -100,6 +117,19 @@ def was_leader(history: History, name: str) -> bool:
         if n is not None and answering(n):
             return n.role == "leader"
     return False
+
+
+def unread(n: Node, family: str) -> NotEvaluated | None:
+    """Why the answering member `n`'s metric `family` is unknown this tick (None: it was read)."""
+    error = n.labels.get("metrics_error")
+    if not error and family not in n.labels.get("metrics_absent", "").split(","):
+        return None
+    why = f"its metrics could not be read: {error}" if error else f"its /metrics has no {family}"
+    return NotEvaluated(reason=f"member {n.id}: {why}", entity=n.entity, source=f"metrics:member:{n.id}")
+
+
+def judged(found: list[Violation], missing: list[NotEvaluated]) -> list[Violation] | CheckResult:
+    return CheckResult(violations=found, not_evaluated=missing) if missing else found
 
 
 def _member_facts(n: Node) -> dict[str, Any]:
@@ -213,8 +243,9 @@ def check_no_alarms(obs: Observation, _h: History) -> list[Violation]:
 
 
 def check_quota(t: Thresholds):
-    def check(obs: Observation, _h: History) -> list[Violation]:
-        out = []
+    def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
+        out: list[Violation] = []
+        missing = [m for n in members(obs) if answering(n) and (m := unread(n, QUOTA))]
         for n in members(obs):
             quota, size = n.metrics.get("quota_bytes"), n.metrics.get("db_size")
             if not answering(n) or not quota or size is None:
@@ -231,7 +262,7 @@ def check_quota(t: Thresholds):
                           "quota": quota, "ratio": round(ratio, 3), "revision": n.metrics.get("revision"),
                           "compact_revision": n.metrics.get("compact_revision"),
                           "keys": n.metrics.get("keys_total")}))
-        return out
+        return judged(out, missing)
     return check
 
 
@@ -292,9 +323,12 @@ def check_leader_stability(t: Thresholds):
     return check
 
 
-def check_latency(name: str, metric: str, what: str, threshold: float):
-    def check(obs: Observation, _h: History) -> list[Violation]:
-        out = []
+def check_latency(name: str, metric: str, family: str, what: str, threshold: float):
+    def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
+        out: list[Violation] = []
+        # Too few fsyncs/commits in the window for a p99 is a quiet member (evaluated, nothing slow);
+        # a histogram that could not be read is unknown.
+        missing = [m for n in members(obs) if answering(n) and (m := unread(n, family))]
         for n in members(obs):
             p99 = n.metrics.get(metric)
             if not answering(n) or p99 is None or p99 <= threshold:
@@ -307,7 +341,7 @@ def check_latency(name: str, metric: str, what: str, threshold: float):
                           "others": {x.id: x.metrics.get(metric) for x in members(obs) if x is not n},
                           "heartbeat_send_failures_total": n.metrics.get("heartbeat_send_failures_total"),
                           "slow_apply_total": n.metrics.get("slow_apply_total")}))
-        return out
+        return judged(out, missing)
     return check
 
 
@@ -373,11 +407,11 @@ def build_invariants(t: Thresholds) -> list[Invariant]:
                   g("leader_stability")),
         Invariant("wal_fsync_latency", f"WAL fsync p99 stays under {t.wal_fsync_p99_s * 1000:.0f} ms",
                   Severity.warning, "member",
-                  check_latency("wal_fsync_latency", "wal_fsync_p99_s", "WAL fsync", t.wal_fsync_p99_s),
+                  check_latency("wal_fsync_latency", "wal_fsync_p99_s", FSYNC, "WAL fsync", t.wal_fsync_p99_s),
                   g("wal_fsync_latency")),
         Invariant("backend_commit_latency", f"backend commit p99 stays under {t.backend_commit_p99_s * 1000:.0f} ms",
                   Severity.warning, "member",
-                  check_latency("backend_commit_latency", "backend_commit_p99_s", "backend commit",
+                  check_latency("backend_commit_latency", "backend_commit_p99_s", COMMIT, "backend commit",
                                 t.backend_commit_p99_s), g("backend_commit_latency")),
         Invariant("membership_consistent", "the members are the expected ones, all started, none left a learner, "
                   "and they all list the same members", Severity.warning, "cluster", check_membership,

@@ -3,9 +3,15 @@
 Per member and tick, concurrently and each within the probe timeout (a SIGSTOPped member accepts
 connections and never answers, so every call has one): ``/v3/maintenance/status`` (the member's own
 view: leader, term, index, DB size, alarms in ``errors``), ``/v3/cluster/member/list`` (its view of
-the membership) and ``/metrics``. Nothing here goes through raft: alarm GET, puts and
-linearizable reads block for 7 s without quorum and would make observation fail exactly when it
-matters.
+the membership) and ``/metrics`` (on the client URL, or on the member's own metrics listener,
+etcd's ``--listen-metrics-urls``, when `metrics_urls` names one). Nothing here goes through raft:
+alarm GET, puts and linearizable reads block for 7 s without quorum and would make observation
+fail exactly when it matters.
+
+A member that answers but whose metrics cannot be read (scrape failed, page unreadable, or a
+family the checks need is absent) says so: label ``metrics_error`` (the whole page) or
+``metrics_absent`` (the families missing), and ``details["metrics_missing"]`` {member: why}. The
+checks that need those figures report the member as not evaluated, never as healthy.
 
 Members come from the lab, the configured endpoints and the member lists the members give (so a
 member added later is watched too). A member that does not answer is a node in state ``down``,
@@ -53,6 +59,8 @@ SCALARS = {
     "etcd_disk_defrag_inflight": "defrag_inflight",
     "etcd_server_snapshot_apply_in_progress_total": "snapshot_apply_in_progress",
 }
+QUOTA = "etcd_server_quota_backend_bytes"
+NEEDED = (QUOTA, FSYNC, COMMIT)  # the families checks read; the rest only adds evidence
 ALARM = re.compile(r"memberID:(\d+)\s+alarm:([A-Z_]+)")
 LOADGEN_FRESH_S = 5.0
 LEADER_HISTORY_S = 3600.0
@@ -68,6 +76,7 @@ class Reply:
     members: list[dict[str, Any]] | None = None
     metrics: str | None = None
     error: EtcdError | None = None
+    metrics_url: str | None = None
     metrics_error: str | None = None
     probe_ms: float = 0.0
 
@@ -84,13 +93,17 @@ class Series:
     commit: deque[tuple[float, dict[float, float]]] = field(default_factory=deque)
 
 
-def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, float], dict[float, float], dict[float, float]]:
-    """(scalars by short name, active peers {remote hex: 0/1}, fsync buckets, commit buckets)."""
+def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, float], dict[float, float], dict[float, float],
+                                      list[str]]:
+    """(scalars by short name, active peers {remote hex: 0/1}, fsync buckets, commit buckets,
+    the NEEDED families the page lacks)."""
     scalars: dict[str, float] = {}
     peers: dict[str, float] = {}
     fsync: dict[float, float] = {}
     commit: dict[float, float] = {}
+    seen: set[str] = set()
     for name, labels, value in promtext.parse(text, WANTED):
+        seen.add(name.removesuffix("_bucket"))
         if name in SCALARS:
             scalars[SCALARS[name]] = value
         elif name == "etcd_network_active_peers":
@@ -99,7 +112,7 @@ def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, float], dict[f
             le = labels.get("le", "")
             bound = float("inf") if le in ("+Inf", "Inf") else float(le)
             (fsync if name.startswith(FSYNC) else commit)[bound] = value
-    return scalars, peers, fsync, commit
+    return scalars, peers, fsync, commit, [f for f in NEEDED if f not in seen]
 
 
 def alarm_list(errors: list[Any] | None) -> list[tuple[str, str]]:
@@ -134,11 +147,18 @@ def window_p99(samples: deque[tuple[float, dict[float, float]]], now: float, win
     return promtext.histogram_quantile(0.99, delta), count
 
 
+async def _unknown_metrics_url(url: str) -> str:
+    raise EtcdError("its metrics listener is configured by member name, and which member answers here is not "
+                    "known until a member list names it", kind="bad_response", url=url)
+
+
 class EtcdObserver:
     def __init__(self, *, endpoints: list[str], lab: Any = None, probe_timeout: float = 1.0,
                  latency_window_s: float = 30.0, latency_min_samples: int = 5,
-                 leader_window_s: float = 900.0, expected_members: list[str] | None = None):
+                 leader_window_s: float = 900.0, expected_members: list[str] | None = None,
+                 metrics_urls: dict[str, str] | None = None):
         self.endpoints = [u.rstrip("/") for u in endpoints]
+        self.metrics_urls = {name: u.rstrip("/") for name, u in (metrics_urls or {}).items()}
         self.lab = lab
         self.probe_timeout = probe_timeout
         self.latency_window_s = latency_window_s
@@ -177,6 +197,15 @@ class EtcdObserver:
         """Every member's client URL known: from the member lists, then the lab's (which win)."""
         return {**self._learned, **self.lab_urls()}
 
+    def metrics_url(self, client_url: str, lab_name: str | None) -> str | None:
+        """Where the member at `client_url` serves /metrics: its own listener when configured, else
+        its client URL. None: listeners are configured by member name, and which member answers
+        here is not known yet (names come from the member lists)."""
+        if not self.metrics_urls:
+            return client_url
+        name = lab_name or next((n for n, u in self._learned.items() if u == client_url), None)
+        return self.metrics_urls.get(name, client_url) if name is not None else None
+
     def expect_leader_change(self, target: str, seconds: float = 15.0) -> None:
         """The operator is moving leadership to `target`: that change is not churn."""
         self._expected_moves[target] = time.monotonic() + seconds
@@ -193,10 +222,11 @@ class EtcdObserver:
     # -- asking ------------------------------------------------------------------------------------
 
     async def _ask(self, url: str, lab_name: str | None) -> Reply:
-        reply = Reply(url=url, lab_name=lab_name)
+        reply = Reply(url=url, lab_name=lab_name, metrics_url=self.metrics_url(url, lab_name))
         t0 = time.monotonic()
+        scrape = self.client.metrics(reply.metrics_url) if reply.metrics_url else _unknown_metrics_url(url)
         status, members, metrics = await asyncio.gather(
-            self.client.status(url), self.client.member_list(url), self.client.metrics(url), return_exceptions=True)
+            self.client.status(url), self.client.member_list(url), scrape, return_exceptions=True)
         reply.probe_ms = (time.monotonic() - t0) * 1000
         if isinstance(status, BaseException):
             reply.error = status if isinstance(status, EtcdError) else EtcdError(
@@ -205,7 +235,8 @@ class EtcdObserver:
         reply.status = status
         reply.members = None if isinstance(members, BaseException) else members
         if isinstance(metrics, BaseException):
-            reply.metrics_error = str(metrics)
+            where = f"GET {reply.metrics_url}/metrics: " if reply.metrics_url else ""
+            reply.metrics_error = f"{where}{metrics}"
         else:
             reply.metrics = metrics
         return reply
@@ -317,6 +348,11 @@ class EtcdObserver:
             "expected_members": self.lab_member_names(),
             "latency_window_s": self.latency_window_s,
         })
+        unread = {n.id: n.labels.get("metrics_error") or f"/metrics has no {n.labels['metrics_absent']}"
+                  for n in nodes if n.state != NodeState.down and (n.labels.get("metrics_error")
+                                                                  or n.labels.get("metrics_absent"))}
+        if unread:
+            details["metrics_missing"] = unread
         metrics = {"members": float(len(nodes)), "members_answering": float(len(answering)),
                    "voters": float(len(voters)), "quorum": float(quorum), "healthy_voters": float(len(healthy)),
                    "alarms": float(len(alarms))}
@@ -410,11 +446,13 @@ class EtcdObserver:
         series = self._series.setdefault(name, Series())
         if reply.metrics is not None:
             try:
-                scalars, peers, fsync, commit = parse_metrics(reply.metrics)
+                scalars, peers, fsync, commit, absent = parse_metrics(reply.metrics)
             except promtext.ParseError as e:
-                labels["metrics_error"] = str(e)
+                labels["metrics_error"] = f"{reply.metrics_url}/metrics is unreadable: {e}"
             else:
                 values.update(scalars)
+                if absent:
+                    labels["metrics_absent"] = ",".join(absent)
                 if peers:
                     values["active_peers"] = float(sum(1 for v in peers.values() if v >= 1))
                     values["peers"] = float(len(peers))

@@ -355,7 +355,11 @@ def recovered_signal(invariants: dict[str, Any]) -> Signal:
         inv = invariants.get(ctx.violation.invariant)
         if inv is None or (not ctx.observation.reachable and not inv.on_unreachable):
             return Finding(signal="already_clear", present=None, reading="cannot check now")
-        still = any(v.entity == ctx.violation.entity for v in inv.check(ctx.observation, ctx.history))
+        result = inv.evaluate(ctx.observation, ctx.history)
+        if not result.evaluated(ctx.violation.entity):  # its data is missing: that is no "holds now"
+            return Finding(signal="already_clear", present=None,
+                           reading="cannot check now: " + "; ".join(n.reason for n in result.not_evaluated))
+        still = any(v.entity == ctx.violation.entity for v in result.violations)
         return Finding(signal="already_clear", present=not still,
                        reading="still violated now" if still else "holds now")
     return probe

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from subjects.plugin import SubjectContext
+
+
+def http_urls(urls: dict[str, str]) -> dict[str, str]:
+    bad = [f"{name}={url!r}" for name, url in urls.items() if not url.startswith(("http://", "https://"))]
+    if bad:
+        raise ValueError(f"metrics URLs must start with http:// or https://: {', '.join(bad)}")
+    return urls
 
 
 class EtcdSettings(BaseModel):
@@ -20,6 +27,9 @@ class EtcdSettings(BaseModel):
     # when watching the local lab, production when given endpoints.
     profile: Literal["auto", "lab", "production"] = "auto"
     expected_members: list[str] | None = None  # member names; default: the lab's members
+    # member name -> base URL of its metrics listener (--listen-metrics-urls); others: their client URL
+    metrics_urls: dict[str, str] = Field(default_factory=dict)
+    _http_urls = field_validator("metrics_urls")(http_urls)
     quota_warning: float = Field(0.8, gt=0, le=1)
     quota_critical: float = Field(0.95, gt=0, le=1)
     fragmentation_ratio: float = Field(0.5, gt=0, le=1)
@@ -36,7 +46,8 @@ def subject_options(section: EtcdSettings, ctx: SubjectContext) -> dict[str, Any
                                              "backend_commit_p99_s", "graces"})
     return {"endpoints": section.endpoints, "lab_dir": section.lab_dir or str(ctx.lab_dir), "probe_timeout": section.probe_timeout,
             "latency_window_s": section.latency_window_s, "profile": section.profile,
-            "expected_members": section.expected_members, "thresholds": thresholds}
+            "expected_members": section.expected_members, "metrics_urls": section.metrics_urls,
+            "thresholds": thresholds}
 
 
 async def build(section: EtcdSettings, ctx: SubjectContext) -> Any:

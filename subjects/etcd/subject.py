@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from subjects.base import ActionDef, ClusterIdentity, Invariant, Observation, Runbook
 from subjects.etcd.client import EtcdClient
 from subjects.etcd.invariants import Thresholds, build_invariants
 from subjects.etcd.observe import EtcdObserver
+from subjects.etcd.settings import http_urls
 
 
 class EtcdOptions(BaseModel):
@@ -29,7 +30,11 @@ class EtcdOptions(BaseModel):
     latency_min_samples: int = Field(5, ge=1)  # fewer fsyncs/commits in the window than this: no p99
     profile: Literal["auto", "lab", "production"] = "auto"
     expected_members: list[str] | None = None
+    metrics_urls: dict[str, str] = Field(default_factory=dict, description="member name -> base URL of its metrics "
+                                         "listener (etcd's --listen-metrics-urls); others: their client URL")
     thresholds: dict[str, Any] = Field(default_factory=dict)
+
+    _http_urls = field_validator("metrics_urls")(http_urls)
 
 
 class EtcdSubject:
@@ -44,7 +49,8 @@ class EtcdSubject:
                                      latency_window_s=options.latency_window_s,
                                      latency_min_samples=options.latency_min_samples,
                                      leader_window_s=self.thresholds.leader_window(),
-                                     expected_members=options.expected_members)
+                                     expected_members=options.expected_members,
+                                     metrics_urls=options.metrics_urls)
         where = f"lab {lab.run_dir}" if lab is not None else ", ".join(options.endpoints)
         count = len(lab.member_names()) if lab is not None else len(options.endpoints)
         self.display = f"etcd: {count} member{'s' if count != 1 else ''} ({where})"

@@ -114,7 +114,7 @@ def violations(subject: EtcdSubject, obs: Observation, invariant: str, history: 
     inv = next(i for i in subject.invariants() if i.name == invariant)
     if not obs.reachable and not inv.on_unreachable:
         return []
-    return inv.check(obs, history or [])
+    return inv.evaluate(obs, history or []).violations
 
 
 async def until(subject: EtcdSubject, predicate: Callable[[Observation], Any], timeout: float = 20.0,

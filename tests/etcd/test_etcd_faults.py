@@ -49,7 +49,7 @@ async def test_a_healthy_cluster_shows_every_member_with_its_role_and_nothing_fi
     assert obs.details["quorum"] == 2 and obs.details["healthy_voters"] == 3
     loaded = await until(subject, lambda o: (o.workload.qps or 0) > 5, 10.0, "the load generator's figures")
     assert loaded.workload.error_rate == 0.0 and loaded.workload.p99_ms is not None
-    fired = {v.invariant for inv in subject.invariants() for v in inv.check(obs, [])}
+    fired = {v.invariant for inv in subject.invariants() for v in inv.evaluate(obs, []).violations}
     assert fired == set()
 
 
