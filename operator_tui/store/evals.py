@@ -231,17 +231,13 @@ class EvalsRepo:
     async def create_trial(self, campaign_id: int, scenario_id: int, variant_id: int, *, subject: str, seed: int,
                            ident: str, slot: int = 0, seed_index: int = 0, repeat: int = 0, attempt: int = 1,
                            artifacts_dir: str = "", scenario_name: str = "") -> EvalTrial:
-        """The trial and its own run (kind 'eval_trial'), in one transaction."""
-        import os
-        import socket
-
+        """The trial and its own run (kind 'eval_trial'). The run is this process's (its lock held
+        until the trial ends it), so the trial's operator, attached to it, counts as live while
+        the harness that conducts the trial lives, and as dead once that harness died."""
         created = now_text()
+        run_id = await self.start_run("eval_trial", subject,  # type: ignore[attr-defined] - Store is also a RunsRepo
+                                      {"campaign_id": campaign_id, "trial_ident": ident})
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "INSERT INTO runs(kind, subject, started_at, status, pid, host, config) VALUES (?,?,?,?,?,?,?)",
-                ("eval_trial", subject, created, "running", os.getpid(), socket.gethostname(),
-                 dumps({"campaign_id": campaign_id, "trial_ident": ident})))
-            run_id = cur.lastrowid
             cur = await conn.execute(
                 "INSERT INTO eval_trials(campaign_id, scenario_id, variant_id, seed_index, repeat, pair_key, seed, "
                 "attempt, slot, run_id, ident, artifacts_dir, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
