@@ -299,39 +299,39 @@ class DockerRateLimiterLab(RateLimiterLab):
     # -- status --------------------------------------------------------------------------------
 
     def start_load(self) -> str:
-        """Start the load generator of a lab brought up without it (a container, as `up` starts it),
-        or its stopped container again: ``started`` or ``already running``."""
+        """Start the load generator of a lab brought up without it, in a container of its own as
+        `up` starts it: ``started`` or ``already running``."""
         with self._locked():
             state = self.state
             client = self._client(state)
             try:
                 rec = state.containers.get(LOADGEN_PROCESS)
-                if rec is not None and ctr.state(client, rec.id) != ctr.MISSING:
-                    outcome = ctr.start(client, rec.id)
-                    self._must_run(client, rec)
-                else:
-                    self._run_load(state, client)
-                    outcome = "started"
+                if rec is not None and ctr.state(client, rec.id) in (ctr.RUNNING, ctr.PAUSED):
+                    return "already running"
+                if rec is not None:  # one that exited holds the container's name
+                    ctr.remove(client, rec.id, self.logs_dir / f"{LOADGEN_PROCESS}.log")
                 state.load = True
-                self._write(state)
-                return outcome
-            except ctr.ContainerError as e:
-                raise LabError(f"{LOADGEN_PROCESS}: {e}") from e
+                self._run_load(state, client)
+                return "started"
             finally:
                 client.close()
 
     def stop_load(self) -> str:
-        """Stop the load generator's container (kept, with its log, until `down` removes the lab)."""
+        """Stop and remove the load generator's container (its log kept in the lab's logs); the rest
+        of the lab keeps running."""
         with self._locked():
             state = self.state
-            rec = state.containers.get(LOADGEN_PROCESS)
-            client = self._client(state)
-            try:
-                outcome = "not running" if rec is None else ctr.stop(client, rec.id, STOP_GRACE_S)
-            except ctr.ContainerError as e:
-                raise LabError(f"{LOADGEN_PROCESS}: {e}") from e
-            finally:
-                client.close()
+            rec = state.containers.pop(LOADGEN_PROCESS, None)
+            outcome = "not running"
+            if rec is not None:
+                client = self._client(state)
+                try:
+                    outcome = ctr.stop(client, rec.id, STOP_GRACE_S)
+                    ctr.remove(client, rec.id, self.logs_dir / f"{LOADGEN_PROCESS}.log")
+                except ctr.ContainerError as e:
+                    raise LabError(f"{LOADGEN_PROCESS}: {e}") from e
+                finally:
+                    client.close()
             state.load = False
             self._write(state)
             return outcome
