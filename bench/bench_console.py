@@ -7,9 +7,13 @@ Reports:
 - applying one snapshot: a monitor tick for a 200-node cluster where every node's figures changed
   (the grid diffs tiles by key) and one where a single node changed, and a store poll of 1,000
   tickets where one changed and one is new (the table is updated in place by key); each as the time
-  to fold the message into the state and update the widgets, and the time until the frame is drawn.
+  to fold the message into the state and update the widgets, and the time until the frame is drawn;
+- the eval browser, on a store holding a campaign of 500 trials (fixture campaigns written through
+  the store's API): opening the campaign until its matrix is drawn (targets <= 300 ms), its full
+  analysis (bootstrap intervals, comparisons, thresholds; drawn after the matrix, in a thread), and
+  opening a trial with about 600 events until its timeline is drawn (target <= 300 ms).
 
-    .venv/bin/python bench/bench_console.py [--repeat 20] [--json]
+    .venv/bin/python bench/bench_console.py [--repeat 20] [--eval-trials 500] [--only eval] [--json]
 """
 
 from __future__ import annotations
@@ -202,17 +206,79 @@ async def apply_benchmarks(repeat: int) -> dict[str, Any]:
     return results
 
 
+async def eval_browser_benchmarks(repeat: int, trials: int) -> dict[str, Any]:
+    from operator_tui.app import make_app
+    from operator_tui.config import Settings
+    from operator_tui.store import Store
+    from screens.eval_campaign import CampaignScreen
+    from screens.eval_trial import TrialScreen
+    from tests.browser.fixture_campaigns import write_campaign
+    from widgets.incident_timeline import IncidentTimeline
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-eval-browser-"))
+    db = folder / "eval.db"
+    store = await Store.open(db)
+    t0 = time.perf_counter()
+    cid = await write_campaign(store, folder, "big", seeds=max(1, trials // 10), heavy_events=120)
+    written_s = time.perf_counter() - t0
+    n_trials = len(await store.list_trials(cid, limit=100_000))
+    heavy = max(await store.list_trials(cid, limit=100_000),
+                key=lambda t: (t.metrics_json.get("actions") or {}).get("executed") or 0)
+    await store.close()
+
+    app = make_app(Settings(db=db), live=False, open_store=True, poll_interval=60.0, mode="eval")
+    results: dict[str, Any] = {"eval_campaign_trials": n_trials, "eval_fixture_write_s": round(written_s, 1)}
+    async with app.run_test(size=(160, 48)) as pilot:
+        async def until(predicate: Any, timeout: float = 120.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not predicate():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the eval browser did not draw in time")
+                await pilot.pause(0.001)
+
+        await until(lambda: app.store is not None)
+        matrix, analysis, detail, events = [], [], [], 0
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            screen = CampaignScreen(cid)
+            await app.push_screen(screen)
+            await until(lambda s=screen: s.view is not None and s.query_one("#matrix-table").row_count == 5)
+            await pilot.pause()
+            matrix.append((time.perf_counter() - t0) * 1000)
+            await until(lambda s=screen: s.analysis is not None)
+            analysis.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            trial = TrialScreen(heavy.id)
+            await app.push_screen(trial)
+            timeline = trial.query_one(IncidentTimeline)
+            await until(lambda t=trial, w=timeline: t.view is not None and w.geometry is not None)
+            await pilot.pause()
+            detail.append((time.perf_counter() - t0) * 1000)
+            events = len(timeline.events) + sum(len(v.points) for v in timeline.values)
+            await app.pop_screen()
+            await app.pop_screen()
+            await pilot.pause()
+        results["eval_matrix_open_ms"] = summary(matrix)
+        results["eval_analysis_ready_ms"] = summary(analysis)
+        results["eval_trial_detail_ms"] = summary(detail)
+        results["eval_trial_detail_events"] = events
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--startup-repeat", type=int, default=5)
+    parser.add_argument("--eval-trials", type=int, default=500, help="trials of the eval browser's campaign")
+    parser.add_argument("--only", choices=["eval"], help="run only this part")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results: dict[str, Any] = {
-        "startup_store_only": startup("store", args.startup_repeat),
-        "startup_live_embedded_sim": startup("live", args.startup_repeat),
-    }
-    results.update(asyncio.run(apply_benchmarks(args.repeat)))
+    results: dict[str, Any] = {}
+    if args.only is None:
+        results["startup_store_only"] = startup("store", args.startup_repeat)
+        results["startup_live_embedded_sim"] = startup("live", args.startup_repeat)
+        results.update(asyncio.run(apply_benchmarks(args.repeat)))
+    results.update(asyncio.run(eval_browser_benchmarks(max(3, args.repeat // 4), args.eval_trials)))
     results["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(results, indent=2))

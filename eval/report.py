@@ -173,3 +173,59 @@ def trial_lines(t: dict[str, Any]) -> list[str]:
         for e in t["events"]:
             lines.append(f"  t={e['t_s']:>7}s  {e['source']:<8} {e['kind']:<16} {e['detail']}")
     return lines
+
+
+FAILING = ("failure", "timeout", "harmful")  # of agent variants (a baseline is expected not to mitigate)
+
+
+def failing(trial: dict[str, Any]) -> bool:
+    """A trial a CI summary lists: an agent that did not mitigate or did harm, or an invalid trial."""
+    return trial["outcome"] == "invalid" or (trial.get("variant_kind") == "agent" and trial["outcome"] in FAILING)
+
+
+def _spans(rounds: list[tuple[int, bool]]) -> list[tuple[float, float | None]]:
+    """The oracle's dirty spans (seconds on the trial's clock; None: dirty until the end)."""
+    out: list[tuple[float, float | None]] = []
+    start = None
+    for t_ns, clean in rounds:
+        if not clean and start is None:
+            start = t_ns
+        elif clean and start is not None:
+            out.append((seconds(start), seconds(t_ns)))
+            start = None
+    if start is not None:
+        out.append((seconds(start), None))
+    return out
+
+
+async def timeline_text(store: Store, trial: EvalTrial) -> list[str]:
+    """A trial's timeline as text (its clock, seconds since its origin): each fault's window, the
+    oracle's dirty spans, then every event of the harness and the operator."""
+    from eval.browse import oracle_rounds
+
+    lines = []
+    for f in await store.eval_faults(trial.id):
+        end = f"+{seconds(f.reverted_ns):.1f}s" if f.reverted_ns is not None else "never reverted"
+        start = f"+{seconds(f.applied_ns):.1f}s" if f.applied_ns is not None else "never applied"
+        lines.append(f"fault   {f.kind} on {f.target_entity}: {start} -> {end} ({f.status})")
+    for a, b in _spans(oracle_rounds(await store.oracle_checks(trial.id))):
+        lines.append(f"oracle  dirty +{a:.1f}s -> " + (f"+{b:.1f}s" if b is not None else "the end"))
+    m = trial.metrics_json or {}
+    if m.get("t0_s") is not None and m.get("ttm_s") is not None and not m.get("ttm_censored"):
+        lines.append(f"oracle  mitigated at +{m['t0_s'] + m['ttm_s']:.1f}s (TTM {m['ttm_s']:.1f}s)")
+    for e in await incident_events(store, trial):
+        t = "      ?" if e["t_s"] is None else f"{e['t_s']:>+7.1f}s"
+        lines.append(f"{t}  {e['source']:<8} {e['kind']:<16} {e['detail']}".rstrip())
+    return lines
+
+
+async def failing_timelines(store: Store, report: dict[str, Any]) -> dict[int, list[str]]:
+    """The timeline text of every failing trial of a campaign report, by trial id."""
+    out: dict[int, list[str]] = {}
+    for t in report["trials"]:
+        if t.get("trial_id") is None or not failing(t):
+            continue
+        trial = await store.get_trial(int(t["trial_id"]))
+        if trial is not None:
+            out[trial.id] = await timeline_text(store, trial)
+    return out

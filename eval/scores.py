@@ -62,12 +62,17 @@ def end_condition(rounds: list[Round], buckets: list[dict[str, Any]], t0_ns: int
         streak = [*streak, r] if r.health_ok else []
     if len(streak) < clean_checks:
         return EndState("open", None, f"{len(streak)} clean round(s) in a row")
+    # The oracle may turn clean while the workload still suffers: the streak then counts only from
+    # the end of the last bucket outside the SLO (else that bucket would hold it open for ever).
+    missed = [b["t_bucket_ns"] for b in buckets if b["t_bucket_ns"] >= streak[0].t_ns and not b["slo_ok"]]
+    if missed:
+        streak = [r for r in streak if r.t_ns >= max(missed) + NS]
+        if len(streak) < clean_checks:
+            return EndState("open", None, "the workload is not yet within its SLO")
     start, armed = streak[0].t_ns, streak[clean_checks - 1].t_ns
     late = [b for b in buckets if b["t_bucket_ns"] >= start]
     if not late:
         return EndState("open", None, "no workload bucket since the oracle turned clean")
-    if not all(b["slo_ok"] for b in late):
-        return EndState("open", None, "the workload is not yet within its SLO")
     if streak[-1].t_ns - armed < hold_ns:
         return EndState("open", None, f"holding ({seconds(streak[-1].t_ns - armed)} of {seconds(hold_ns)} s)")
     return EndState("mitigated", start, f"clean since t0+{seconds(start - t0_ns)} s and held")

@@ -161,8 +161,7 @@ async def _lifecycle(store: Store, st: TrialState) -> None:
         async with _phase(store, st, "lab_reset", t.lab_reset):
             request = LabRequest(AddressBlock.for_slot(spec.slot, spec.port_base), st.folder / "lab", st.trial.ident,
                                  spec.seed, dict(spec.lab))
-            st.manifest = await adapter.reset(request)
-            await store.update_trial(st.trial.id, lab_manifest_json=st.manifest.to_dict(), lab_state="up")
+            await _reset(store, st, request)
         async with _phase(store, st, "healthy", t.healthy) as entry:
             while True:
                 checks = await _observe_once(store, st)
@@ -200,6 +199,25 @@ async def _lifecycle(store: Store, st: TrialState) -> None:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
+
+
+async def _reset(store: Store, st: TrialState, request: LabRequest) -> None:
+    """Start the lab and record its manifest. Cancelled meanwhile (the phase's deadline, Ctrl-C,
+    the campaign stopping), the reset is still waited for: it may already have started processes
+    (in a thread that a cancellation does not stop), and only a recorded lab is torn down."""
+    task = asyncio.ensure_future(st.adapter.reset(request))
+    try:
+        st.manifest = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await _shielded(_keep_manifest(store, st, task))
+        raise
+    await store.update_trial(st.trial.id, lab_manifest_json=st.manifest.to_dict(), lab_state="up")
+
+
+async def _keep_manifest(store: Store, st: TrialState, task: asyncio.Future[Manifest]) -> None:
+    st.manifest = await task
+    await store.update_trial(st.trial.id, lab_manifest_json=st.manifest.to_dict(), lab_state="up")
 
 
 async def _invalid(store: Store, st: TrialState, phase: str, reason: str) -> None:

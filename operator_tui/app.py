@@ -54,6 +54,7 @@ from screens.base import MIN_HEIGHT, MIN_WIDTH, ConsoleScreen
 from screens.cluster import ClusterScreen
 from screens.commands import ChaosKind, console_commands
 from screens.demo import DemoScreen
+from screens.eval_campaigns import EvalScreen
 from screens.messages import (
     ActionChanged,
     AgentActivity,
@@ -105,8 +106,9 @@ class OperatorApp(App[int]):
 
     TITLE = "operator"
     CSS_PATH = [SCREENS_DIR / name for name in ("console.tcss", "cluster.tcss", "tickets.tcss", "approval.tcss",
-                                                "actions.tcss", "audit.tcss", "demo.tcss")]
-    MODES = {"cluster": ClusterScreen, "tickets": TicketsScreen, "actions": ActionsScreen, "audit": AuditScreen}
+                                                "actions.tcss", "audit.tcss", "demo.tcss", "eval.tcss")]
+    MODES = {"cluster": ClusterScreen, "tickets": TicketsScreen, "actions": ActionsScreen, "audit": AuditScreen,
+             "eval": EvalScreen}
     DEFAULT_MODE = "cluster"
     HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (MIN_WIDTH, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-too-short"), (MIN_HEIGHT, "-short"), (40, "-tall")]
@@ -118,6 +120,7 @@ class OperatorApp(App[int]):
         Binding("2", "show('tickets')", "Tickets", id="tickets"),
         Binding("3", "show('actions')", "Actions", id="actions"),
         Binding("4", "show('audit')", "Audit", id="audit"),
+        Binding("5", "show('eval')", "Eval", id="eval"),
         Binding("p", "review_approvals", "Approvals", id="approvals"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, priority=True, id="palette"),
         Binding("question_mark", "command_palette", "Commands", show=False, id="palette-help"),
@@ -128,10 +131,14 @@ class OperatorApp(App[int]):
 
     def __init__(self, settings: CoreSettings, *, live: bool = True, open_store: bool = True,
                  clock: Callable[[], datetime] | None = None, cursor_blink: bool = True,
-                 poll_interval: float = 0.5, restart_delay: float = 2.0, demo: Any = None) -> None:
+                 poll_interval: float = 0.5, restart_delay: float = 2.0, demo: Any = None,
+                 mode: str | None = None, browse_campaign: int | None = None) -> None:
         self.demo = demo  # DemoOptions: play these chapters over the console
+        self.browse_campaign = browse_campaign  # `eval browse ID`: the Eval screen opens this campaign
         if demo is not None:
             self.DEFAULT_MODE = "demo"  # before App.__init__, which opens the default mode
+        elif mode is not None:
+            self.DEFAULT_MODE = mode
         super().__init__()
         if demo is not None:
             self.add_mode("demo", DemoScreen)
@@ -971,16 +978,19 @@ def load_chaos_kinds(subject: str) -> list[ChaosKind]:
 
 def make_app(settings: CoreSettings, *, live: bool = True, open_store: bool = True,
              clock: Callable[[], datetime] | None = None, cursor_blink: bool = True, poll_interval: float = 0.5,
-             restart_delay: float = 2.0, demo: Any = None) -> OperatorApp:
+             restart_delay: float = 2.0, demo: Any = None, mode: str | None = None,
+             browse_campaign: int | None = None) -> OperatorApp:
     """The console for these settings.
 
     live: open the runtime (store, subject, embedded simulator, run) and run the monitor, the agent
     and the engine. Not live: only the store (open_store) or nothing at all, for tests that feed
     the console its messages. demo: play these chapters (operator_tui.demo.director.DemoOptions)
-    over it; the runtime then starts when a chapter starts the lab.
+    over it; the runtime then starts when a chapter starts the lab. mode: the screen it opens on
+    ("eval" for `eval browse`), with browse_campaign opened on it.
     """
     return OperatorApp(settings, live=live, open_store=open_store, clock=clock, cursor_blink=cursor_blink,
-                       poll_interval=poll_interval, restart_delay=restart_delay, demo=demo)
+                       poll_interval=poll_interval, restart_delay=restart_delay, demo=demo, mode=mode,
+                       browse_campaign=browse_campaign)
 
 
 def run_console(args: argparse.Namespace) -> int:

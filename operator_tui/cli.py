@@ -28,6 +28,7 @@ examples:
   operator-tui sim tikv --port 23790 --stores 5  the PD-compatible simulator on its own
   operator-tui run --headless --agent embedded   monitor + agent without a screen
   operator-tui tickets list --json               what the monitor has opened
+  operator-tui --eval scenarios/campaigns/ci.yaml --junit j.xml   a campaign for CI; exit code = verdict
   operator-tui demo tikv --autoplay              a walkthrough of the whole loop
 
 Every option can also come from the config file (--config, TOML) or from an
@@ -120,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"operator-tui {__version__}")
+    ci = parser.add_argument_group("headless evaluation (CI)")
+    ci.add_argument("--eval", metavar="FILE", dest="eval_file",
+                    help="run this campaign headless and exit with its verdict: 0 all thresholds pass, 1 a threshold "
+                         "failed, 2 spec or usage error, 3 incomplete, 4 integrity failure")
+    ci.add_argument("--junit", metavar="PATH", help="with --eval: write the JUnit XML report here")
+    ci.add_argument("--json", metavar="PATH", dest="json_path", help="with --eval: write the JSON report here")
+    ci.add_argument("--markdown", metavar="PATH", help="with --eval: write the Markdown summary here")
+    ci.add_argument("--parallel", type=int, metavar="N", help="with --eval: trial slots at once")
+    ci.add_argument("--shard", metavar="K/N", help="with --eval: run only shard K of N")
+    ci.add_argument("--allow-over-budget", action="store_true",
+                    help="with --eval: start even when the worst case exceeds the time budget")
     _option_groups(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
@@ -323,10 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _eval_parser(sub: Any) -> None:
     from subjects import registry
 
-    ev = sub.add_parser("eval", help="fault-injection trials: run, list, show, analyze, clean up",
+    ev = sub.add_parser("eval", help="evaluation: trials, campaigns, comparisons, reports, clean-up",
                         description="Evaluate the operator: inject a real fault into a fresh lab, watch it with the "
-                                    "harness's own oracle, score detection, recovery and safety, revert everything.")
-    e_sub = ev.add_subparsers(dest="eval_command", metavar="run|list|show|analyze|cleanup", required=True)
+                                    "harness's own oracle, score detection, recovery and safety, revert everything. "
+                                    "Campaigns (YAML) run many such trials, pair variants on the same seeds and "
+                                    "judge thresholds.")
+    e_sub = ev.add_subparsers(dest="eval_command", metavar="COMMAND", required=True)
     e_run = e_sub.add_parser(
         "run", help="run N trials of one fault under one variant",
         description="Run trials: lab reset, healthy, operator start, workload, pre-window, inject (effect checked), "
@@ -371,9 +385,78 @@ def _eval_parser(sub: Any) -> None:
     e_an.add_argument("--json", action="store_true", help="machine-readable output")
     e_cl = e_sub.add_parser("cleanup", help="undo every fault and lab that crashed trials left behind")
     e_cl.add_argument("--json", action="store_true", help="machine-readable output")
-    for p in (e_run, e_list, e_show, e_an, e_cl):
+    e_br = e_sub.add_parser(
+        "browse", help="the console's eval browser: campaigns, matrix, trials, timelines, plots",
+        description="Open the console on its Eval screen, on the store only (no cluster needed): the campaigns "
+                    "(a running one updates live), each campaign's scenario x variant matrix with Wilson intervals "
+                    "and its paired comparisons, its trials (/ filters, s sorts), each trial's timeline, and plots. "
+                    "enter drills down, escape goes back, c compares two variants, q quits.",
+        epilog="example: operator-tui --db ci.db eval browse 1")
+    e_br.add_argument("campaign_id", type=int, nargs="?", metavar="ID", help="open this campaign at once")
+    for p in (e_run, e_list, e_show, e_an, e_cl, e_br, *add_campaign_parsers(e_sub)):
         _option_groups(p, sub=True, subject=False, policy=False)
 
+
+def add_campaign_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parallel", type=int, metavar="N", help="trial slots at once, each on its own core and address "
+                   "block (default: the campaign's `parallel`)")
+    p.add_argument("--shard", metavar="K/N", help="run only shard K of N (whole pairs); merge the shards' stores with "
+                   "`eval merge`")
+    p.add_argument("--allow-over-budget", action="store_true", help="start even when the worst case exceeds the "
+                   "campaign's time budget (trials past the budget are skipped)")
+
+
+def add_report_options(p: argparse.ArgumentParser, *, json_flag: str = "--json") -> None:
+    p.add_argument("--junit", metavar="PATH", help="write the JUnit XML report here")
+    p.add_argument(json_flag, dest="json_path", metavar="PATH", help="write the JSON report "
+                   "(operator-eval-report/1) here")
+    p.add_argument("--markdown", metavar="PATH", help="write the Markdown summary here")
+
+
+def add_campaign_parsers(e_sub: Any) -> list[argparse.ArgumentParser]:
+    """`operator-tui eval campaign|resume|compare|compare-baseline|compare-variants|merge|report`:
+    campaigns, comparisons and reports (issue 13)."""
+    camp = e_sub.add_parser("campaign", help="run a campaign file",
+                            description="Run every trial of a campaign file (scenarios/campaigns/*.yaml) and judge "
+                                        "its thresholds. Exit codes: 0 all thresholds pass, 1 a threshold failed, 2 "
+                                        "spec or usage error, 3 incomplete, 4 integrity failure.")
+    camp.add_argument("file", metavar="FILE", help="campaign YAML")
+    add_campaign_options(camp)
+    add_report_options(camp, json_flag="--report-json")
+    camp.add_argument("--plan", action="store_true", help="check the file and print the plan; run nothing")
+    res = e_sub.add_parser("resume", help="run a campaign's missing and invalid trials",
+                           description="Re-run only the trials of campaign ID that are missing or invalid, and only "
+                                       "when its spec (and prompt files) still hash the same.")
+    res.add_argument("campaign_id", type=int, metavar="ID")
+    res.add_argument("--parallel", type=int, metavar="N", help="trial slots at once")
+    res.add_argument("--allow-over-budget", action="store_true", help="start even when the worst case is over budget")
+    add_report_options(res, json_flag="--report-json")
+    cmp_ = e_sub.add_parser("compare", help="compare two campaigns, variant by variant, on the same seeds",
+                            description="Pair the trials of campaign A with those of campaign B on scenario, seed and "
+                                        "repeat (only scenarios whose spec hashes match), variant by variant, or "
+                                        "A:VARIANT against B:VARIANT.")
+    cmp_.add_argument("a", metavar="A", help="campaign id, or ID:VARIANT")
+    cmp_.add_argument("b", metavar="B", help="campaign id, or ID:VARIANT")
+    cb = e_sub.add_parser("compare-baseline", help="each agent variant against the baseline, paired")
+    cb.add_argument("campaign_id", type=int, metavar="ID")
+    cv = e_sub.add_parser("compare-variants", help="the agent variants against each other, paired")
+    cv.add_argument("campaign_id", type=int, metavar="ID")
+    mg = e_sub.add_parser("merge", help="merge shard stores into one campaign",
+                          description="Copy the campaigns, trials and their runs from each STORE into the store given "
+                                      "by --db; the shards of one campaign (same spec hash) become one campaign whose "
+                                      "report equals an unsharded run's.")
+    mg.add_argument("stores", nargs="+", metavar="STORE")
+    rep = e_sub.add_parser("report", help="a campaign's report, again, from the store",
+                           description="Print a stored campaign's summary and write its reports again; the exit "
+                                       "code is the campaign's verdict, as with --eval (0, 1, 3 or 4).")
+    rep.add_argument("campaign_id", type=int, metavar="ID")
+    add_report_options(rep, json_flag="--report-json")
+    for p in (camp, res, cmp_, cb, cv, mg, rep):
+        p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    return [camp, res, cmp_, cb, cv, mg, rep]
+
+
+CAMPAIGN_COMMANDS = ("campaign", "resume", "compare", "compare-baseline", "compare-variants", "merge", "report")
 
 # command -> module in operator_tui.commands that defines `run(args) -> int`
 COMMANDS = {
@@ -389,6 +472,8 @@ COMMANDS = {
     "audit": "audit",
     "chaos": "chaos",
     "eval": "eval",
+    "--eval": "eval_campaign",
+    "eval browse": "eval_browse",
     "demo": "demo",
 }
 
@@ -396,7 +481,19 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    module = importlib.import_module(f"operator_tui.commands.{COMMANDS[args.command]}")
+    command = args.command
+    if getattr(args, "eval_file", None) is not None:
+        if command is not None:
+            parser.error("--eval runs a campaign on its own; give no command with it")
+        command = "--eval"
+    elif command == "eval" and args.eval_command in CAMPAIGN_COMMANDS:
+        command = "--eval"  # the campaign commands live beside --eval
+    elif command == "eval" and args.eval_command == "browse":
+        command = "eval browse"
+    elif any(getattr(args, k, None) for k in ("junit", "json_path", "markdown", "parallel", "shard",
+                                                 "allow_over_budget")) and command is None:
+        parser.error("--junit, --json, --markdown, --parallel, --shard and --allow-over-budget go with --eval FILE")
+    module = importlib.import_module(f"operator_tui.commands.{COMMANDS[command]}")
     from operator_tui.errors import UserError
     from subjects.plugin import PluginError
 

@@ -177,3 +177,51 @@ class ApprovalContext(Message):
     ticket: Ticket | None = None
     dry_run: dict[str, Any] | None = None
     problem: str = ""
+
+
+# -- the eval browser: each screen's one-shot poll posts what it read -------------------------------
+
+
+@dataclass
+class EvalCampaignsLoaded(Message):
+    rows: list[Any]  # eval.browse.CampaignRow
+    error: str = ""
+
+
+@dataclass
+class EvalThresholdsLoaded(Message):
+    """A campaign's threshold results (its analysis), for the badges of the campaign list."""
+
+    campaign_id: int
+    version: tuple[Any, ...]
+    thresholds: list[dict[str, Any]]
+    exit_code: int
+
+
+@dataclass
+class EvalCampaignLoaded(Message):
+    campaign_id: int
+    view: Any  # eval.browse.CampaignView, None with an error
+    error: str = ""
+
+
+@dataclass
+class EvalAnalysisLoaded(Message):
+    campaign_id: int
+    version: tuple[Any, ...]
+    analysis: Any  # eval.campaign_analysis.Analysis
+
+
+@dataclass
+class EvalComparisonLoaded(Message):
+    campaign_id: int
+    a: str
+    b: str
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class EvalTrialLoaded(Message):
+    trial_id: int
+    view: Any  # eval.browse.TrialView, None with an error
+    error: str = ""

@@ -1,9 +1,12 @@
 """An incident on one time axis: a row per lane (the fault, the ticket, the agent, each action),
 each event a mark where it happened, shaded windows (a fault while it was active) behind them,
-then every event listed with its time.
+optional value lanes (a workload's good and bad requests and p99 as bars, an oracle's clean/dirty
+strip), then every event listed with its time.
 
-It takes plain data (`TimelineEvent`, `ShadedWindow`), never a store: the ticket detail screen,
-the demo and the evaluation browser each build their events from what they hold.
+It takes plain data (`TimelineEvent`, `ShadedWindow`, `ValueLane`), never a store: the ticket
+detail screen, the demo and the evaluation browser each build their events from what they hold.
+`timeline_geometry` is where everything lands (columns of the shaded windows included), so a test
+can check the drawing against the times it was given.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ TONES: dict[str, str] = {
 }
 WINDOW_STYLE = {"fault": "on $error 25%", "": "on $primary 20%"}
 NICE_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
+BARS = " ▁▂▃▄▅▆▇█"
 MIN_TRACK = 12
 TICK_LABEL = 7  # room a tick label needs: "+10m30s" at most
 
@@ -56,6 +60,34 @@ class ShadedWindow:
 class Lane:
     name: str
     tone: str = ""  # the colour of its label and line (an action's risk tier, for instance)
+
+
+@dataclass(frozen=True)
+class ValueLane:
+    """A row of values over time, each held until the next point: `bars` scale to the lane's
+    largest value (▁ to █); `state` draws a point's value 1 as a good block and 0 as a bad one."""
+
+    name: str
+    points: tuple[tuple[datetime, float | None], ...]
+    tone: str = ""  # the colour of its bars (a key of TONES)
+    kind: str = "bars"  # bars | state
+    unit: str = ""  # shown after the lane's largest value
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a timeline is drawn: the time span of its track, the columns of the track, and each
+    shaded window's first and last column (an open window reaches the last column)."""
+
+    t0: datetime
+    t1: datetime
+    span: float  # seconds
+    label_width: int
+    track: int
+    windows: tuple[tuple[int, int], ...]
+
+    def column(self, at: datetime) -> int:
+        return round((at - self.t0).total_seconds() / self.span * (self.track - 1))
 
 
 def offset(seconds: float) -> str:
@@ -114,30 +146,67 @@ class _Row:
         return Content.assemble(*parts)
 
 
-def render_timeline(events: Sequence[TimelineEvent], windows: Sequence[ShadedWindow] = (),
-                    lanes: Sequence[Lane] = (), width: int = 80, now: datetime | None = None,
-                    listing: bool = True) -> Content:
-    """The chart (and the event list) for a given width."""
-    if not events and not windows:
-        return Content.styled("no events yet", "dim italic")
+def timeline_geometry(events: Sequence[TimelineEvent], windows: Sequence[ShadedWindow] = (),
+                      lanes: Sequence[Lane] = (), width: int = 80, now: datetime | None = None,
+                      values: Sequence[ValueLane] = ()) -> Geometry | None:
+    """The layout for a given width (None: nothing to draw)."""
     times = [e.at for e in events] + [w.start for w in windows] + [w.end for w in windows if w.end]
+    times += [at for lane in values for at, _ in lane.points]
+    if not events and not windows:
+        return None
     t0 = min(times)
     t1 = max([*times, now] if now is not None else times)
     span = max((t1 - t0).total_seconds(), 1.0)
+    names = [lane.name for lane in lanes] + [e.lane for e in events] + [lane.name for lane in values]
+    label_w = min(max((len(name) for name in names), default=4) + 1, 24, max(6, width // 3))
+    track = max(MIN_TRACK, width - label_w - 1)
+    geo = Geometry(t0, t1, span, label_w, track, ())
+    shaded = tuple((geo.column(w.start), geo.column(w.end) if w.end else track - 1) for w in windows)
+    return Geometry(t0, t1, span, label_w, track, shaded)
+
+
+def _value_row(lane: ValueLane, geo: Geometry, shaded: list[tuple[int, int, str]]) -> tuple[_Row, str]:
+    """A value lane's row and the largest value it shows."""
+    row = _Row(geo.track)
+    for a, b, style in shaded:
+        for col in range(a, b + 1):
+            row.shade(col, style)
+    known = [v for _, v in lane.points if v is not None]
+    top = max(known, default=0.0)
+    points = sorted(lane.points, key=lambda p: p[0])
+    for i, (at, value) in enumerate(points):
+        first = geo.column(at)
+        last = geo.column(points[i + 1][0]) - 1 if i + 1 < len(points) else first
+        for col in range(first, max(first, last) + 1):
+            if value is None:
+                row.put(col, "·", "dim")
+            elif lane.kind == "state":
+                row.put(col, "█", TONES["good"] if value >= 0.5 else TONES["bad"])
+            else:
+                level = 0 if top <= 0 else max(1 if value > 0 else 0, round(value / top * (len(BARS) - 1)))
+                row.put(col, BARS[level], TONES.get(lane.tone, ""))
+    if lane.kind == "state" or not known:
+        return row, ""
+    return row, f"{top:.0f}{lane.unit}" if top >= 10 else f"{top:.2g}{lane.unit}"
+
+
+def render_timeline(events: Sequence[TimelineEvent], windows: Sequence[ShadedWindow] = (),
+                    lanes: Sequence[Lane] = (), width: int = 80, now: datetime | None = None,
+                    listing: bool = True, values: Sequence[ValueLane] = ()) -> Content:
+    """The chart (and the event list) for a given width."""
+    geo = timeline_geometry(events, windows, lanes, width, now, values)
+    if geo is None:
+        return Content.styled("no events yet", "dim italic")
+    t0, t1, span, label_w, track = geo.t0, geo.t1, geo.span, geo.label_width, geo.track
     order = [lane.name for lane in lanes]
     for e in events:
         if e.lane not in order:
             order.append(e.lane)
     tone_of = {lane.name: lane.tone for lane in lanes}
-    label_w = min(max((len(name) for name in order), default=4) + 1, 24, max(6, width // 3))
-    track = max(MIN_TRACK, width - label_w - 1)
+    x = geo.column
 
-    def x(at: datetime) -> int:
-        return round((at - t0).total_seconds() / span * (track - 1))
-
-    shaded: list[tuple[int, int, str]] = []
-    for w in windows:
-        shaded.append((x(w.start), x(w.end) if w.end else track - 1, WINDOW_STYLE.get(w.tone, WINDOW_STYLE[""])))
+    shaded = [(a, b, WINDOW_STYLE.get(w.tone, WINDOW_STYLE[""])) for (a, b), w in zip(geo.windows, windows,
+                                                                                        strict=True)]
     lines: list[Content] = []
     for name in order:
         row = _Row(track)
@@ -156,6 +225,13 @@ def render_timeline(events: Sequence[TimelineEvent], windows: Sequence[ShadedWin
                 row.put(col, "◆" if col in taken else e.mark, TONES.get(e.tone, lane_style or ""))
                 taken.add(col)
         label = Content.styled(name[: label_w - 1].ljust(label_w), lane_style or "bold")
+        lines.append(Content.assemble(label, " ", row.content()))
+    scales = []
+    for lane in values:
+        row, top = _value_row(lane, geo, shaded)
+        if top:
+            scales.append(f"{lane.name} up to {top}")
+        label = Content.styled(lane.name[: label_w - 1].ljust(label_w), TONES.get(lane.tone, "") or "bold")
         lines.append(Content.assemble(label, " ", row.content()))
     # the axis: ticks every nice step from t0, labelled where they fit
     step = _step(span, track)
@@ -180,6 +256,8 @@ def render_timeline(events: Sequence[TimelineEvent], windows: Sequence[ShadedWin
         end = f"{_clock(w.end)} ({offset((w.end - w.start).total_seconds())[1:]})" if w.end else "not reverted yet"
         lines.append(Content.assemble((" ░ ", WINDOW_STYLE.get(w.tone, WINDOW_STYLE[""])),
                                       f" {w.label}: {_clock(w.start)} → {end}"))
+    if scales:
+        lines.append(Content.styled("bars: " + "; ".join(scales), "dim"))
     if listing and events:
         lines.append(Content(""))
         lane_w = max(len(e.lane) for e in events) if width >= 100 else 0  # narrow: no column, less wrapping
@@ -203,22 +281,26 @@ class IncidentTimeline(Static):
         self.events: tuple[TimelineEvent, ...] = ()
         self.windows: tuple[ShadedWindow, ...] = ()
         self.lanes: tuple[Lane, ...] = ()
+        self.values: tuple[ValueLane, ...] = ()
         self.now: datetime | None = None
+        self.geometry: Geometry | None = None  # as last drawn
         self.listing = listing
         self._drawn_for: tuple[int, int] | None = None
 
     def show(self, events: Sequence[TimelineEvent], windows: Sequence[ShadedWindow] = (),
-             lanes: Sequence[Lane] = (), now: datetime | None = None) -> None:
-        data = (tuple(events), tuple(windows), tuple(lanes), now)
-        if data == (self.events, self.windows, self.lanes, self.now) and self._drawn_for is not None:
+             lanes: Sequence[Lane] = (), now: datetime | None = None, values: Sequence[ValueLane] = ()) -> None:
+        data = (tuple(events), tuple(windows), tuple(lanes), now, tuple(values))
+        if data == (self.events, self.windows, self.lanes, self.now, self.values) and self._drawn_for is not None:
             return
-        self.events, self.windows, self.lanes, self.now = data
+        self.events, self.windows, self.lanes, self.now, self.values = data
         self._draw()
 
     def _draw(self) -> None:
         width = self.content_region.width or self.size.width or 80
         self._drawn_for = (width, id(self.events))
-        self.update(render_timeline(self.events, self.windows, self.lanes, width, self.now, self.listing))
+        self.geometry = timeline_geometry(self.events, self.windows, self.lanes, width, self.now, self.values)
+        self.update(render_timeline(self.events, self.windows, self.lanes, width, self.now, self.listing,
+                                    self.values))
 
     def on_resize(self) -> None:
         if self._drawn_for is None or self._drawn_for[0] != self.content_region.width:

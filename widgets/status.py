@@ -68,7 +68,7 @@ def render_status(v: StatusView) -> str:
 
 
 SCREENS = (("1", "cluster", "Cluster"), ("2", "tickets", "Tickets"), ("3", "actions", "Actions"),
-           ("4", "audit", "Audit"))
+           ("4", "audit", "Audit"), ("5", "eval", "Eval"))
 DEMO_SCREEN = ("0", "demo", "Demo")
 
 

@@ -75,6 +75,7 @@ class Database:
         self.path = path
         self.conn = conn
         self._write_lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None  # the task inside `_exclusive`, which may re-enter
         self._closed = False
         self.run_locks: dict[int, Any] = {}  # run id -> the RunLock this process holds for it
 
@@ -143,6 +144,24 @@ class Database:
         return self._closed
 
     @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """One statement group at a time on the shared connection. A read keeps its statement (and
+        so its snapshot) open between aiosqlite calls; a BEGIN IMMEDIATE issued meanwhile by
+        another task of this process, after another process committed, fails at once with
+        "database is locked" (SQLite cannot upgrade a stale snapshot, and skips the busy timeout).
+        Reads and transactions therefore take turns; the task that holds the turn may re-enter."""
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            yield
+            return
+        async with self._write_lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, safe to cancel at any point.
 
@@ -151,7 +170,7 @@ class Database:
         COMMIT and ROLLBACK are therefore shielded and always paired, or the shared connection
         would be left inside a transaction and every later write would fail.
         """
-        async with self._write_lock:
+        async with self._exclusive():
             begin = asyncio.ensure_future(self.conn.execute("BEGIN IMMEDIATE"))
             try:
                 await asyncio.shield(begin)
@@ -167,11 +186,11 @@ class Database:
                 await asyncio.shield(self.conn.execute("COMMIT"))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.conn.execute(sql, tuple(params)) as cur:
+        async with self._exclusive(), self.conn.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.conn.execute(sql, tuple(params)) as cur:
+        async with self._exclusive(), self.conn.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
 
     async def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:

@@ -175,6 +175,21 @@ class EvalsRepo:
         rows = await self.db.fetchall("SELECT * FROM eval_campaigns ORDER BY id DESC LIMIT ?", (limit,))
         return [EvalCampaign.model_validate(_decode(r, JSON_FIELDS["campaigns"])) for r in rows]
 
+    async def campaign_progress(self, campaign_id: int | None = None) -> dict[int, dict[str, Any]]:
+        """Per campaign: trials finished (planned trials with an outcome, retries counted once) and
+        a version that changes whenever any of its trial rows does (what a live view polls)."""
+        where, args = ("WHERE campaign_id = ?", (campaign_id,)) if campaign_id is not None else ("", ())
+        rows = await self.db.fetchall(
+            "SELECT campaign_id, COUNT(DISTINCT CASE WHEN outcome IS NOT NULL THEN scenario_id || '|' || variant_id "
+            "|| '|' || seed_index || '|' || repeat END) AS done, COUNT(*) AS n, MAX(id) AS last, "
+            "SUM(outcome IS NOT NULL) AS outcomes, MAX(COALESCE(ended_at, '')) AS ended, "
+            "GROUP_CONCAT(CASE WHEN ended_at IS NULL THEN phase END) AS running "
+            f"FROM eval_trials {where} GROUP BY campaign_id", args)
+        return {int(r["campaign_id"]): {"done": int(r["done"]), "running": [p for p in (r["running"] or "").split(",")
+                                                                                 if p],
+                                        "version": (int(r["n"]), int(r["last"]), int(r["outcomes"]), r["ended"],
+                                                    r["running"] or "")} for r in rows}
+
     async def add_variant(self, campaign_id: int, name: str, kind: str, config: dict[str, Any]) -> int:
         return await self.db.write(
             "INSERT INTO eval_variants(campaign_id, name, kind, config_json, config_sha256) VALUES (?,?,?,?,?)",
@@ -290,6 +305,17 @@ class EvalsRepo:
     async def eval_faults(self, trial_id: int) -> list[EvalFault]:
         rows = await self.db.fetchall("SELECT * FROM eval_faults WHERE trial_id = ? ORDER BY seq", (trial_id,))
         return [EvalFault.model_validate(_decode(r, JSON_FIELDS["faults"])) for r in rows]
+
+    async def campaign_faults(self, campaign_id: int) -> dict[int, list[EvalFault]]:
+        """Every fault of a campaign's trials in one read, by trial id (each trial's in seq order)."""
+        rows = await self.db.fetchall(
+            "SELECT f.* FROM eval_faults f JOIN eval_trials t ON t.id = f.trial_id WHERE t.campaign_id = ? "
+            "ORDER BY f.trial_id, f.seq", (campaign_id,))
+        out: dict[int, list[EvalFault]] = {}
+        for r in rows:
+            f = EvalFault.model_validate(_decode(r, JSON_FIELDS["faults"]))
+            out.setdefault(f.trial_id, []).append(f)
+        return out
 
     # -- history: events, oracle checks, workload buckets ------------------------------------------
 

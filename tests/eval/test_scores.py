@@ -137,3 +137,8 @@ def test_end_condition_needs_the_slo_and_the_hold() -> None:
     bad = [*good[:-1], bucket(14, ok=50, slo_ok=False)]
     assert end_condition(rounds, bad, 10 * S, 3, 2 * S).kind == "open"
     assert end_condition(rounds, [], 10 * S, 3, 2 * S).detail.startswith("no workload bucket")
+    # the oracle clean from 10 s but the workload out of its SLO in the bucket of 11 s: mitigated
+    # from 12 s (after that bucket), not held open for ever by it
+    late_bad = [bucket(s, ok=50, slo_ok=False) if s == 11 else bucket(s) for s in range(9, 15)]
+    state = end_condition(rounds, late_bad, 10 * S, 3, 1 * S)
+    assert (state.kind, state.t_ns) == ("mitigated", 12 * S)
