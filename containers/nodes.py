@@ -240,21 +240,31 @@ def of_lab(client: Any, lab_dir: str | Path) -> list[Any]:
 
 def remove_lab(client: Any, lab_dir: str | Path, logs_dir: Path | None = None) -> list[dict[str, str]]:
     """Save each container's log (when `logs_dir`), then remove it by force. Returns what was removed."""
-    import docker
-
     removed = []
     for c in of_lab(client, lab_dir):
         node = (c.labels or {}).get(LABEL_NODE, c.name)
-        if logs_dir is not None:
-            logs_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                (logs_dir / f"{node}.log").write_bytes(c.logs(stdout=True, stderr=True))
-            except docker.errors.APIError:
-                pass  # a container that never started has no log; removing it matters more
-        outcome = "removed"
-        try:
-            c.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            outcome = "already gone"
+        outcome = _remove(c, logs_dir / f"{node}.log" if logs_dir is not None else None)
         removed.append({"name": node, "id": c.short_id, "outcome": outcome})
     return removed
+
+
+def remove(client: Any, cid: str, log_file: Path | None = None) -> str:
+    """One container: its log saved to `log_file` (when given), then removed by force."""
+    c = _get(client, cid)
+    return "already gone" if c is None else _remove(c, log_file)
+
+
+def _remove(c: Any, log_file: Path | None) -> str:
+    import docker
+
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            log_file.write_bytes(c.logs(stdout=True, stderr=True))
+        except docker.errors.APIError:
+            pass  # a container that never started has no log; removing it matters more
+    try:
+        c.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return "already gone"
+    return "removed"

@@ -96,6 +96,14 @@ def flag_dest(subject: str, flag: Any) -> str:
     return f"{subject}__{flag.key.replace('.', '__')}"
 
 
+def docker_demo_names(demos: list[str]) -> list[str]:
+    """The demos whose lab can run as containers (it has the lab option `docker`)."""
+    from subjects import registry
+
+    return [name for name in demos if registry.plugin(name).embedded is None
+            and any(flag.key == "docker" for flag in registry.plugin(name).lab_flags)]
+
+
 def demo_names() -> list[str]:
     """The subjects with a demo: a chapter file in scenarios/demos (listed, not parsed: --help stays fast)."""
     import scenarios
@@ -276,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="diagnoser (default: embedded; claude needs ANTHROPIC_API_KEY)")
     demo.add_argument("--screenshots", metavar="DIR", help="save an SVG of the screen at the end of each chapter")
     demo.add_argument("--chapters", metavar="FILE", help="play this chapter file instead of the built-in one")
+    demo.add_argument("--docker", dest="demo_docker", action="store_true",
+                      help="run the lab as containers on a Docker engine (DOCKER_HOST, default: the project's local "
+                           "engine) and play the subject's Docker chapters (its fault through the engine); every "
+                           "container is removed at the end. Demos with a Docker lab: "
+                           + (", ".join(docker_demo_names(demos)) or "none"))
     demo.add_argument("--lab-dir", metavar="DIR", default=argparse.SUPPRESS,
                       help="labs live here, the demo's in DIR/demo (default: $XDG_DATA_HOME/operator-tui/labs)")
     _option_groups(demo, sub=True, subject=False, policy=False)

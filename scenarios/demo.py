@@ -101,7 +101,10 @@ class DemoScript(Strict):
         return any("load" in c.start for c in self.chapters)
 
 
-def builtin(name: str) -> Path:
+def builtin(name: str, variant: str | None = None) -> Path:
+    """A subject's built-in chapters; a variant's own (`demos/<variant>/<name>.yaml`) when it has them."""
+    if variant is not None and (own := DEMOS_DIR / variant / f"{name}.yaml").is_file():
+        return own
     return DEMOS_DIR / f"{name}.yaml"
 
 

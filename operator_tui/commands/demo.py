@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from operator_tui.errors import UserError
+
+if TYPE_CHECKING:
+    from scenarios.demo import DemoScript
 
 SPEED_RANGE = (0.1, 100.0)
 
@@ -16,14 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from operator_tui.config import load_settings
     from operator_tui.demo.director import DemoOptions
     from operator_tui.paths import data_dir
-    from scenarios.demo import ScriptError, builtin, load_script
 
-    try:
-        script = load_script(Path(args.chapters) if args.chapters else builtin(args.demo_subject))
-    except ScriptError as e:
-        raise UserError(str(e)) from e
-    if script.subject != args.demo_subject:
-        raise UserError(f"{args.chapters} is a {script.subject} demo, not a {args.demo_subject} one")
+    script = demo_script(args.demo_subject, args.chapters, docker=args.demo_docker)
     low, high = SPEED_RANGE
     if not low <= args.speed <= high:
         raise UserError(f"--speed must be between {low:g} and {high:g}, got {args.speed:g}")
@@ -52,3 +50,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"operator-tui demo: the lab did not stop cleanly: {lab.problem}", file=sys.stderr)
         return code or 1
     return code
+
+
+def demo_script(subject: str, chapters: str | None, docker: bool = False) -> DemoScript:
+    """The chapters to play: FILE, else the subject's built-in ones. `docker`: its lab as containers
+    (lab option `docker: true`, which only a lab with that option understands), with the chapters
+    the subject ships for its Docker lab when it has them."""
+    from scenarios.demo import ScriptError, builtin, load_script
+    from subjects import registry
+
+    if docker:
+        plugin = registry.plugin(subject)
+        if plugin.embedded is not None:
+            raise UserError(f"--docker: the {subject} demo has no Docker lab (its cluster is the embedded simulator)")
+        if "docker" not in {flag.key for flag in plugin.lab_flags}:
+            raise UserError(f"--docker: the {subject} lab does not run as containers")
+    try:
+        script = load_script(Path(chapters) if chapters else builtin(subject, "docker" if docker else None))
+    except ScriptError as e:
+        raise UserError(str(e)) from e
+    if script.subject != subject:
+        raise UserError(f"{chapters} is a {script.subject} demo, not a {subject} one")
+    if docker:
+        script = script.model_copy(update={"lab": {**script.lab, "docker": True}})
+    return script

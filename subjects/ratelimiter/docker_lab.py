@@ -126,7 +126,7 @@ class DockerRateLimiterLab(RateLimiterLab):
                        for i in range(1, nodes + 1)],
                 node_options=node_options or NodeOptions(), load=load, block=plan.block, redis_host=plan.redis,
                 proxy_host=plan.proxy, redis_disk=RedisDisk(path=REDIS_DATA, size_mb=disk_mb, save_s=redis_save_s),
-                runtime="docker",
+                runtime="docker", load_args=load_args or [],
             )
             taken = [f"{host}:{port} ({what})" for what, (host, port) in state.endpoints().items()
                      if not processes.port_free(port, host)]
@@ -143,7 +143,7 @@ class DockerRateLimiterLab(RateLimiterLab):
             try:
                 self._check_images(client)
                 ctr.remove_lab(client, self.run_dir)  # left by a crashed `up` here, they would hold the names
-                self._start_all(state, client, load_args or [])
+                self._start_all(state, client)
             except BaseException as e:
                 self._teardown(state, client)
                 if isinstance(e, LabError | KeyboardInterrupt):
@@ -176,7 +176,7 @@ class DockerRateLimiterLab(RateLimiterLab):
         self._write(state)
         return rec
 
-    def _start_all(self, state: LabState, client: Any, load_args: list[str]) -> None:
+    def _start_all(self, state: LabState, client: Any) -> None:
         tag = images.IMAGES
         disk = state.redis_disk
         assert disk is not None
@@ -202,15 +202,18 @@ class DockerRateLimiterLab(RateLimiterLab):
         for spec in state.nodes:
             self._wait_http(client, state.containers[spec.id], f"{spec.url}/health", deadline)
         if state.load:
-            # The status file lands in the lab folder (bound into the container), as the process lab's does.
-            argv = ["python", "-m", "subjects.ratelimiter.loadgen", "--status-file", f"{STATUS_DIR}/{LOADGEN_STATUS}",
-                    "--source-address", state.plan.loadgen]
-            for spec in state.nodes:
-                argv += ["--seed-url", spec.url]
-            rec = self._run(state, client, LOADGEN_PROCESS, tag["ratelimiter"].tag, argv + load_args,
-                            state.plan.loadgen, None, volumes={str(self.run_dir): {"bind": STATUS_DIR, "mode": "rw"}})
-            time.sleep(0.3)
-            self._must_run(client, rec)
+            self._run_load(state, client)
+
+    def _run_load(self, state: LabState, client: Any) -> None:
+        # The status file lands in the lab folder (bound into the container), as the process lab's does.
+        argv = ["python", "-m", "subjects.ratelimiter.loadgen", "--status-file", f"{STATUS_DIR}/{LOADGEN_STATUS}",
+                "--source-address", state.plan.loadgen]
+        for spec in state.nodes:
+            argv += ["--seed-url", spec.url]
+        rec = self._run(state, client, LOADGEN_PROCESS, images.IMAGES["ratelimiter"].tag, argv + state.load_args,
+                        state.plan.loadgen, None, volumes={str(self.run_dir): {"bind": STATUS_DIR, "mode": "rw"}})
+        time.sleep(0.3)
+        self._must_run(client, rec)
 
     def _node_command(self, state: LabState, spec: NodeSpec) -> list[str]:
         o = state.node_options
@@ -296,10 +299,42 @@ class DockerRateLimiterLab(RateLimiterLab):
     # -- status --------------------------------------------------------------------------------
 
     def start_load(self) -> str:
-        raise LabError("the Docker lab starts its load generator with `lab up` only (leave out --no-load)")
+        """Start the load generator of a lab brought up without it, in a container of its own as
+        `up` starts it: ``started`` or ``already running``."""
+        with self._locked():
+            state = self.state
+            client = self._client(state)
+            try:
+                rec = state.containers.get(LOADGEN_PROCESS)
+                if rec is not None and ctr.state(client, rec.id) in (ctr.RUNNING, ctr.PAUSED):
+                    return "already running"
+                if rec is not None:  # one that exited holds the container's name
+                    ctr.remove(client, rec.id, self.logs_dir / f"{LOADGEN_PROCESS}.log")
+                state.load = True
+                self._run_load(state, client)
+                return "started"
+            finally:
+                client.close()
 
     def stop_load(self) -> str:
-        raise LabError("the Docker lab stops its load generator with `lab down` only")
+        """Stop and remove the load generator's container (its log kept in the lab's logs); the rest
+        of the lab keeps running."""
+        with self._locked():
+            state = self.state
+            rec = state.containers.pop(LOADGEN_PROCESS, None)
+            outcome = "not running"
+            if rec is not None:
+                client = self._client(state)
+                try:
+                    outcome = ctr.stop(client, rec.id, STOP_GRACE_S)
+                    ctr.remove(client, rec.id, self.logs_dir / f"{LOADGEN_PROCESS}.log")
+                except ctr.ContainerError as e:
+                    raise LabError(f"{LOADGEN_PROCESS}: {e}") from e
+                finally:
+                    client.close()
+            state.load = False
+            self._write(state)
+            return outcome
 
     def status(self) -> dict:
         state = self.state

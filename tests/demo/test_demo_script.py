@@ -90,3 +90,19 @@ def test_the_command_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Captur
     assert main(["demo", "tikv", "--chapters", str(tmp_path / "missing.yaml"), "--db", db]) == 2
     assert "cannot read the demo script" in capsys.readouterr().err
     assert not (tmp_path / "d.db").exists()  # refused before anything was opened or started
+
+
+def test_docker_needs_a_lab_that_runs_as_containers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "d.db"
+    assert main(["demo", "tikv", "--docker", "--db", str(db)]) == 2
+    assert capsys.readouterr().err == ("operator-tui: error: --docker: the tikv demo has no Docker lab (its cluster is "
+                                       "the embedded simulator)\n")
+    assert not db.exists()  # refused before anything was opened or started
+    # The rate limiter's Docker chapters: its lab as containers, a node's container killed and restarted.
+    docker = load_script(builtin("ratelimiter", "docker"))
+    assert docker.lab == {"nodes": 3, "no_load": True, "docker": True}
+    assert [c.id for c in docker.chapters] == ["welcome", "healthy", "traffic", "node-kill", "detection", "diagnosis",
+                                              "remediation", "verification", "what-happened"]
+    assert [(c.fault.kind, c.fault.target) for c in docker.chapters if c.fault] == [("node_kill", "n2")]
+    assert [c.wait.invariant for c in docker.chapters if c.wait and c.wait.event == "ticket_opened"] == ["node_down"]
+    assert builtin("tikv", "docker") == builtin("tikv")  # no Docker chapters of its own: the usual ones

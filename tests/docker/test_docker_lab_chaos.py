@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,8 @@ from containers import nodes
 from subjects.base import NodeState
 from subjects.netfault import Chain
 from subjects.ratelimiter import chaos, fault_checks
-from subjects.ratelimiter.lab import open_lab
+from subjects.ratelimiter.lab import LOADGEN_STATUS, open_lab
+from subjects.ratelimiter.lab_command import LAB
 
 pytestmark = pytest.mark.slow
 CHAINS: set[str] = set()  # every partition chain these tests made: restored and checked by name
@@ -93,6 +95,24 @@ async def test_the_subject_observes_the_containers(docker_lab: Any, docker_clien
         assert obs.details["redis"]["reachable"] and obs.details["lab_dir"] == str(lab.run_dir)
     finally:
         await subject.aclose()
+
+
+def test_the_load_generator_starts_and_stops_as_a_container(docker_lab: Any, docker_client: Any) -> None:
+    """What the demo's traffic chapter does on a lab brought up without load: the load generator
+    starts in a container of its own and sends traffic; stopped, its container is removed, its log kept."""
+    status = docker_lab.run_dir / LOADGEN_STATUS
+    try:
+        assert LAB.load(docker_lab.run_dir, True).data["outcome"] == "started"
+        assert LAB.load(docker_lab.run_dir, True).data["outcome"] == "already running"
+        assert container(docker_lab, "loadgen")["state"] == nodes.RUNNING
+        wait_until(lambda: status.exists() and json.loads(status.read_text())["sent"] > 0, 20.0, what="load sent")
+    finally:
+        outcome = LAB.load(docker_lab.run_dir, False).data["outcome"]
+    assert outcome == "stopped" and "loadgen" not in docker_lab.state.containers
+    assert sorted(c.labels[nodes.LABEL_NODE] for c in nodes.of_lab(docker_client, docker_lab.run_dir)) == [
+        "n1", "n2", "n3", "proxy", "redis"]
+    assert (docker_lab.logs_dir / "loadgen.log").exists()
+    assert LAB.load(docker_lab.run_dir, False).data["outcome"] == "not running"
 
 
 async def inject(lab: Any, kind: str, target: str | None = None, **params: Any) -> Any:
