@@ -30,9 +30,9 @@ from containers import engine
 from operator_tui.agent.shell import Shell
 from subjects.etcd.docker_lab import DockerEtcdLab
 from subjects.etcd.lab import EtcdLab, address_free
+from subjects.processes import port_free
 from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
 from subjects.ratelimiter.lab import RateLimiterLab
-from subjects.ratelimiter.processes import port_free
 
 
 def free_ports() -> tuple[int, int]:

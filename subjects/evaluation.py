@@ -36,6 +36,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -200,6 +202,16 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def wait(check: Callable[[], Verdict], timeout_s: float, interval_s: float = 0.25) -> Verdict:
+    """Poll `check` until it holds or `timeout_s` passes; the last verdict either way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        verdict = check()
+        if verdict.ok or time.monotonic() >= deadline:
+            return verdict
+        time.sleep(interval_s)
 
 
 # -- faults ---------------------------------------------------------------------------------

@@ -14,10 +14,9 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterable
 
-from subjects import netfault, tmpfs
+from subjects import netfault, processes, tmpfs
 from subjects.evaluation import Manifest
-from subjects.ratelimiter import processes
-from subjects.ratelimiter.processes import ProcessRecord
+from subjects.processes import ProcessRecord
 
 
 def _records(manifest: Manifest) -> list[ProcessRecord]:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from subjects import processes
 from subjects.openloop import BUCKETS_FILE, read_buckets
-from subjects.ratelimiter import processes
-from subjects.ratelimiter.processes import ProcessRecord
+from subjects.processes import ProcessRecord
 
 PROCESS_FILE, STATUS_FILE = "process.json", "status.json"
 START_TIMEOUT_S = 15.0

@@ -32,6 +32,7 @@ from typing import Any
 from containers import engine, images
 from containers import nodes as ctr
 from containers.nodes import ContainerRecord
+from subjects import processes
 from subjects.etcd.lab import (
     DEFAULT_CLIENT_PORT,
     DEFAULT_PEER_PORT,
@@ -43,7 +44,6 @@ from subjects.etcd.lab import (
     MemberSpec,
     address_free,
 )
-from subjects.ratelimiter import processes
 
 DEFAULT_DOCKER_BLOCK = "127.18.1"  # 127.18.x: the Docker labs (the rate limiter's is 127.18.0)
 IMAGE = "etcd"

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import manifest_sweep, workload_process
+from subjects import manifest_sweep, processes, workload_process
 from subjects.etcd import fault_checks, faults
 from subjects.etcd.lab import EtcdFlags, EtcdLab, LabError
 from subjects.etcd.oracle import Oracle
@@ -43,9 +43,8 @@ from subjects.evaluation import (
     Verdict,
     WorkloadBucket,
     WorkloadSpec,
+    wait,
 )
-from subjects.ratelimiter import processes
-from subjects.ratelimiter.fault_checks import wait
 
 SUBJECT = "etcd"
 EFFECT_TIMEOUT_S = 8.0

@@ -23,12 +23,11 @@ import socket
 import time
 from pathlib import Path
 
-from subjects import netfault
+from subjects import netfault, processes
 from subjects.etcd.client import EtcdError, b64, call_sync
 from subjects.etcd.lab import EtcdLab, LabError
 from subjects.evaluation import Verdict
-from subjects.ratelimiter import processes
-from subjects.ratelimiter.processes import ProcessRecord
+from subjects.processes import ProcessRecord
 
 FULL_SLACK_BYTES = 1024 * 1024
 PROBE_KEY = "/lab/write-probe"

@@ -42,11 +42,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import netfault
+from subjects import netfault, processes
 from subjects.etcd.client import EtcdClient, EtcdError, as_int, b64, call_sync
 from subjects.etcd.lab import EtcdLab, LabError, MemberSpec
-from subjects.ratelimiter import processes
-from subjects.ratelimiter.processes import ProcessRecord
+from subjects.processes import ProcessRecord
 
 QUOTA_VALUE_BYTES = 512 * 1024
 QUOTA_MAX_PUTS = 200

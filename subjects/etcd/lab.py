@@ -18,7 +18,6 @@ helper processes here, so `down` removes whatever they left and proves nothing i
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -37,11 +36,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from containers.nodes import ContainerRecord
-from subjects import netfault
+from subjects import lab_folder, netfault, processes
 from subjects.etcd.client import EtcdError, call_sync
 from subjects.plugin import PluginError
-from subjects.ratelimiter import processes
-from subjects.ratelimiter.processes import ProcessRecord
+from subjects.processes import ProcessRecord
 
 SUBJECT = "etcd"
 DEFAULT_BLOCK = "127.0.0"
@@ -232,21 +230,9 @@ class EtcdLab:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         elif not self.run_dir.is_dir():
             self.state  # noqa: B018 - the "no lab is up" error rather than creating a folder
-        with open(self.run_dir / LOCK_FILE, "a+") as fh:
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LabError(f"another lab command has held {self.run_dir} for {LOCK_TIMEOUT_S:.0f}s") \
-                            from None
-                    time.sleep(0.05)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        busy = LabError(f"another lab command has held {self.run_dir} for {LOCK_TIMEOUT_S:.0f}s")
+        with lab_folder.locked(self.run_dir / LOCK_FILE, LOCK_TIMEOUT_S, lambda: busy):
+            yield
 
     def _read(self) -> LabState | None:
         try:
@@ -260,9 +246,7 @@ class EtcdLab:
                            f"{e.errors()[0]['msg']}") from e
 
     def _write(self, state: LabState) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json(indent=2))
-        os.replace(tmp, self.state_path)
+        lab_folder.write_whole(self.state_path, state.model_dump_json(indent=2))
 
     @property
     def state(self) -> LabState:

@@ -34,10 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from subjects import promtext
+from subjects import processes, promtext
 from subjects.base import Node, NodeState, Observation, Workload, utcnow
 from subjects.etcd.client import EtcdClient, EtcdError, as_int, hex_id
-from subjects.ratelimiter import processes
 
 FSYNC = "etcd_disk_wal_fsync_duration_seconds"
 COMMIT = "etcd_disk_backend_commit_duration_seconds"

@@ -30,7 +30,7 @@ from typing import Any
 from containers import engine, images
 from containers import nodes as ctr
 from containers.nodes import ContainerRecord
-from subjects.ratelimiter import processes
+from subjects import processes
 from subjects.ratelimiter.addresses import AddressError, AddressPlan
 from subjects.ratelimiter.lab import (
     DEFAULT_BASE_PORT,

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from containers import engine
 from containers import nodes as ctr
-from subjects import manifest_sweep, netfault, workload_process
+from subjects import manifest_sweep, netfault, processes, workload_process
 from subjects.evaluation import (
     FaultKind,
     FaultPlan,
@@ -42,8 +42,9 @@ from subjects.evaluation import (
     Verdict,
     WorkloadBucket,
     WorkloadSpec,
+    wait,
 )
-from subjects.ratelimiter import fault_checks, faults, processes
+from subjects.ratelimiter import fault_checks, faults
 from subjects.ratelimiter.addresses import AddressPlan
 from subjects.ratelimiter.docker_lab import DockerRateLimiterLab
 from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, open_lab
@@ -236,7 +237,7 @@ class RateLimiterEvaluation:
     async def fault_effect(self, manifest: Manifest, plan: FaultPlan) -> Verdict:
         lab = _lab(plan.undo["lab_dir"])
         record = plan.undo["record"]
-        return await _run_sync(fault_checks.wait, lambda: fault_checks.effect(lab, record), EFFECT_TIMEOUT_S)
+        return await _run_sync(wait, lambda: fault_checks.effect(lab, record), EFFECT_TIMEOUT_S)
 
     async def revert_fault(self, undo: dict[str, Any]) -> str:
         lab, up = _lab_if_up(undo["lab_dir"])
@@ -250,7 +251,7 @@ class RateLimiterEvaluation:
     async def fault_reverted(self, undo: dict[str, Any]) -> Verdict:
         lab, up = _lab_if_up(undo["lab_dir"])
         record = undo["record"]
-        return await _run_sync(fault_checks.wait, lambda: fault_checks.reverted(lab if up else None, record),
+        return await _run_sync(wait, lambda: fault_checks.reverted(lab if up else None, record),
                                REVERT_CHECK_TIMEOUT_S)
 
     # -- the workload ----------------------------------------------------------------------------

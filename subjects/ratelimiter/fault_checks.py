@@ -32,9 +32,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from subjects import netfault, tmpfs
+from subjects import netfault, processes, tmpfs
 from subjects.evaluation import Verdict
-from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import REDIS_PROCESS, LabError, RateLimiterLab
 
 HTTP_TIMEOUT_S = 2.0
@@ -358,13 +357,3 @@ def reverted(lab: RateLimiterLab | None, record: dict) -> Verdict:
         return REVERTED[kind](lab, record)
     except (httpx.HTTPError, LabError, OSError, ValueError, KeyError) as e:
         return Verdict(False, f"could not check: {type(e).__name__}: {e}", {})
-
-
-def wait(check: Callable[[], Verdict], timeout_s: float, interval_s: float = 0.25) -> Verdict:
-    """Poll `check` until it holds or `timeout_s` passes; the last verdict either way."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        verdict = check()
-        if verdict.ok or time.monotonic() >= deadline:
-            return verdict
-        time.sleep(interval_s)

@@ -56,10 +56,9 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from subjects import netfault
-from subjects.ratelimiter import processes
+from subjects import netfault, processes
+from subjects.processes import ProcessRecord
 from subjects.ratelimiter.lab import REDIS_PROCESS, LabError, RateLimiterLab
-from subjects.ratelimiter.processes import ProcessRecord
 
 HTTP_TIMEOUT_S = 3.0
 HOST_STEPS = ("chain", "remove_file")

@@ -35,7 +35,6 @@ them is behind the lab's methods that faults and actions use: the run of a proce
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -54,11 +53,11 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from containers.nodes import ContainerRecord
-from subjects import netfault, tmpfs
+from subjects import lab_folder, netfault, processes, tmpfs
 from subjects.plugin import PluginError
-from subjects.ratelimiter import addresses, processes
+from subjects.processes import ProcessRecord
+from subjects.ratelimiter import addresses
 from subjects.ratelimiter.addresses import LOCALHOST, AddressError, AddressPlan
-from subjects.ratelimiter.processes import ProcessRecord
 
 SUBJECT = "ratelimiter"
 DEFAULT_REDIS_PORT = 16379
@@ -230,22 +229,9 @@ class RateLimiterLab:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         elif not self.run_dir.is_dir():
             self.state  # noqa: B018 - raises the "no lab is up" LabError rather than creating a folder
-        with open(self.run_dir / LOCK_FILE, "a+") as fh:
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LabError(
-                            f"another lab command has held {self.run_dir} for {LOCK_TIMEOUT_S:.0f}s"
-                        ) from None
-                    time.sleep(0.1)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        busy = LabError(f"another lab command has held {self.run_dir} for {LOCK_TIMEOUT_S:.0f}s")
+        with lab_folder.locked(self.run_dir / LOCK_FILE, LOCK_TIMEOUT_S, lambda: busy):
+            yield
 
     def _read(self) -> LabState | None:
         try:
@@ -260,9 +246,7 @@ class RateLimiterLab:
             ) from e
 
     def _write(self, state: LabState) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json(indent=2))
-        os.replace(tmp, self.state_path)
+        lab_folder.write_whole(self.state_path, state.model_dump_json(indent=2))
 
     @property
     def state(self) -> LabState:

@@ -26,7 +26,7 @@ from operator_tui.config import Settings
 from operator_tui.demo.director import DemoOptions
 from operator_tui.store import Store
 from scenarios.demo import builtin, load_script
-from subjects.ratelimiter import processes
+from subjects import processes
 from subjects.ratelimiter.lab import LabState
 from tests.console.conftest import SIZE
 

@@ -28,7 +28,7 @@ def assert_etcd_lab_gone(lab: Any, state: Any) -> None:
     check that nothing is left: no container in the engine's listing, process, listener, mount or chain."""
     from etcd_support import leftovers
 
-    from subjects.ratelimiter import processes
+    from subjects import processes
 
     try:
         if lab.state_path.exists():

@@ -21,6 +21,7 @@ from rl_subject_support import clear, firing, observe_until, subject_for
 from rl_support import healthy, wait_until
 
 from containers import nodes
+from subjects import evaluation
 from subjects.base import NodeState
 from subjects.netfault import Chain
 from subjects.ratelimiter import chaos, fault_checks
@@ -120,7 +121,7 @@ async def inject(lab: Any, kind: str, target: str | None = None, **params: Any) 
     lab_record = record.undo["lab_record"]
     if kind == "partition":
         CHAINS.add(lab_record["facts"]["chain"])
-    verdict = await asyncio.to_thread(fault_checks.wait, lambda: fault_checks.effect(lab, lab_record), 10.0)
+    verdict = await asyncio.to_thread(evaluation.wait, lambda: fault_checks.effect(lab, lab_record), 10.0)
     assert verdict.ok, f"{kind}: effect check: {verdict.detail}"
     return record
 
@@ -128,7 +129,7 @@ async def inject(lab: Any, kind: str, target: str | None = None, **params: Any) 
 async def revert(lab: Any, record: Any) -> str:
     detail = await chaos.revert({"lab_dir": str(lab.run_dir)}, record)
     lab_record = record.undo["lab_record"]
-    verdict = await asyncio.to_thread(fault_checks.wait, lambda: fault_checks.reverted(lab, lab_record), 20.0)
+    verdict = await asyncio.to_thread(evaluation.wait, lambda: fault_checks.reverted(lab, lab_record), 20.0)
     assert verdict.ok, f"{record.kind}: revert check: {verdict.detail}"
     return detail
 

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from subjects import netfault
+from subjects import netfault, processes
 from subjects.base import FaultRecord, Observation, Violation
 from subjects.etcd import chaos
 from subjects.etcd.lab import EtcdLab, address_free, mounted
 from subjects.etcd.subject import EtcdSubject, build
-from subjects.ratelimiter import processes
 
 PORT_RANGE = (20_000, 32_000)
 

@@ -23,8 +23,8 @@ from etcd_support import (
     violations,
 )
 
+from subjects import processes
 from subjects.etcd.client import EtcdClient
-from subjects.ratelimiter import processes
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from etcd_eval_support import free_block
 
-from subjects import tmpfs
-from subjects.ratelimiter import processes
+from subjects import processes, tmpfs
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(sys.executable).parent / "operator-tui"

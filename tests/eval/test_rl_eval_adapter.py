@@ -28,11 +28,11 @@ from rl_eval_support import (
 )
 from rl_eval_support import request as lab_request
 
-from subjects import netfault, registry
+from subjects import netfault, processes, registry
 from subjects.evaluation import EvaluationAdapter, FaultPlan, Manifest, WorkloadSpec
 from subjects.openloop import arrivals
 from subjects.plugin import load
-from subjects.ratelimiter import fault_checks, processes
+from subjects.ratelimiter import fault_checks
 from subjects.ratelimiter.evaluation import ADAPTER
 from subjects.ratelimiter.lab import RateLimiterLab
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from rl_eval_support import findmnt_tmpfs, free_block, iptables_listing
 
-from subjects import netfault
+from subjects import netfault, processes
 from subjects.evaluation import AddressBlock
-from subjects.ratelimiter import processes
-from subjects.ratelimiter.processes import ProcessRecord
+from subjects.processes import ProcessRecord
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(sys.executable).parent / "operator-tui"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from rl_support import assert_dead, assert_ports_closed, free_port, make_lab, teardown_lab
 
-from subjects.ratelimiter import processes
+from subjects import processes
 from subjects.ratelimiter.lab import RateLimiterLab
 
 if shutil.which("redis-server") is None:  # a missing server must fail the run, not skip it green

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from rl_support import free_lab_ports, healthy, wait_until
 
+from subjects import processes
 from subjects.base import Observation, Violation
-from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import NodeOptions, RateLimiterLab
 from subjects.ratelimiter.subject import RateLimiterSubject, build
 from tests.operator_harness import Running

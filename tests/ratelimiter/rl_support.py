@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from subjects.ratelimiter import processes
+from subjects import processes
+from subjects.processes import ProcessRecord, free_port
 from subjects.ratelimiter.addresses import AddressPlan
 from subjects.ratelimiter.lab import PROXY_OFFSET, NodeOptions, RateLimiterLab, free_lab_ports
-from subjects.ratelimiter.processes import ProcessRecord, free_port
 
 # Short registry TTL and Redis timeout so that failures show within a second or two.
 FAST_NODES = NodeOptions(heartbeat_ms=200, node_ttl_ms=1000, redis_timeout_ms=300)

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from rl_support import healthy, make_lab, teardown_lab, unique_key, wait_until
 
-from subjects.ratelimiter import fault_checks, faults, processes
+from subjects import evaluation, processes
+from subjects.ratelimiter import fault_checks, faults
 from subjects.ratelimiter.faults import FaultError
 from subjects.ratelimiter.lab import RateLimiterLab
 
@@ -92,7 +93,7 @@ def test_node_stop_restart_and_partition_in_the_process_lab(lab):
     with pytest.raises(httpx.ConnectTimeout):
         httpx.get(f"{lab.node_urls()['n3']}/health", timeout=0.5)
     assert healthy(lab.node_urls()["n2"])
-    assert fault_checks.wait(lambda: fault_checks.effect(lab, record), 5.0).ok
+    assert evaluation.wait(lambda: fault_checks.effect(lab, record), 5.0).ok
     report = faults.revert(lab, record)
     assert report["ok"] and report["undone"] == [f"deleted iptables chain {step['chain']} and its jump (checked gone)"]
     assert healthy(lab.node_urls()["n3"])

@@ -15,7 +15,7 @@ from rl_support import (
     wait_until,
 )
 
-from subjects.ratelimiter import processes
+from subjects import processes
 from subjects.ratelimiter.lab import LabError, NodeOptions, RateLimiterLab, plan_ports
 
 

@@ -22,8 +22,7 @@ from rl_support import (
     wait_until,
 )
 
-from subjects import netfault, tmpfs
-from subjects.ratelimiter import processes
+from subjects import netfault, processes, tmpfs
 from subjects.ratelimiter.lab import LabState, RateLimiterLab
 
 SCRIPT = Path(sys.executable).parent / "operator-tui"

@@ -12,7 +12,7 @@ import pytest
 import redis
 from rl_support import assert_dead, assert_ports_closed, free_port
 
-from subjects.ratelimiter import processes
+from subjects import processes
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 

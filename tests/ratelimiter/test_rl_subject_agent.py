@@ -12,7 +12,7 @@ import pytest
 from rl_subject_support import assert_clean, inject, make_loaded_lab, operator, restore, revert
 from rl_support import teardown_lab
 
-from subjects.ratelimiter import processes
+from subjects import processes
 from subjects.ratelimiter.lab import RateLimiterLab
 
 pytestmark = pytest.mark.slow

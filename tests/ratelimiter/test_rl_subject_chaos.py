@@ -15,8 +15,9 @@ import pytest
 from rl_subject_support import assert_clean, make_loaded_lab, restore
 from rl_support import teardown_lab
 
+from subjects import evaluation, processes
 from subjects.base import FaultRecord
-from subjects.ratelimiter import chaos, fault_checks, processes
+from subjects.ratelimiter import chaos, fault_checks
 from subjects.ratelimiter.lab import RateLimiterLab
 
 pytestmark = pytest.mark.slow
@@ -135,14 +136,14 @@ def test_inject_list_revert(cli, lab, kind, extra, target) -> None:
             assert lab.node_process(target)["pid"] == facts["after"]["pid"]
         else:
             assert (facts["chain"] in iptables_s()) if kind == "partition" else Path(facts["filler"]).exists()
-        verdict = fault_checks.wait(lambda: fault_checks.effect(lab, lab_record), 10.0)
+        verdict = evaluation.wait(lambda: fault_checks.effect(lab, lab_record), 10.0)
         assert verdict.ok, verdict.detail
     else:
         assert {(link["mode"], link["delay_ms"]) for link in lab.links().values()} == {("delay", 150)}
     assert listed(cli)[row["id"]]["status"] == "active"
     out = revert(cli, row["id"])
     assert f"fault {row['id']}: reverted {kind}" in out
-    verdict = fault_checks.wait(lambda: fault_checks.reverted(lab, lab_record), 15.0)
+    verdict = evaluation.wait(lambda: fault_checks.reverted(lab, lab_record), 15.0)
     assert verdict.ok, verdict.detail
     if kind == "partition":
         assert lab_record["facts"]["chain"] not in iptables_s()

@@ -26,8 +26,8 @@ from rl_subject_support import (
 from rl_support import free_port, teardown_lab, wait_until
 
 from operator_tui.agent.embedded import score_cause
+from subjects import processes
 from subjects.base import NodeState, RunbookContext
-from subjects.ratelimiter import processes
 from subjects.ratelimiter.lab import RateLimiterLab
 from subjects.ratelimiter.service import schema
 from subjects.ratelimiter.subject import build
