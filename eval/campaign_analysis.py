@@ -224,10 +224,10 @@ def _decide(campaign: Campaign, c: dict[str, Any]) -> None:
                        min_pairs=campaign.spec.stats.min_pairs)
     c["decision"] = dec.kind
     c["decision_text"] = dec.text
-    digits = 2 if c["metric"] == "success_rate" else 1
     p = "" if c["p"] is None else f", {c['test'].split(' (')[0].split(',')[0]} p={c['p']:.3g}"
     holm = "" if c["p_holm"] is None else f", Holm p={c['p_holm']:.3g}"
-    c["text"] = diff.text(UNITS[c["metric"]], digits, " pairs") + p + holm
+    # two digits, as the decision text prints its interval: the two must agree
+    c["text"] = diff.text(UNITS[c["metric"]], 2, " pairs") + p + holm
 
 
 def compare(campaign: Campaign, trials: list[TrialResult], a: str, b: str,
@@ -386,6 +386,8 @@ def evaluate_threshold(campaign: Campaign, t: Threshold, index: int, cells: list
     rule["passed"] = passed
     rule["details"] = details
     rule["observed"] = "; ".join(f"{d['where']}: {d['observed']}" for d in (failing or details)[:4])
+    if failing and t.bound:
+        rule["observed"] += f" (needs {t.bound})"  # a named rule's label does not say its bound
     if not details:
         rule["observed"] = "no trial to judge"
     rule["message"] = ("pass" if passed else "FAIL") + f": {t.label}: {rule['observed']}"

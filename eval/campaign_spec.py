@@ -329,6 +329,13 @@ class Threshold(Strict):
         return self
 
     @property
+    def bound(self) -> str:
+        """What the observed value must be, e.g. "<= 10" ("" for a comparison)."""
+        if self.compare is not None:
+            return ""
+        return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
+
+    @property
     def label(self) -> str:
         if self.name:
             return self.name
@@ -337,7 +344,7 @@ class Threshold(Strict):
             a, b = self.compare
             margin = f", margin {self.margin:g}" if self.margin else ""
             return f"{self.metric}: {a} {self.expect} {b} ({where}{margin})"
-        bound = f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
+        bound = self.bound
         of = f"({self.variant}, {where})" if self.variant else f"({where})"
         use = "" if self.use == "point" else f" [{self.use}]"
         return f"{self.metric}{of} {bound}{use}"

@@ -56,6 +56,7 @@ def test_a_campaign_end_to_end_with_a_threshold_beyond_reach_exits_1(tmp_path: P
     assert [s.get("name") for s in root.findall("testsuite")] == ["transient", "control", "thresholds", "integrity"]
     rule = root.find("testsuite[@name='thresholds']/testcase[@name='detects within a millisecond']/failure")
     assert rule is not None and "median TTD" in rule.get("message", "")
+    assert rule.get("message", "").endswith("(needs <= 0.001)")  # a named rule's bound is said
     assert root.find("testsuite[@name='thresholds']/testcase[@name='no harmful trial']/failure") is None
     case = root.find("testsuite[@name='transient']/testcase[@classname='eval.transient.embedded']")
     assert case is not None and case.get("name") == "seed=0 rep=0"
