@@ -307,6 +307,9 @@ class CampaignScreen(ConsoleScreen):
         self.query_one(EvalPlots).show(variant_series(self.view))
         if self.picked is not None:
             self._compare(*self.picked)
+        if self.analysed_version != self.view.version:
+            # the matrix is drawn once this refresh is done: its analysis next, not a poll later
+            self.call_after_refresh(self.poller.poll_soon)
 
     @on(EvalAnalysisLoaded)
     def _analysed(self, message: EvalAnalysisLoaded) -> None:

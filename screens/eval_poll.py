@@ -27,6 +27,7 @@ class Poller:
         self.timer: Timer | None = None
         self.runs = 0
         self.stopped = False
+        self.soon = False  # read again as soon as the running read ends, not an interval later
 
     def start(self) -> None:
         self.stopped = False
@@ -51,6 +52,14 @@ class Poller:
         self.worker = self.screen.run_worker(self.read, group=self.name, exit_on_error=False,
                                              description=f"the eval browser's {self.name}")
 
+    def poll_soon(self) -> None:
+        """Read again now, or as soon as the running read ends (the screen drew what it read and
+        has more to ask for, e.g. the analysis after the matrix)."""
+        if self.worker is not None and not self.worker.is_finished:
+            self.soon = True
+        else:
+            self.poll_now()
+
     def finished(self, event: Worker.StateChanged) -> bool:
         """Call from the screen's on_worker_state_changed; True when the event was this poller's."""
         if event.worker is not self.worker:
@@ -60,5 +69,6 @@ class Poller:
             if event.state == WorkerState.ERROR:
                 log.error("eval browser: %s failed", self.name, exc_info=event.worker.error)
             if not self.stopped and self.screen.is_attached:
-                self.timer = self.screen.set_timer(self.interval(), self.poll_now)
+                delay, self.soon = (0.0 if self.soon else self.interval()), False
+                self.timer = self.screen.set_timer(delay, self.poll_now)
         return True

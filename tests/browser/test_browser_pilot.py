@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from operator_tui.app import make_app
 from operator_tui.store import Store
 from screens.eval_campaign import CampaignScreen, trial_values
 from screens.eval_campaigns import EvalScreen
 from screens.eval_trial import TrialScreen
 from tests.browser.conftest import FAILURES, PASSING, RUNNING, SIZE, browse_app
 from tests.browser.fixture_campaigns import START, Plan, fixed_clock, write_trial
+from tests.console import samples
 from tests.console.conftest import until
 from widgets.incident_timeline import IncidentTimeline
 from widgets.keyed_table import KeyedTable
@@ -210,3 +212,17 @@ async def test_timeline_shades_the_fault_window_from_applied_to_reverted(eval_db
         lanes = [lane.name for lane in timeline.lanes]
         assert lanes[0] == "fault" and any(name.startswith("ticket #") for name in lanes)
         assert any(lane.tone == "high" for lane in timeline.lanes)  # the action, coloured by its risk tier
+
+
+async def test_the_analysis_follows_the_matrix_not_the_next_poll(eval_db: Path) -> None:
+    """With the store polled once a minute, the comparisons and thresholds still arrive right
+    after the matrix is drawn: a person opening a campaign never waits a poll for its verdict."""
+    app = make_app(samples.settings(db=eval_db), live=False, open_store=True, clock=samples.frozen_clock,
+                   cursor_blink=False, poll_interval=60.0, mode="eval")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.store is not None, 10, "the store")
+        campaign = CampaignScreen(PASSING)
+        await app.push_screen(campaign)
+        await until(pilot, lambda: campaign.view is not None, 10, "the matrix")
+        await until(pilot, lambda: campaign.analysis is not None, 20, "the analysis, well before the next poll")
+        assert campaign.analysis.exit_code == 0
