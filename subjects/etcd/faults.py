@@ -464,13 +464,15 @@ async def _quota_recover_async(lab: EtcdLab, prefix: str) -> tuple[str, str]:
             for u in urls.values():
                 await client.defragment(u)
             # An alarm a member proposed just before (a write it failed on a file still over the
-            # quota) may be applied after the first listing: disarm until none is left, a few rounds.
-            for _ in range(5):
+            # quota) may be applied after a listing: disarm until two listings 0.3 s apart are empty.
+            empty = 0
+            for _ in range(10):
                 alarms = await client.alarms(url)
-                if not alarms:
-                    break
                 for alarm in alarms:
                     await client.disarm(url, str(alarm.get("memberID")), str(alarm.get("alarm")))
+                empty = 0 if alarms else empty + 1
+                if empty == 2:
+                    break
                 await asyncio.sleep(0.3)
             done.append(f"compacted at {revision}, defragmented {', '.join(urls)}, disarmed alarms")
         return ("undone" if deleted or len(done) > 1 else "nothing"), "; ".join(done)
