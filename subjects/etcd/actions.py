@@ -674,8 +674,16 @@ class Catalogue:
         except LabError as e:
             raise ActionFailed(f"added {spec.name} ({hex_id(new_id)}) but could not start it: {e}") from e
         line = await _until(ctx, lambda: self.caught_up(spec.name), 30.0, f"{spec.name} caught up")
+        # A newcomer replays the raft log from its start: after a quota incident its database grows
+        # through the old history past the quota again and it raises NOSPACE for the whole cluster.
+        _, _, statuses = await self.leader()
+        raised = [e for e in (statuses.get(spec.name) or {}).get("errors") or []
+                  if f"memberID:{new_id} " in f"{e} " and "NOSPACE" in e]
+        alarm = (f"; replaying the cluster's history filled its database to the quota and it raised NOSPACE: "
+                 f"defragment {spec.name}, then disarm_alarm") if raised else ""
         return {"detail": f"added {spec.name} ({hex_id(new_id)}) as {'learner' if p.learner else 'voter'} and "
-                          f"started it; it {line}", "data": {"member": spec.name, "id": hex_id(new_id)}}
+                          f"started it; it {line}{alarm}",
+                "data": {"member": spec.name, "id": hex_id(new_id), "raised_nospace": bool(raised)}}
 
     def promote_learner(self) -> ActionDef:
         async def precheck(obs: Observation, p: MemberParams) -> list[str]:

@@ -347,11 +347,14 @@ def _peer_action(pd: PDClient, name: str, description: str, params: type, risk: 
         return ActionOutcome(detail=detail, data={"peers": sorted(peer_stores(region))})
 
     async def reconcile(_obs: Observation, p: Any) -> Reconciliation:
+        # The operator first, the region after: an operator that finishes between the two reads
+        # then shows its effect, instead of looking neither done nor running.
+        running = await operator_running(pd, p.region_id)
         region, error = await fetch_region(pd, p.region_id)
         if error:
             return Reconciliation(took_effect=None, detail=error)
         ok, detail = expect(p, region)
-        if not ok and await operator_running(pd, p.region_id) is not False:
+        if not ok and running is not False:
             # Not done yet, but PD's operator may still be doing it: neither done nor failed.
             return Reconciliation(took_effect=None, detail=f"{detail}; PD's operator on region {p.region_id} "
                                                           "may still be running")
@@ -636,12 +639,13 @@ def _split_region(pd: PDClient) -> ActionDef:
         before = (checkpoint or {}).get("range")
         if before is None:
             return Reconciliation(took_effect=None, detail=f"no record of region {p.region_id}'s range before the split")
+        running = await operator_running(pd, p.region_id)  # before the region: see _peer_action's reconcile
         region, error = await fetch_region(pd, p.region_id)
         if error:
             return Reconciliation(took_effect=None, detail=error)
         now = [region.start_key, region.end_key]
         split = now != before
-        if not split and await operator_running(pd, p.region_id) is not False:
+        if not split and running is not False:
             return Reconciliation(took_effect=None, detail=f"region {p.region_id} is not split yet, and PD's "
                                                            "operator on it may still be running")
         return Reconciliation(took_effect=split, detail=f"region {p.region_id} spans {now} "

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from etcd_support import healthy, subject_for
 
+from subjects.etcd.client import EtcdClient
 from subjects.etcd.lab import EtcdLab
 from subjects.etcd.subject import EtcdSubject
 
@@ -30,3 +31,12 @@ async def subject(lab: EtcdLab) -> AsyncIterator[EtcdSubject]:
         assert set(state.processes) <= {m.name for m in state.members} | {"loadgen"}, state.processes
     finally:
         await s.aclose()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[EtcdClient]:
+    c = EtcdClient(timeout=10.0)
+    try:
+        yield c
+    finally:
+        await c.aclose()

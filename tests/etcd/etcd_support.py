@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from subjects import netfault, processes
-from subjects.base import FaultRecord, Observation, Violation
+from subjects.base import ActionContext, ActionDef, ActionOutcome, FaultRecord, Observation, Violation
 from subjects.etcd import chaos
 from subjects.etcd.lab import EtcdLab, address_free, mounted
 from subjects.etcd.subject import EtcdSubject, build
@@ -159,3 +159,21 @@ async def healthy(subject: EtcdSubject, members: int = 3, timeout: float = 30.0)
                        and sum(1 for n in o.nodes if n.state.value == "up") == members
                        and not o.details.get("alarms"), timeout, f"{members} healthy members")
 
+
+
+def action(subject: EtcdSubject, name: str) -> ActionDef:
+    return next(a for a in subject.actions() if a.name == name)
+
+
+async def problems(subject: EtcdSubject, name: str, **params: Any) -> list[str]:
+    a = action(subject, name)
+    return await a.precheck(await subject.observe(), a.params.model_validate(params))
+
+
+async def run(subject: EtcdSubject, name: str, **params: Any) -> ActionOutcome:
+    """As the engine does it: precheck on a fresh observation, then execute."""
+    a = action(subject, name)
+    p = a.params.model_validate(params)
+    found = await a.precheck(await subject.observe(), p)
+    assert found == [], f"{name} refused: {found}"
+    return await a.execute(p, ActionContext())

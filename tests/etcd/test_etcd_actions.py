@@ -1,5 +1,6 @@
 """Every etcd action on the live lab: its precheck refuses what it must (on a fresh observation), and
-when it runs, the cluster confirms its effect. One lab without load serves the module."""
+when it runs, the cluster confirms its effect. One lab without load serves the module; the quota
+alarm has a lab of its own (test_etcd_alarm_actions.py): a member added later would replay the fill."""
 
 from __future__ import annotations
 
@@ -7,56 +8,17 @@ import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from etcd_support import (
-    clears,
-    fires,
-    healthy,
-    inject,
-    leader,
-    module_lab,
-    revert,
-    until,
-)
+from etcd_support import action, clears, fires, healthy, leader, module_lab, problems, run, until
 
-from subjects.base import ActionContext, ActionOutcome
-from subjects.etcd.client import EtcdClient, EtcdError
-from subjects.etcd.subject import EtcdSubject, build
+from subjects.etcd.client import EtcdError
+from subjects.etcd.subject import build
 
 pytestmark = pytest.mark.slow
 
 lab = module_lab("etcd-actions")
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[EtcdClient]:
-    c = EtcdClient(timeout=10.0)
-    try:
-        yield c
-    finally:
-        await c.aclose()
-
-
-def action(subject: EtcdSubject, name: str):
-    return next(a for a in subject.actions() if a.name == name)
-
-
-async def problems(subject: EtcdSubject, name: str, **params: Any) -> list[str]:
-    a = action(subject, name)
-    return await a.precheck(await subject.observe(), a.params.model_validate(params))
-
-
-async def run(subject: EtcdSubject, name: str, **params: Any) -> ActionOutcome:
-    """As the engine does it: precheck on a fresh observation, then execute."""
-    a = action(subject, name)
-    p = a.params.model_validate(params)
-    found = await a.precheck(await subject.observe(), p)
-    assert found == [], f"{name} refused: {found}"
-    return await a.execute(p, ActionContext())
 
 
 async def test_move_leader_goes_to_the_leader_and_every_member_agrees(lab, subject) -> None:
@@ -126,29 +88,6 @@ async def test_compact_then_defragment_gives_the_space_back(lab, subject, client
     out = await run(subject, "defragment", member=follower)
     assert out.data["after"] < before and out.data["after"] < 2 * 1024 * 1024
     await client.delete_prefix(url, "/test/bulky")
-
-
-async def test_disarm_alarm_waits_for_the_space_and_then_writes_work_again(lab, subject, client) -> None:
-    assert await problems(subject, "disarm_alarm") == ["no NOSPACE alarm is raised"]
-    record = await inject(lab, "quota_fill")
-    try:
-        await fires(subject, "no_alarms")
-        assert "compact and defragment first" in (await problems(subject, "disarm_alarm"))[0]
-        with pytest.raises(EtcdError, match="database space exceeded"):
-            await client.put(lab.client_urls()["m1"], "/test/blocked", "x")
-        await run(subject, "compact")
-        current = leader(await subject.observe())
-        others = [m for m in ("m1", "m2", "m3") if m != current]
-        for member in others:
-            await run(subject, "defragment", member=member)
-        await run(subject, "move_leader", target=others[0])
-        await run(subject, "defragment", member=current)
-        out = await run(subject, "disarm_alarm")
-        assert out.data["disarmed"] >= 1 and out.data["probe_revision"] > 0
-        await client.put(lab.client_urls()["m1"], "/test/unblocked", "x")
-        await clears(subject, "no_alarms")
-    finally:
-        await revert(lab, record)
 
 
 async def test_remove_add_and_promote_change_the_membership(lab, subject) -> None:
