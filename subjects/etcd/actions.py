@@ -37,6 +37,7 @@ from subjects.base import (
 )
 from subjects.etcd.client import EtcdClient, EtcdError, as_int, hex_id
 from subjects.etcd.invariants import answering, is_voter, leader_name, members
+from subjects.etcd.observe import alarm_list
 
 MEMBER_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 CAUGHT_UP_ENTRIES = 100
@@ -677,13 +678,12 @@ class Catalogue:
         # A newcomer replays the raft log from its start: after a quota incident its database grows
         # through the old history past the quota again and it raises NOSPACE for the whole cluster.
         _, _, statuses = await self.leader()
-        raised = [e for e in (statuses.get(spec.name) or {}).get("errors") or []
-                  if f"memberID:{new_id} " in f"{e} " and "NOSPACE" in e]
+        raised = (new_id, "NOSPACE") in alarm_list((statuses.get(spec.name) or {}).get("errors"))
         alarm = (f"; replaying the cluster's history filled its database to the quota and it raised NOSPACE: "
                  f"defragment {spec.name}, then disarm_alarm") if raised else ""
         return {"detail": f"added {spec.name} ({hex_id(new_id)}) as {'learner' if p.learner else 'voter'} and "
                           f"started it; it {line}{alarm}",
-                "data": {"member": spec.name, "id": hex_id(new_id), "raised_nospace": bool(raised)}}
+                "data": {"member": spec.name, "id": hex_id(new_id), "raised_nospace": raised}}
 
     def promote_learner(self) -> ActionDef:
         async def precheck(obs: Observation, p: MemberParams) -> list[str]:

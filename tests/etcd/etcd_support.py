@@ -160,7 +160,6 @@ async def healthy(subject: EtcdSubject, members: int = 3, timeout: float = 30.0)
                        and not o.details.get("alarms"), timeout, f"{members} healthy members")
 
 
-
 def action(subject: EtcdSubject, name: str) -> ActionDef:
     return next(a for a in subject.actions() if a.name == name)
 
