@@ -188,7 +188,7 @@ class Monitor:
                 write.seen.append((active[key].id, v))
                 continue
             first = self._pending.setdefault(key, now)
-            grace = self.invariants[v.invariant].grace_s
+            grace = self.invariants[v.invariant].grace_s if v.grace_s is None else v.grace_s
             if now - first >= grace:
                 write.open.append(v)
             else:

@@ -109,6 +109,9 @@ class Violation(BaseModel):
     severity: Severity
     summary: str
     evidence: dict[str, Any] = Field(default_factory=dict)
+    # This violation's own grace, when its evidence is conclusive sooner than the invariant's
+    # (a refused connection, against a timeout that may be a busy node). None: the invariant's.
+    grace_s: float | None = None
 
     @property
     def dedup_key(self) -> str:

@@ -47,6 +47,7 @@ class Thresholds(BaseModel):
 
 DEFAULT_GRACE = {
     "node_down": 2.0,  # three probes in a row (1 s apart) before a busy node is called down
+    "node_down_refused": 1.0,  # but two refusals are enough: nothing listens, so it is not busy
     "redis_unreachable": 1.0,
     "over_admission": 1.0,
     "counter_drift": 1.0,
@@ -80,21 +81,24 @@ def node_id_of(entity: str) -> str | None:
 
 # -- nodes --------------------------------------------------------------------------------------
 
-def check_node_down(obs: Observation, _h: History) -> list[Violation]:
-    out = []
-    for n in limiter_nodes(obs):
-        if n.state != NodeState.down:
-            continue
-        out.append(Violation(
-            invariant="node_down", entity=n.entity, severity=Severity.critical,
-            summary=f"node {n.id} does not answer: {n.state_detail.removeprefix('not answering: ')}",
-            evidence={"node_id": n.id, "address": n.address, "detail": n.state_detail,
-                      "refused": "refused" in n.state_detail, "timed_out": "timed out" in n.state_detail,
-                      "registry_state": n.labels.get("registry"),
-                      "heartbeat_age_ms": n.metrics.get("heartbeat_age_ms"),
-                      "sources": n.labels.get("sources")},
-        ))
-    return out
+def check_node_down(t: Thresholds):
+    def check(obs: Observation, _h: History) -> list[Violation]:
+        return [node_down(n, t) for n in limiter_nodes(obs) if n.state == NodeState.down]
+    return check
+
+
+def node_down(n: Node, t: Thresholds) -> Violation:
+    refused = "refused" in n.state_detail
+    return Violation(
+        invariant="node_down", entity=n.entity, severity=Severity.critical,
+        summary=f"node {n.id} does not answer: {n.state_detail.removeprefix('not answering: ')}",
+        evidence={"node_id": n.id, "address": n.address, "detail": n.state_detail,
+                  "refused": refused, "timed_out": "timed out" in n.state_detail,
+                  "registry_state": n.labels.get("registry"),
+                  "heartbeat_age_ms": n.metrics.get("heartbeat_age_ms"),
+                  "sources": n.labels.get("sources")},
+        grace_s=t.graces.get("node_down_refused", DEFAULT_GRACE["node_down_refused"]) if refused else None,
+    )
 
 
 def open_nodes(obs: Observation) -> list[str]:
@@ -291,7 +295,7 @@ def build_invariants(t: Thresholds) -> list[Invariant]:
 
     return [
         Invariant("node_down", "every known node answers its HTTP API", Severity.critical, "node",
-                  check_node_down, grace("node_down")),
+                  check_node_down(t), grace("node_down")),
         Invariant("redis_unreachable", "Redis answers the operator and the nodes, and runs writes",
                   Severity.critical, "redis", check_redis_unreachable, grace("redis_unreachable"),
                   on_unreachable=True),

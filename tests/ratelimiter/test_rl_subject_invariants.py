@@ -26,6 +26,7 @@ from rl_subject_support import (
 from rl_support import free_port, teardown_lab, wait_until
 
 from operator_tui.agent.embedded import score_cause
+from operator_tui.monitor import Monitor
 from subjects import processes
 from subjects.base import NodeState, RunbookContext
 from subjects.ratelimiter.lab import RateLimiterLab
@@ -89,12 +90,19 @@ async def test_every_node_redis_and_the_counters_are_observed(lab) -> None:
         await subject.aclose()
 
 
-async def test_node_down_for_a_killed_node_that_stays_listed(lab) -> None:
+async def grace_left(subject, store, key: str) -> float:
+    """How long the monitor waits before it opens the ticket, from the first tick that sees it."""
+    monitor = Monitor(subject, store, await store.start_run("test", "ratelimiter"), clock=lambda: 0.0)
+    return (await monitor.tick()).pending[key]
+
+
+async def test_node_down_for_a_killed_node_that_stays_listed(lab, store) -> None:
     subject = await subject_for(lab)
     try:
         record = await inject(lab, "node_kill", "n2")
         v = await observe_until(subject, firing(subject, "node_down", "node:n2"), what="node_down on n2")
         assert v.evidence["refused"] is True
+        assert await grace_left(subject, store, "node_down@node:n2") == 1.0  # refused twice is enough
         obs = subject.observer.latest
         n2 = obs.node("n2", "node")
         assert n2 is not None and n2.state == NodeState.down and "refused" in n2.state_detail
@@ -105,12 +113,13 @@ async def test_node_down_for_a_killed_node_that_stays_listed(lab) -> None:
         await subject.aclose()
 
 
-async def test_node_down_for_a_paused_node(lab) -> None:
+async def test_node_down_for_a_paused_node(lab, store) -> None:
     subject = await subject_for(lab)
     try:
         record = await inject(lab, "node_pause", "n1")
         v = await observe_until(subject, firing(subject, "node_down", "node:n1"), what="node_down on n1")
         assert v.evidence["timed_out"] is True and "hung or paused" in v.summary
+        assert await grace_left(subject, store, "node_down@node:n1") == 2.0  # a hung node may only be busy
         await revert(lab, record)
         await observe_until(subject, clear(subject, "node_down"), what="node_down to clear")
     finally:
