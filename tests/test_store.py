@@ -13,8 +13,9 @@ import pytest
 
 from operator_tui.store import Store, StoreError, TickWrite
 from operator_tui.store.db import split_statements
+from operator_tui.store.evals import TRIAL_RUN
 from operator_tui.store.schema import MIGRATIONS, SCHEMA_VERSION
-from subjects.base import Severity, TicketStatus, Violation
+from subjects.base import FaultRecord, Severity, TicketStatus, Violation
 
 
 def violation(entity: str = "store:2", invariant: str = "store_unreachable") -> Violation:
@@ -84,6 +85,20 @@ async def test_tickets_dedup_by_invariant_and_entity_within_a_run(store: Store) 
     assert len(reopened.opened) == 1 and reopened.opened[0].id != ticket.id
     kinds = [e.kind for e in await store.ticket_events(ticket.id)]
     assert kinds == ["opened", "resolved"]
+
+
+async def test_an_incident_shows_cli_faults_of_its_subject_and_a_trial_only_its_own(store: Store) -> None:
+    """Faults injected from the CLI and never reverted (their lab went down) stayed on every later
+    incident timeline: another subject's, and a trial's on a lab of its own, stretching its axis."""
+    await store.record_fault(FaultRecord(subject="tikv", kind="kill_store", target="2"), "human:root")
+    await store.record_fault(FaultRecord(subject="etcd", kind="kill_member", target="m1"), "human:root")
+    console, trial = await store.start_run("console", "tikv"), await store.start_run(TRIAL_RUN, "tikv")
+    own = await store.record_fault(FaultRecord(subject="tikv", kind="kill_store", target="4"), "harness", trial)
+    for run in (console, trial):
+        await store.apply_tick(TickWrite(run_id=run, open=[violation()]))
+    [console_ticket], [trial_ticket] = await store.active_tickets(console), await store.active_tickets(trial)
+    assert [(f.subject, f.target) for f in (await store.incident(console_ticket.id)).faults] == [("tikv", "2")]
+    assert [f.id for f in (await store.incident(trial_ticket.id)).faults] == [own.id]
 
 
 async def test_samples_are_bounded(store: Store) -> None:

@@ -29,6 +29,7 @@ from operator_tui.timeutil import now_text
 
 # status of a fault after which nothing of it is left on the host
 FAULT_DONE = ("revert_verified",)
+TRIAL_RUN = "eval_trial"  # the kind of a trial's run
 JSON_FIELDS = {
     "trials": {"error_json", "phases_json", "metrics_json", "final_observation_json", "lab_manifest_json"},
     "faults": {"spec_json", "affected_json", "undo_json", "verify_json"},
@@ -235,7 +236,7 @@ class EvalsRepo:
         until the trial ends it), so the trial's operator, attached to it, counts as live while
         the harness that conducts the trial lives, and as dead once that harness died."""
         created = now_text()
-        run_id = await self.start_run("eval_trial", subject,  # type: ignore[attr-defined] - Store is also a RunsRepo
+        run_id = await self.start_run(TRIAL_RUN, subject,  # type: ignore[attr-defined] - Store is also a RunsRepo
                                       {"campaign_id": campaign_id, "trial_ident": ident})
         async with self.db.transaction() as conn:
             cur = await conn.execute(

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from operator_tui.store.db import Database
+from operator_tui.store.evals import TRIAL_RUN
 from operator_tui.store.faults import fault_from_row
 from operator_tui.store.models import ActionRecord, ActionTransition, FaultRow
 from subjects.base import Ticket
@@ -53,8 +54,9 @@ class IncidentRepo:
     async def incident(self, ticket_id: int) -> Incident | None:
         """The ticket's incident, or None when there is no such ticket.
 
-        Faults count when they belong to the ticket's run (or to no run: injected from the CLI)
-        and were active at some time between the ticket's opening and its resolution.
+        Faults count when they belong to the ticket's run, or were injected from the CLI (no run)
+        on the run's subject outside a trial (a trial's faults are its harness's, on a lab of its
+        own), and were active at some time between the ticket's opening and its resolution.
         """
         ticket = await self.get_ticket(ticket_id)
         if ticket is None:
@@ -84,8 +86,10 @@ class IncidentRepo:
                 at=datetime.fromisoformat(at) if isinstance(at, str) else (s.ended_at or s.started_at),
                 source="verification", kind="holds" if v.get("holds") else "not_fixed", ref=f"session:{s.id}",
                 actor="agent", summary=str(v.get("summary", "")), detail=v))
-        rows = await self.db.fetchall("SELECT * FROM faults WHERE run_id = ? OR run_id IS NULL ORDER BY id",
-                                      (ticket.run_id,))
+        run = await self.get_run(ticket.run_id)
+        cli = run is not None and run.kind != TRIAL_RUN
+        rows = await self.db.fetchall("SELECT * FROM faults WHERE run_id = ? OR (? AND run_id IS NULL AND subject = ?)"
+                                      " ORDER BY id", (ticket.run_id, cli, run.subject if run else None))
         faults = [f for f in (fault_from_row(r) for r in rows) if _fault_overlaps(f, ticket)]
         for f in faults:
             what = f.record.get("detail") or f"{f.kind}" + (f" on {f.target}" if f.target else "")
