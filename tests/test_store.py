@@ -89,10 +89,12 @@ async def test_tickets_dedup_by_invariant_and_entity_within_a_run(store: Store) 
 
 async def test_an_incident_shows_cli_faults_of_its_subject_and_a_trial_only_its_own(store: Store) -> None:
     """Faults injected from the CLI and never reverted (their lab went down) stayed on every later
-    incident timeline: another subject's, and a trial's on a lab of its own, stretching its axis."""
+    incident timeline: another subject's, a later run's, and a trial's on a lab of its own,
+    stretching the time axis to the old fault."""
+    await store.record_fault(FaultRecord(subject="tikv", kind="kill_store", target="1"), "human:root")
+    console, trial = await store.start_run("console", "tikv"), await store.start_run(TRIAL_RUN, "tikv")
     await store.record_fault(FaultRecord(subject="tikv", kind="kill_store", target="2"), "human:root")
     await store.record_fault(FaultRecord(subject="etcd", kind="kill_member", target="m1"), "human:root")
-    console, trial = await store.start_run("console", "tikv"), await store.start_run(TRIAL_RUN, "tikv")
     own = await store.record_fault(FaultRecord(subject="tikv", kind="kill_store", target="4"), "harness", trial)
     for run in (console, trial):
         await store.apply_tick(TickWrite(run_id=run, open=[violation()]))

@@ -55,8 +55,10 @@ class IncidentRepo:
         """The ticket's incident, or None when there is no such ticket.
 
         Faults count when they belong to the ticket's run, or were injected from the CLI (no run)
-        on the run's subject outside a trial (a trial's faults are its harness's, on a lab of its
-        own), and were active at some time between the ticket's opening and its resolution.
+        on the run's subject while the run watched, outside a trial (a trial's faults are its
+        harness's, on a lab of its own); and were active at some time between the ticket's opening
+        and its resolution. (A CLI fault whose lab went down stays "active" in the store: without
+        the run's start, every later incident of its subject would show it.)
         """
         ticket = await self.get_ticket(ticket_id)
         if ticket is None:
@@ -90,7 +92,8 @@ class IncidentRepo:
         cli = run is not None and run.kind != TRIAL_RUN
         rows = await self.db.fetchall("SELECT * FROM faults WHERE run_id = ? OR (? AND run_id IS NULL AND subject = ?)"
                                       " ORDER BY id", (ticket.run_id, cli, run.subject if run else None))
-        faults = [f for f in (fault_from_row(r) for r in rows) if _fault_overlaps(f, ticket)]
+        faults = [f for f in (fault_from_row(r) for r in rows) if _fault_overlaps(f, ticket)
+                  and (f.run_id is not None or run is None or f.injected_at >= run.started_at)]
         for f in faults:
             what = f.record.get("detail") or f"{f.kind}" + (f" on {f.target}" if f.target else "")
             events.append(IncidentEvent(at=f.injected_at, source="fault", kind="injected", ref=f"fault:{f.id}",
