@@ -53,6 +53,7 @@ LOADGEN_STATUS = "loadgen.json"
 LOADGEN_PROCESS = "loadgen"
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
+PORT_RELEASE_S = 1.0  # a killed member's listeners close a few ms after it is reaped
 LOCK_TIMEOUT_S = 120.0
 BLOCK = re.compile(r"^127\.(\d{1,3})\.(\d{1,3})$")
 
@@ -667,8 +668,11 @@ class EtcdLab:
                 return "already running"
             if rec is not None:
                 processes.reap(rec.pid)
-            busy = [f"{spec.address}:{p}" for p in (state.client_port, state.peer_port)
-                    if not address_free(spec.address, p)]
+            busy = self._ports_busy(state, spec)
+            deadline = time.monotonic() + PORT_RELEASE_S
+            while busy and time.monotonic() < deadline:  # a member killed just now: its sockets close after it
+                time.sleep(0.02)
+                busy = self._ports_busy(state, spec)
             if busy:
                 raise LabError(f"cannot start {name}: {', '.join(busy)} in use")
             if join_cluster is not None:
@@ -679,6 +683,10 @@ class EtcdLab:
         if wait:
             self._wait_answering(state, spec)
         return "started"
+
+    @staticmethod
+    def _ports_busy(state: LabState, spec: MemberSpec) -> list[str]:
+        return [f"{spec.address}:{p}" for p in (state.client_port, state.peer_port) if not address_free(spec.address, p)]
 
     def _wait_answering(self, state: LabState, spec: MemberSpec) -> None:
         """Until the member listens on its client port (and still runs a moment later). It serves

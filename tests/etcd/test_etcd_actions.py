@@ -47,6 +47,18 @@ async def test_restart_member_starts_a_dead_member_and_refuses_a_live_one(lab, s
     assert lab.process("m3").pid != before and "entries behind" in out.detail
 
 
+async def test_a_member_killed_just_now_starts_again_at_once(lab, subject) -> None:
+    """Its listeners close a few ms after it is reaped (a young member's at least): starting it at once
+    found its ports busy."""
+    def kill_then_start() -> str:  # back to back, as a script would; twice, the second on a young member
+        lab.kill_member("m3")
+        lab.start_member("m3")
+        lab.kill_member("m3")
+        return lab.start_member("m3")
+
+    assert await asyncio.to_thread(kill_then_start) == "started"
+
+
 async def test_resume_member_continues_a_stopped_member_only(lab, subject) -> None:
     assert (await problems(subject, "resume_member", member="m2")) == ["m2's process is alive, not stopped (SIGSTOP)"]
     await asyncio.to_thread(lab.signal_member, "m2", signal.SIGSTOP)
