@@ -89,11 +89,16 @@ class IncidentRepo:
                 source="verification", kind="holds" if v.get("holds") else "not_fixed", ref=f"session:{s.id}",
                 actor="agent", summary=str(v.get("summary", "")), detail=v))
         run = await self.get_run(ticket.run_id)
-        cli = run is not None and run.kind != TRIAL_RUN
-        rows = await self.db.fetchall("SELECT * FROM faults WHERE run_id = ? OR (? AND run_id IS NULL AND subject = ?)"
-                                      " ORDER BY id", (ticket.run_id, cli, run.subject if run else None))
-        faults = [f for f in (fault_from_row(r) for r in rows) if _fault_overlaps(f, ticket)
-                  and (f.run_id is not None or run is None or f.injected_at >= run.started_at)]
+
+        def counts(f: FaultRow) -> bool:
+            if f.run_id is not None:
+                return True
+            return (run is not None and run.kind != TRIAL_RUN and f.subject == run.subject
+                    and f.injected_at >= run.started_at)
+
+        rows = await self.db.fetchall("SELECT * FROM faults WHERE run_id = ? OR run_id IS NULL ORDER BY id",
+                                      (ticket.run_id,))
+        faults = [f for f in (fault_from_row(r) for r in rows) if counts(f) and _fault_overlaps(f, ticket)]
         for f in faults:
             what = f.record.get("detail") or f"{f.kind}" + (f" on {f.target}" if f.target else "")
             events.append(IncidentEvent(at=f.injected_at, source="fault", kind="injected", ref=f"fault:{f.id}",
