@@ -4,10 +4,12 @@ exactly what undoes them; the CLI and the console's palette both go through here
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from operator_tui.errors import UserError
 from operator_tui.store import Store
+from operator_tui.store.faults import DONE
 from operator_tui.store.models import FaultRow
 from subjects import registry
 from subjects.base import FaultRecord
@@ -34,8 +36,8 @@ async def revert_faults(store: Store, rows: list[FaultRow], options_for: Callabl
     """Revert each active fault with what its record says; (row, reverted, what happened) each."""
     out = []
     for row in rows:
-        if row.status == "reverted":
-            out.append((row, True, f"already reverted at {row.reverted_at}"))
+        if row.status in DONE:
+            out.append((row, True, f"already {row.status} at {row.reverted_at}"))
             continue
         record = FaultRecord.model_validate(row.record)
         module = registry.chaos(record.subject)
@@ -48,3 +50,9 @@ async def revert_faults(store: Store, rows: list[FaultRow], options_for: Callabl
         await store.mark_fault_reverted(row.id, detail, actor)
         out.append((row, True, detail))
     return out
+
+
+def faults_of_lab(rows: list[FaultRow], subject: str, lab_dir: Path) -> list[FaultRow]:
+    """The faults among `rows` that act on the subject's lab in `lab_dir` (ask before it goes down)."""
+    module = registry.chaos(subject)
+    return [r for r in rows if r.subject == subject and module.of_lab(lab_dir, FaultRecord.model_validate(r.record))]

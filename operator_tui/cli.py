@@ -319,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("lab_subject", choices=lab_subjects, metavar="SUBJECT")
         if name == "status":
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        else:  # the store holds the faults injected into the lab: they end with it
+            _option_groups(p, sub=True, subject=False, policy=False)
     for p in (lab, *lab_sub.choices.values()):
         # SUPPRESS: a subcommand's unset flag must not overwrite the same flag given before it.
         p.add_argument(

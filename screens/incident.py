@@ -37,8 +37,8 @@ def timeline_data(incident: Incident | dict[str, Any]) -> tuple[list[TimelineEve
             if e.kind == "injected":
                 events.append(TimelineEvent(e.at, "fault", f"injected: {e.summary} (by {e.actor})", "fault", "✖"))
             else:
-                ok = e.kind == "reverted"
-                events.append(TimelineEvent(e.at, "fault", ("reverted: " if ok else "could not revert: ")
+                ok = e.kind != "revert_failed"
+                events.append(TimelineEvent(e.at, "fault", (f"{e.kind}: " if ok else "could not revert: ")
                                             + fmt.clip(e.summary, 100), "muted" if ok else "bad", "✔" if ok else "✘"))
         elif e.source == "ticket" and e.kind in AGENT_KINDS:
             mark, tone, text = AGENT_KINDS[e.kind]

@@ -78,7 +78,9 @@ class SubjectPlugin:
     chaos      a module with `kinds() -> dict[str, str]`,
                `options(section, ctx) -> dict` (where the faults go; PluginError when nowhere),
                `async inject(options, kind, target, params) -> FaultRecord`,
-               `async revert(options, record) -> str`, and `ChaosError` (a PluginError).
+               `async revert(options, record) -> str`, `of_lab(lab_dir, record) -> bool` (does
+               this fault act on the lab in lab_dir; asked before `lab down`, whose faults end
+               with it), and `ChaosError` (a PluginError).
     lab        an object with `up(run_dir, options) -> LabReport`, `down(run_dir) -> LabReport`,
                `status(run_dir) -> LabReport` (data["up"]: bool); options hold the `lab_flags`
                keys the user gave, and `free_ports: True` when the caller wants the lab on free

@@ -103,6 +103,19 @@ async def test_an_incident_shows_cli_faults_of_its_subject_and_a_trial_only_its_
     assert [f.id for f in (await store.incident(trial_ticket.id)).faults] == [own.id]
 
 
+async def test_a_fault_whose_lab_went_down_ends_and_says_so_on_the_timeline(store: Store) -> None:
+    run = await store.start_run("console", "etcd")
+    fault = await store.record_fault(FaultRecord(subject="etcd", kind="kill_member", target="m1"), "human:root", run)
+    await store.apply_tick(TickWrite(run_id=run, open=[violation()]))
+    await store.mark_fault_ended(fault.id, "its lab went down", "human:root")
+    [ticket] = await store.active_tickets(run)
+    events = (await store.incident(ticket.id)).events
+    assert [(e.kind, e.summary) for e in events if e.source == "fault"] == [
+        ("injected", "kill_member on m1"), ("ended", "its lab went down")]
+    assert await store.list_faults(active_only=True) == []
+    assert (await store.get_fault(fault.id)).status == "ended"
+
+
 async def test_samples_are_bounded(store: Store) -> None:
     run = await store.start_run("test", "tikv")
     store.sample_limit = 50

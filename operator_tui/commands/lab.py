@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
 
 from operator_tui.commands.common import print_json
 from operator_tui.errors import UserError
@@ -34,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
         report = lab.up(run_dir, options)
         lines = [*report.lines, f"stop it with: operator-tui lab down {plugin.name}" + _dir_flag(args)]
     elif args.lab_command == "down":
-        lines = lab.down(run_dir).lines
+        db = load_settings(args).db
+        # no store holds a fault (and none is created)
+        lines = asyncio.run(_down(db, plugin.name, lab, run_dir)) if db.exists() else lab.down(run_dir).lines
     else:
         report = lab.status(run_dir)
         if args.json:
@@ -44,6 +49,26 @@ def run(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return 0
+
+
+async def _down(db: Path, subject: str, lab: Any, run_dir: Path) -> list[str]:
+    """Take the lab down; the faults injected into it end with it, or `chaos list` would show
+    them active forever (and nothing is left to revert)."""
+    from operator_tui.chaos import faults_of_lab
+    from operator_tui.policy import human_actor
+    from operator_tui.store import Store
+
+    store = await Store.open(db)
+    try:
+        ending = faults_of_lab(await store.list_faults(active_only=True, subject=subject), subject, run_dir)
+        lines = lab.down(run_dir).lines
+        for row in ending:
+            await store.mark_fault_ended(row.id, "its lab went down", human_actor())
+            lines.append(f"fault {row.id} ({row.kind}" + (f" on {row.target}" if row.target else "")
+                         + ") ended with the lab")
+        return lines
+    finally:
+        await store.close()
 
 
 def _dir_flag(args: argparse.Namespace) -> str:

@@ -10,6 +10,8 @@ from operator_tui.store.models import FaultRow
 from operator_tui.timeutil import now_text
 from subjects.base import FaultRecord
 
+DONE = ("reverted", "ended")  # every other status (active, revert_failed) may still act on a cluster
+
 
 def fault_from_row(row: Any) -> FaultRow:
     data = dict(row)
@@ -44,6 +46,13 @@ class FaultsRepo:
             await append_audit(conn, actor, "fault.reverted" if ok else "fault.revert_failed", f"fault:{fault_id}",
                                {"detail": detail})
 
+    async def mark_fault_ended(self, fault_id: int, detail: str, actor: str) -> None:
+        """The fault stopped acting without a revert: what it acted on is gone (its lab went down)."""
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE faults SET status = 'ended', reverted_at = ?, revert_detail = ? WHERE id = ?",
+                               (now_text(), detail, fault_id))
+            await append_audit(conn, actor, "fault.ended", f"fault:{fault_id}", {"detail": detail})
+
     async def get_fault(self, fault_id: int) -> FaultRow | None:
         row = await self.db.fetchone("SELECT * FROM faults WHERE id = ?", (fault_id,))
         return None if row is None else fault_from_row(row)
@@ -51,7 +60,7 @@ class FaultsRepo:
     async def list_faults(self, active_only: bool = False, subject: str | None = None) -> list[FaultRow]:
         sql, params = "SELECT * FROM faults WHERE 1=1", []
         if active_only:
-            sql += " AND status != 'reverted'"
+            sql += f" AND status NOT IN {DONE}"
         if subject:
             sql += " AND subject = ?"
             params.append(subject)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from operator_tui.store.db import Database
 from operator_tui.store.evals import TRIAL_RUN
-from operator_tui.store.faults import fault_from_row
+from operator_tui.store.faults import DONE, fault_from_row
 from operator_tui.store.models import ActionRecord, ActionTransition, FaultRow
 from subjects.base import Ticket
 
@@ -25,7 +25,7 @@ SOURCE_ORDER = {"fault": 0, "ticket": 1, "action": 2, "verification": 3}
 class IncidentEvent(BaseModel):
     at: datetime
     source: str  # fault | ticket | action | verification
-    kind: str  # fault: injected, reverted, revert_failed; ticket: opened, claimed, diagnosed, open, resolved,
+    kind: str  # fault: injected, reverted, ended, revert_failed; ticket: opened, claimed, diagnosed, open, resolved,
     #            escalated; action: its new state (proposed ... succeeded); verification: holds, not_fixed
     ref: str  # "fault:1", "ticket:5", "action:4", "session:2"
     actor: str = ""
@@ -57,8 +57,8 @@ class IncidentRepo:
         Faults count when they belong to the ticket's run, or were injected from the CLI (no run)
         on the run's subject while the run watched, outside a trial (a trial's faults are its
         harness's, on a lab of its own); and were active at some time between the ticket's opening
-        and its resolution. (A CLI fault whose lab went down stays "active" in the store: without
-        the run's start, every later incident of its subject would show it.)
+        and its resolution. (A CLI fault left active, say on a cluster that died, would otherwise
+        show in every later incident of its subject.)
         """
         ticket = await self.get_ticket(ticket_id)
         if ticket is None:
@@ -105,7 +105,7 @@ class IncidentRepo:
                                         actor=f.actor, summary=str(what), detail={"kind": f.kind, "target": f.target}))
             if f.reverted_at is not None:
                 events.append(IncidentEvent(at=f.reverted_at, source="fault",
-                                            kind="reverted" if f.status == "reverted" else "revert_failed",
+                                            kind=f.status if f.status in DONE else "revert_failed",
                                             ref=f"fault:{f.id}", actor=f.actor, summary=f.revert_detail or "",
                                             detail={"kind": f.kind, "target": f.target}))
         events.sort(key=lambda e: (e.at, SOURCE_ORDER.get(e.source, 9)))

@@ -90,3 +90,7 @@ async def revert(options: dict[str, Any], record: FaultRecord) -> str:
 
 def options(section: Any, ctx: SubjectContext) -> dict[str, Any]:
     return {"lab_dir": str(ctx.lab_dir)}
+
+
+def of_lab(lab_dir: Path, record: FaultRecord) -> bool:
+    return record.undo.get("lab_dir") == str(Path(lab_dir).expanduser().resolve())

@@ -7,6 +7,7 @@ full disks). Every record names the exact call that undoes it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from subjects.base import FaultRecord
@@ -98,3 +99,11 @@ def options(section: Any, ctx: SubjectContext) -> dict[str, Any]:
     if not alive or state is None:
         raise ChaosError("no TiKV cluster to hit: `operator-tui lab up tikv`, or pass --sim-admin URL (a simulator)")
     return {"pd_url": state["pd_url"], "admin_url": state["admin_url"]}
+
+
+def of_lab(lab_dir: Path, record: FaultRecord) -> bool:
+    """A fault lives in the simulator that took it, so it acts on the lab whose admin API that is."""
+    from subjects.tikv.lab import lab_status
+
+    state = lab_status(lab_dir)
+    return bool(state and state.get("admin_url") and record.undo.get("url") == state["admin_url"])

@@ -50,6 +50,49 @@ def test_lab_up_chaos_down(tmp_path: Path) -> None:
     assert not _alive(int(state["pid"]))  # gone (or a zombie waiting for init to reap it)
 
 
+def test_lab_down_ends_the_faults_injected_into_it_and_no_others(tmp_path: Path) -> None:
+    """A fault injected from the CLI and never reverted stayed `active` after its lab went down:
+    `chaos list --active` showed it forever, and incident timelines stretched back to it."""
+    import asyncio
+
+    from operator_tui.store import Store
+    from subjects.base import FaultRecord
+
+    labs, db = tmp_path / "labs", str(tmp_path / "c.db")
+    up = cli("lab", "up", "tikv", "--port", "0", "--stores", "3", "--regions", "30", "--lab-dir", str(labs))
+    assert up.returncode == 0, up.stderr
+    try:
+        for target in ("2", "3"):
+            injected = cli("chaos", "inject", "kill_store", "--target", target, "--lab-dir", str(labs), "--db", db)
+            assert injected.returncode == 0, injected.stderr
+        assert cli("chaos", "revert", "1", "--lab-dir", str(labs), "--db", db).returncode == 0
+
+        async def others() -> None:  # another simulator's fault, and another subject's on a lab of the same name
+            store = await Store.open(db)
+            await store.record_fault(FaultRecord(subject="tikv", kind="kill_store", target="1", undo={
+                "method": "DELETE", "url": "http://127.0.0.1:9", "path": "/sim/v1/faults/1"}), "human:test")
+            await store.record_fault(FaultRecord(subject="etcd", kind="kill_member", target="m1", undo={
+                "lab_dir": str((labs / "tikv").resolve())}), "human:test")
+            await store.close()
+        asyncio.run(others())
+    finally:
+        down = cli("lab", "down", "tikv", "--lab-dir", str(labs), "--db", db)
+    assert down.returncode == 0, down.stderr
+    assert "fault 2 (kill_store on 3) ended with the lab" in down.stdout
+    assert "fault 1 " not in down.stdout and "fault 3 " not in down.stdout
+    faults = json.loads(cli("chaos", "list", "--json", "--db", db).stdout)
+    assert [(f["id"], f["status"]) for f in faults] == [(1, "reverted"), (2, "ended"), (3, "active"), (4, "active")]
+    assert faults[1]["revert_detail"] == "its lab went down" and faults[1]["reverted_at"]
+    active = json.loads(cli("chaos", "list", "--active", "--json", "--db", db).stdout)
+    assert [f["id"] for f in active] == [3, 4]
+    again = cli("chaos", "revert", "2", "--db", db, "--lab-dir", str(labs))
+    assert again.returncode == 0 and "already ended" in again.stdout
+    # a store that does not exist is not created by a lab down
+    twice = cli("lab", "down", "tikv", "--lab-dir", str(labs), "--db", str(tmp_path / "none.db"))
+    assert twice.returncode == 2 and "no TiKV lab is up" in twice.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_a_consoles_embedded_simulator_is_not_the_labs_to_stop(tmp_path: Path) -> None:
     run_dir = tmp_path / "tikv"
     run_dir.mkdir()

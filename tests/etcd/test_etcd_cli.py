@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,9 +77,14 @@ def test_lab_up_status_chaos_actions_and_down_from_the_command_line(labs, tmp_pa
     dry = cli("actions", "run", "defragment", "--param", f"member={leader}", "--dry-run", *db, *where)
     assert f"{leader} is the leader: defragmenting blocks it" in dry.stdout, dry.stdout
 
-    down = cli("lab", "down", "etcd", *where)
+    left = cli("chaos", "inject", "kill_member", *db, *where)  # a follower, never reverted: it ends with the lab
+    assert left.returncode == 0, left.stderr
+    down = cli("lab", "down", "etcd", "--db", str(tmp_path / "cli.db"), *where)
     assert down.returncode == 0, down.stderr
     assert "nothing left" in down.stdout and "3 tmpfs unmounted" in down.stdout
+    assert re.search(r"fault 2 \(kill_member on m\d\) ended with the lab", down.stdout), down.stdout
+    faults = json.loads(cli("chaos", "list", "--json", *db).stdout)
+    assert [f["status"] for f in faults] == ["reverted", "ended"]
     assert leftovers(EtcdLab(labs / "etcd"), state) == []
     assert_user_error(cli("lab", "status", "etcd", *where), "no etcd lab is up")
     assert_user_error(cli("lab", "down", "etcd", *where), "no etcd lab is up")

@@ -129,9 +129,14 @@ def test_up_status_down(lab_dir, labs, env):
     httpx.post(f"{urls['n1']}/admin/undrain", timeout=5.0).raise_for_status()
     wait_until(lambda: node_checks(urls["n1"]) > before[0], what="load back on n1")
 
+    # a fault left in place ends with the lab (the store is the default one, under XDG_DATA_HOME)
+    slow = cli("chaos", "inject", "redis_latency", "--target", "n1", "--subject", "ratelimiter", *common, env=env)
+    assert slow.returncode == 0, slow.stderr
     down = cli("lab", "down", "ratelimiter", *common, env=env)
     assert down.returncode == 0, down.stderr
-    assert "no process left" in down.stdout
+    assert "no process left" in down.stdout and "fault 1 (redis_latency on n1) ended with the lab" in down.stdout
+    [fault] = json.loads(cli("chaos", "list", "--json", env=env).stdout)
+    assert fault["status"] == "ended"
     outcomes = {line.split()[0]: line.split()[-1] for line in down.stdout.splitlines()[:5]}
     assert outcomes == dict.fromkeys(
         ["loadgen", "n1", "n2", "proxy", "redis"], "terminated"
