@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from textual.content import Content
-from textual.widgets import Static
+from textual.geometry import Size
+from textual.strip import Strip
+from textual.visual import Visual
+from textual.widget import Widget
 
 # tone -> style of marks and lane lines
 TONES: dict[str, str] = {
@@ -194,9 +197,16 @@ def render_timeline(events: Sequence[TimelineEvent], windows: Sequence[ShadedWin
                     lanes: Sequence[Lane] = (), width: int = 80, now: datetime | None = None,
                     listing: bool = True, values: Sequence[ValueLane] = ()) -> Content:
     """The chart (and the event list) for a given width."""
+    return Content("\n").join(timeline_lines(events, windows, lanes, width, now, listing, values))
+
+
+def timeline_lines(events: Sequence[TimelineEvent], windows: Sequence[ShadedWindow] = (),
+                   lanes: Sequence[Lane] = (), width: int = 80, now: datetime | None = None,
+                   listing: bool = True, values: Sequence[ValueLane] = ()) -> list[Content]:
+    """`render_timeline`'s lines, unwrapped: only the event list's may be wider than `width`."""
     geo = timeline_geometry(events, windows, lanes, width, now, values)
     if geo is None:
-        return Content.styled("no events yet", "dim italic")
+        return [Content.styled("no events yet", "dim italic")]
     t0, t1, span, label_w, track = geo.t0, geo.t1, geo.span, geo.label_width, geo.track
     order = [lane.name for lane in lanes]
     for e in events:
@@ -266,11 +276,14 @@ def render_timeline(events: Sequence[TimelineEvent], windows: Sequence[ShadedWin
                 (f"{_clock(e.at)} ", "dim"), (f"{offset((e.at - t0).total_seconds()):>7} ", "dim"),
                 (f"{e.mark} ", TONES.get(e.tone, "") or "bold"),
                 (f"{e.lane:<{lane_w}}  ", TONES.get(tone_of.get(e.lane, ""), "") or "bold"), e.label))
-    return Content("\n").join(lines)
+    return lines
 
 
-class IncidentTimeline(Static):
-    """`show(events, windows, lanes)`; redrawn for the width it gets."""
+class IncidentTimeline(Widget):
+    """`show(events, windows, lanes)`; redrawn for the width it gets.
+
+    A trial's timeline runs to hundreds of lines (every event is listed): only the lines on screen
+    are rendered, each once (a Static renders them all whenever it is drawn)."""
 
     DEFAULT_CSS = """
     IncidentTimeline { width: 1fr; height: auto; padding: 0 1; }
@@ -285,6 +298,8 @@ class IncidentTimeline(Static):
         self.now: datetime | None = None
         self.geometry: Geometry | None = None  # as last drawn
         self.listing = listing
+        self.lines: list[Content] = []  # as last drawn, wrapped to the width
+        self._strips: dict[int, Strip] = {}
         self._drawn_for: tuple[int, int] | None = None
 
     def show(self, events: Sequence[TimelineEvent], windows: Sequence[ShadedWindow] = (),
@@ -299,9 +314,27 @@ class IncidentTimeline(Static):
         width = self.content_region.width or self.size.width or 80
         self._drawn_for = (width, id(self.events))
         self.geometry = timeline_geometry(self.events, self.windows, self.lanes, width, self.now, self.values)
-        self.update(render_timeline(self.events, self.windows, self.lanes, width, self.now, self.listing,
-                                    self.values))
+        self.lines = []
+        for line in timeline_lines(self.events, self.windows, self.lanes, width, self.now, self.listing,
+                                   self.values):
+            self.lines += [line] if line.cell_length <= width else line.wrap(width)
+        self._strips.clear()
+        self.refresh(layout=True)
 
     def on_resize(self) -> None:
         if self._drawn_for is None or self._drawn_for[0] != self.content_region.width:
             self._draw()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # a new theme: the same lines in other colours
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return max(1, len(self.lines))
+
+    def render_line(self, y: int) -> Strip:
+        strip = self._strips.get(y)
+        if strip is None:
+            line = self.lines[y] if y < len(self.lines) else Content("")
+            strip = self._strips[y] = Visual.to_strips(self, line, self.size.width, 1, self.visual_style)[0]
+        return strip
