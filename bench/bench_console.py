@@ -207,6 +207,11 @@ async def apply_benchmarks(repeat: int) -> dict[str, Any]:
 
 
 async def eval_browser_benchmarks(repeat: int, trials: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-eval-browser-") as tmp:
+        return await _eval_browser(Path(tmp), repeat, trials)
+
+
+async def _eval_browser(folder: Path, repeat: int, trials: int) -> dict[str, Any]:
     from operator_tui.app import make_app
     from operator_tui.config import Settings
     from operator_tui.store import Store
@@ -215,7 +220,6 @@ async def eval_browser_benchmarks(repeat: int, trials: int) -> dict[str, Any]:
     from tests.browser.fixture_campaigns import write_campaign
     from widgets.incident_timeline import IncidentTimeline
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-eval-browser-"))
     db = folder / "eval.db"
     store = await Store.open(db)
     t0 = time.perf_counter()

@@ -85,8 +85,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("XDG_DATA_HOME", tempfile.mkdtemp())
-    results = asyncio.run(run(args.rounds))
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("XDG_DATA_HOME", tmp)
+        results = asyncio.run(run(args.rounds))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
