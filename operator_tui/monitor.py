@@ -11,7 +11,8 @@ Rules that keep it honest:
 - A check whose data is missing says so (subjects.base.NotEvaluated): for what it could not judge
   it neither opens nor clears anything (and a ticket's run of clear observations starts over).
   Data that stays missing for `missing_grace_s` is a `metrics_missing` ticket of its own, one per
-  missing source, resolved once the data is back on `clear_after` observations.
+  missing source, resolved once the data is back on `clear_after` observations; not while a
+  firing violation explains the gap (a node that is down has no metrics: its own ticket says so).
 - Tickets of a run that died while watching the same cluster are adopted (store.adopt_orphan_tickets).
 - Samples and ticket changes of one tick are written in one transaction.
 """
@@ -112,14 +113,16 @@ class Monitor:
             self.not_evaluated.extend((inv.name, n) for n in found.not_evaluated)
         if obs.reachable:  # an unreachable system says nothing about its metrics either way
             evaluated.add(METRICS_MISSING)
-            violations.extend(self._missing(obs))
+            violations.extend(self._missing(obs, {(v.invariant, v.entity) for v in violations}))
         return violations, evaluated, errors
 
-    def _missing(self, obs: Observation) -> list[Violation]:
-        """One metrics_missing violation per missing data source (its grace decides when it opens)."""
+    def _missing(self, obs: Observation, firing: set[tuple[str, str]]) -> list[Violation]:
+        """One metrics_missing violation per missing data source (its grace decides when it opens),
+        unless a firing violation explains the gap (the node is down)."""
         by_source: dict[str, list[tuple[str, NotEvaluated]]] = {}
         for inv, n in self.not_evaluated:
-            by_source.setdefault(n.source, []).append((inv, n))
+            if n.explained_by is None or (n.explained_by, n.entity) not in firing:
+                by_source.setdefault(n.source, []).append((inv, n))
         out = []
         for source, items in sorted(by_source.items()):
             checks = sorted({f"{inv}@{n.entity or '*'}" for inv, n in items})

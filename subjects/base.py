@@ -131,6 +131,9 @@ class NotEvaluated(BaseModel):
     reason: str  # for people: "Prometheus at http://...:9090 did not answer within 2 s"
     entity: str | None = None  # None: every entity of the invariant
     source: str = "metrics"  # the missing data, as an entity of its own: "metrics:prometheus"
+    # An invariant whose violation on the same entity explains the gap (a node that is down has no
+    # metrics): while it fires, its ticket covers this and no metrics_missing ticket opens.
+    explained_by: str | None = None
 
 
 @dataclass

@@ -10,7 +10,9 @@ members without a leader.
 Missing data is never "all clear": a member that answers but whose metrics page could not be read,
 or lacks the family a check needs, is not evaluated by that check (`NotEvaluated` on source
 ``metrics:member:<name>``), so its tickets neither open nor resolve, and data that stays missing is
-a ticket of its own. The checks that read only the status call (quorum, leader, alarms, apply lag,
+a ticket of its own. A member that does not answer is not evaluated by them either (a fsync or
+quota ticket of a member that died must not resolve as if it had healed); its `member_reachable`
+ticket covers the gap, so no `metrics_missing` opens for it. The checks that read only the status call (quorum, leader, alarms, apply lag,
 fragmentation, membership) judge without metrics.
 
 Graces come in two profiles: ``lab`` (short: faults in the local lab are seconds long) and
@@ -126,6 +128,15 @@ def unread(n: Node, family: str) -> NotEvaluated | None:
         return None
     why = f"its metrics could not be read: {error}" if error else f"its /metrics has no {family}"
     return NotEvaluated(reason=f"member {n.id}: {why}", entity=n.entity, source=f"metrics:member:{n.id}")
+
+
+def unjudged(n: Node, family: str) -> NotEvaluated | None:
+    """Why member `n`'s `family` is unknown this tick (None: it was read, or the member is not
+    expected to serve yet). A member that does not answer has no metrics: not "all clear" either."""
+    if n.state == NodeState.down:
+        return NotEvaluated(reason=f"member {n.id} does not answer", entity=n.entity,
+                            source=f"metrics:member:{n.id}", explained_by="member_reachable")
+    return unread(n, family) if answering(n) else None
 
 
 def judged(found: list[Violation], missing: list[NotEvaluated]) -> list[Violation] | CheckResult:
@@ -245,7 +256,7 @@ def check_no_alarms(obs: Observation, _h: History) -> list[Violation]:
 def check_quota(t: Thresholds):
     def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
         out: list[Violation] = []
-        missing = [m for n in members(obs) if answering(n) and (m := unread(n, QUOTA))]
+        missing = [m for n in members(obs) if (m := unjudged(n, QUOTA))]
         for n in members(obs):
             quota, size = n.metrics.get("quota_bytes"), n.metrics.get("db_size")
             if not answering(n) or not quota or size is None:
@@ -328,7 +339,7 @@ def check_latency(name: str, metric: str, family: str, what: str, threshold: flo
         out: list[Violation] = []
         # Too few fsyncs/commits in the window for a p99 is a quiet member (evaluated, nothing slow);
         # a histogram that could not be read is unknown.
-        missing = [m for n in members(obs) if answering(n) and (m := unread(n, family))]
+        missing = [m for n in members(obs) if (m := unjudged(n, family))]
         for n in members(obs):
             p99 = n.metrics.get(metric)
             if not answering(n) or p99 is None or p99 <= threshold:

@@ -259,15 +259,19 @@ def check_high_latency(t: Thresholds):
     def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
         unread = obs.details.get("metrics_missing") or {}
         # A node that answers but whose latency histogram could not be read is not "fast": unknown.
-        missing = [NotEvaluated(reason=f"node {n.id}: {unread[n.id]}", entity=n.entity, source=f"metrics:node:{n.id}")
-                   for n in limiter_nodes(obs) if answering(n) and n.id in unread]
+        unreadable = [NotEvaluated(reason=f"node {n.id}: {unread[n.id]}", entity=n.entity,
+                                   source=f"metrics:node:{n.id}") for n in limiter_nodes(obs) if answering(n) and n.id in unread]
+        missing = list(unreadable)
+        if unreadable and len(unreadable) == sum(1 for n in limiter_nodes(obs) if answering(n)):
+            missing.append(NotEvaluated(reason="no node's latency can be read", entity="cluster",
+                                        source=unreadable[0].source))
+        # A node that died is not "fast" either: its own node_down ticket covers the gap.
+        missing += [NotEvaluated(reason=f"node {n.id} does not answer", entity=n.entity, source=f"metrics:node:{n.id}",
+                                 explained_by="node_down") for n in limiter_nodes(obs) if n.state == NodeState.down]
         measured = {n.id: n for n in limiter_nodes(obs)
                     if answering(n) and n.metrics.get("latency_samples", 0.0) >= t.latency_min_samples
                     and "p99_ms" in n.metrics}
         slow = {nid: n for nid, n in measured.items() if n.metrics["p99_ms"] > t.slo_p99_ms}
-        if missing and len(missing) == sum(1 for n in limiter_nodes(obs) if answering(n)):
-            missing.append(NotEvaluated(reason="no node's latency can be read", entity="cluster",
-                                        source=missing[0].source))
         if not slow:
             return CheckResult(not_evaluated=missing) if missing else []
         per_node = {nid: n.metrics["p99_ms"] for nid, n in measured.items()}

@@ -75,11 +75,15 @@ def test_ratelimiter_latency_of_a_node_with_unreadable_metrics_is_not_evaluated(
     def node(nid: str, **metrics: float) -> Node:
         return Node(id=nid, kind="node", state=NodeState.up, metrics={"probe_ok": 1.0, **metrics})
 
-    obs = Observation(subject="ratelimiter", nodes=[node("n1", p99_ms=5.0, latency_samples=100.0), node("n2")],
+    dead = Node(id="n3", kind="node", state=NodeState.down, state_detail="not answering: refused",
+                metrics={"probe_ok": 0.0})
+    obs = Observation(subject="ratelimiter", nodes=[node("n1", p99_ms=5.0, latency_samples=100.0), node("n2"), dead],
                       details={"metrics_missing": {"n2": "GET /metrics answered HTTP 500"}})
     result = high_latency.evaluate(obs, [])
-    assert result.evaluated("node:n1") and not result.evaluated("node:n2")
+    assert result.evaluated("node:n1") and not result.evaluated("node:n2") and not result.evaluated("node:n3")
     assert result.not_evaluated[0].source == "metrics:node:n2" and "HTTP 500" in result.not_evaluated[0].reason
+    # the dead node's gap is its node_down ticket's, not a metrics_missing one
+    assert [(n.entity, n.explained_by) for n in result.not_evaluated] == [("node:n2", None), ("node:n3", "node_down")]
 
 
 @dataclass
@@ -143,6 +147,56 @@ async def test_missing_data_neither_clears_nor_opens_and_becomes_a_ticket(store:
     resolved = {t.invariant for t in report.resolved}
     assert resolved == {"slow", "metrics_missing"} or (await store.get_ticket(slow.id)).status == "resolved"
     assert (await store.get_ticket(missing.id)).status == "resolved"
+
+
+@dataclass
+class Box(Gauge):
+    """The gauge on a node that can die: a dead node has no gauge, and `reachable` says it is dead."""
+
+    down: bool = False
+
+    async def observe(self) -> Observation:
+        if self.down:
+            return Observation(subject="toy", workload=Workload(), details={"down": True})
+        return await super().observe()
+
+    def invariants(self) -> list[Invariant]:
+        def reachable(obs: Observation, _h: Any) -> list[Violation]:
+            return [Violation(invariant="reachable", entity="cluster", severity=Severity.critical,
+                              summary="down")] if obs.details.get("down") else []
+
+        def slow(obs: Observation, _h: Any) -> list[Violation] | CheckResult:
+            if obs.details.get("down"):
+                return CheckResult(not_evaluated=[NotEvaluated(reason="down", entity="cluster", source="metrics:box",
+                                                               explained_by="reachable")])
+            if obs.workload.p99_ms is None:
+                return CheckResult(not_evaluated=[NotEvaluated(reason="scrape failed", entity="cluster",
+                                                               source="metrics:box")])
+            return [Violation(invariant="slow", entity="cluster", severity=Severity.warning,
+                              summary=f"p99 {obs.workload.p99_ms}")] if obs.workload.p99_ms > 50 else []
+        return [Invariant("reachable", "it answers", Severity.critical, "cluster", reachable),
+                Invariant("slow", "p99 under 50", Severity.warning, "cluster", slow)]
+
+
+async def test_a_dead_node_keeps_its_latency_ticket_and_its_own_ticket_explains_the_gap(store: Store) -> None:
+    """A node that dies has no metrics: its latency ticket must not resolve as if it healed, and the
+    gap is its `reachable` ticket's, not a `metrics_missing` one; data missing with the node up is."""
+    box = Box()
+    monitor = Monitor(box, store, await store.start_run("test", "toy"), interval=0.05, clear_after=2,
+                      missing_grace_s=0.2)
+    [slow] = (await monitor.tick()).opened
+    box.down = True
+    for _ in range(8):
+        report = await monitor.tick()
+        await asyncio.sleep(0.05)
+    active = {(t.invariant, t.entity) for t in report.active}
+    assert active == {("slow", "cluster"), ("reachable", "cluster")}, active
+    assert (await store.get_ticket(slow.id)).status != "resolved"
+    box.down, box.p99 = False, None  # back, but its metrics are not
+    for _ in range(8):
+        report = await monitor.tick()
+        await asyncio.sleep(0.05)
+    assert ("metrics_missing", "metrics:box") in {(t.invariant, t.entity) for t in report.active}
 
 
 async def test_verification_needs_clear_after_clean_evaluated_observations(store: Store) -> None:

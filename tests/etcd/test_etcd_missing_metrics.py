@@ -71,6 +71,21 @@ def test_a_member_whose_metrics_cannot_be_read_is_not_evaluated_by_the_checks_th
         assert invariants[name].evaluate(obs, []).not_evaluated == [], name
 
 
+def test_a_member_that_does_not_answer_is_not_evaluated_and_its_reachable_ticket_explains_why() -> None:
+    """A dead member's fsync or quota ticket resolved as if it had healed: the checks skipped it."""
+    dead = Node(id="m2", kind="member", name="m2", state=NodeState.down, state_detail="not answering: refused",
+                labels={"learner": "false", "started": "true"}, metrics={"probe_ok": 0.0})
+    obs = cluster(member("m1", "leader"), dead, member("m3"))
+    invariants = {i.name: i for i in build_invariants(Thresholds(profile="lab"))}
+    for name in METRIC_CHECKS:
+        result = invariants[name].evaluate(obs, [])
+        assert sorted(v.entity for v in result.violations) == ["member:m1", "member:m3"], name
+        [missing] = result.not_evaluated
+        assert (missing.entity, missing.source, missing.explained_by) == \
+            ("member:m2", "metrics:member:m2", "member_reachable")
+    assert [v.entity for v in invariants["member_reachable"].evaluate(obs, []).violations] == ["member:m2"]
+
+
 def test_a_page_without_a_family_starves_only_the_checks_that_read_it() -> None:
     status = decode(200, '{"header":{"member_id":"2749418553129937219","revision":"9","raft_term":"2"},'
                          '"version":"3.4.23","dbSize":"20480","leader":"2749418553129937219","raftIndex":"12",'
