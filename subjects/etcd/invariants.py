@@ -12,8 +12,8 @@ or lacks the family a check needs, is not evaluated by that check (`NotEvaluated
 ``metrics:member:<name>``), so its tickets neither open nor resolve, and data that stays missing is
 a ticket of its own. A member that does not answer is not evaluated by them either (a fsync or
 quota ticket of a member that died must not resolve as if it had healed); its `member_reachable`
-ticket covers the gap, so no `metrics_missing` opens for it. The checks that read only the status call (quorum, leader, alarms, apply lag,
-fragmentation, membership) judge without metrics.
+ticket covers the gap, so no `metrics_missing` opens for it. The checks that read only the status
+call (quorum, leader, alarms, apply lag, fragmentation, membership) judge without metrics.
 
 Graces come in two profiles: ``lab`` (short: faults in the local lab are seconds long) and
 ``production`` (the reference's longer ones); each can be set per invariant (`graces`).

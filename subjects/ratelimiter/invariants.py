@@ -259,8 +259,8 @@ def check_high_latency(t: Thresholds):
     def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
         unread = obs.details.get("metrics_missing") or {}
         # A node that answers but whose latency histogram could not be read is not "fast": unknown.
-        unreadable = [NotEvaluated(reason=f"node {n.id}: {unread[n.id]}", entity=n.entity,
-                                   source=f"metrics:node:{n.id}") for n in limiter_nodes(obs) if answering(n) and n.id in unread]
+        unreadable = [NotEvaluated(reason=f"node {n.id}: {unread[n.id]}", entity=n.entity, source=f"metrics:node:{n.id}")
+                      for n in limiter_nodes(obs) if answering(n) and n.id in unread]
         missing = list(unreadable)
         if unreadable and len(unreadable) == sum(1 for n in limiter_nodes(obs) if answering(n)):
             missing.append(NotEvaluated(reason="no node's latency can be read", entity="cluster",
