@@ -46,7 +46,7 @@ async def _run(settings: CoreSettings, args: argparse.Namespace) -> int:
             if args.json:
                 print_json(rows)
             elif not rows:
-                print("no faults")
+                print("no active faults" if args.active else "no faults")
             else:
                 print_table(["id", "status", "subject", "kind", "target", "injected", "reverted", "detail"],
                             [[r.id, r.status, r.subject, r.kind, r.target, short_time(r.injected_at),

@@ -137,6 +137,7 @@ def test_up_status_down(lab_dir, labs, env):
     assert "no process left" in down.stdout and "fault 1 (redis_latency on n1) ended with the lab" in down.stdout
     [fault] = json.loads(cli("chaos", "list", "--json", env=env).stdout)
     assert fault["status"] == "ended"
+    assert cli("chaos", "list", "--active", env=env).stdout.strip() == "no active faults"
     outcomes = {line.split()[0]: line.split()[-1] for line in down.stdout.splitlines()[:5]}
     assert outcomes == dict.fromkeys(
         ["loadgen", "n1", "n2", "proxy", "redis"], "terminated"
