@@ -122,21 +122,17 @@ def was_leader(history: History, name: str) -> bool:
 
 
 def unread(n: Node, family: str) -> NotEvaluated | None:
-    """Why the answering member `n`'s metric `family` is unknown this tick (None: it was read)."""
+    """Why member `n`'s metric `family` is unknown this tick (None: it was read, or the member is not
+    expected to serve yet). A member that does not answer has no metrics: not "all clear" either."""
+    source = f"metrics:member:{n.id}"
+    if n.state == NodeState.down:
+        return NotEvaluated(reason=f"member {n.id} does not answer", entity=n.entity, source=source,
+                            explained_by="member_reachable")
     error = n.labels.get("metrics_error")
-    if not error and family not in n.labels.get("metrics_absent", "").split(","):
+    if not answering(n) or (not error and family not in n.labels.get("metrics_absent", "").split(",")):
         return None
     why = f"its metrics could not be read: {error}" if error else f"its /metrics has no {family}"
-    return NotEvaluated(reason=f"member {n.id}: {why}", entity=n.entity, source=f"metrics:member:{n.id}")
-
-
-def unjudged(n: Node, family: str) -> NotEvaluated | None:
-    """Why member `n`'s `family` is unknown this tick (None: it was read, or the member is not
-    expected to serve yet). A member that does not answer has no metrics: not "all clear" either."""
-    if n.state == NodeState.down:
-        return NotEvaluated(reason=f"member {n.id} does not answer", entity=n.entity,
-                            source=f"metrics:member:{n.id}", explained_by="member_reachable")
-    return unread(n, family) if answering(n) else None
+    return NotEvaluated(reason=f"member {n.id}: {why}", entity=n.entity, source=source)
 
 
 def judged(found: list[Violation], missing: list[NotEvaluated]) -> list[Violation] | CheckResult:
@@ -256,7 +252,7 @@ def check_no_alarms(obs: Observation, _h: History) -> list[Violation]:
 def check_quota(t: Thresholds):
     def check(obs: Observation, _h: History) -> list[Violation] | CheckResult:
         out: list[Violation] = []
-        missing = [m for n in members(obs) if (m := unjudged(n, QUOTA))]
+        missing = [m for n in members(obs) if (m := unread(n, QUOTA))]
         for n in members(obs):
             quota, size = n.metrics.get("quota_bytes"), n.metrics.get("db_size")
             if not answering(n) or not quota or size is None:
@@ -339,7 +335,7 @@ def check_latency(name: str, metric: str, family: str, what: str, threshold: flo
         out: list[Violation] = []
         # Too few fsyncs/commits in the window for a p99 is a quiet member (evaluated, nothing slow);
         # a histogram that could not be read is unknown.
-        missing = [m for n in members(obs) if (m := unjudged(n, family))]
+        missing = [m for n in members(obs) if (m := unread(n, family))]
         for n in members(obs):
             p99 = n.metrics.get(metric)
             if not answering(n) or p99 is None or p99 <= threshold:
