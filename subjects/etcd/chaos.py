@@ -93,4 +93,4 @@ def options(section: Any, ctx: SubjectContext) -> dict[str, Any]:
 
 
 def of_lab(lab_dir: Path, record: FaultRecord) -> bool:
-    return record.undo.get("lab_dir") == str(Path(lab_dir).expanduser().resolve())
+    return record.undo.get("lab_dir") == str(EtcdLab(lab_dir).run_dir)  # inject records the lab's own run_dir
