@@ -103,6 +103,10 @@ async def load(store: Any, campaign_id: int, *, check_hash: bool = True) -> tupl
     original file). check_hash: refuse when it no longer hashes as stored (the file's prompts or
     the spec's defaults changed): resuming it would mix two different campaigns."""
     row = await _meta(store, campaign_id)
+    if not row.spec_yaml:
+        raise SpecError("store", None, "", f"campaign {campaign_id} ({row.name}) was run by `eval run` and has no "
+                        f"campaign file to compare, report or resume; `operator-tui eval analyze c{campaign_id}` "
+                        "scores it")
     extra = (row.host_json or {}).get("campaign", {})
     path = Path(extra.get("file") or f"campaign-{campaign_id}.yaml")
     try:

@@ -118,6 +118,29 @@ def test_spec_and_usage_errors_exit_2_in_one_line(tmp_path: Path) -> None:
         db).execute("SELECT count(*) FROM eval_trials").fetchone()[0]  # nothing ran
 
 
+def test_an_eval_run_campaign_has_no_file_to_compare_and_says_so(tmp_path: Path) -> None:
+    """`eval compare-baseline` on an `eval run` campaign said "a campaign file is a mapping"."""
+    import asyncio
+
+    from operator_tui.store import Store
+
+    db = tmp_path / "e.db"
+
+    async def adhoc() -> int:
+        store = await Store.open(db)
+        try:  # what `eval run` stores: no campaign file
+            return await store.create_campaign("adhoc tikv kill_store embedded", spec_sha256="abc")
+        finally:
+            await store.close()
+    cid = asyncio.run(adhoc())
+    for command in ("compare-baseline", "report"):
+        result = cli("eval", command, str(cid), db=db)
+        assert result.returncode == 2, result.stderr
+        assert one_line_error(result) == (
+            f"operator-tui: error: store: campaign {cid} (adhoc tikv kill_store embedded) was run by `eval run` and "
+            f"has no campaign file to compare, report or resume; `operator-tui eval analyze c{cid}` scores it")
+
+
 @pytest.mark.slow
 def test_a_budget_too_small_skips_trials_and_exits_3(tmp_path: Path) -> None:
     spec = campaign_file(tmp_path, """\
